@@ -1,0 +1,134 @@
+"""The anatomy of a World Action Model: the 4-tuple (substrate, coupling, backbone, deployment) as typed specs.
+
+A WAM models ``p(s_{t+1:t+H}, a_{t:t+H-1} | c)`` with ``s`` in a chosen substrate space. The four axes say what
+future exists (substrate), how the action binds to it (coupling), how the prediction is made (backbone) and when
+the model runs (deployment). ``WAMSpec.validate`` holds the rules between axes, so an impossible model fails at
+configuration time with a message that names the conflict and a valid alternative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class SpecError(ValueError):
+    """An impossible or unsupported 4-tuple; the message names the conflict and a valid alternative."""
+
+
+class Substrate(str, Enum):
+    """What future the model predicts. ``none`` is the VLA boundary case: no future at all."""
+
+    NONE = "none"
+    PIXEL_DECODED = "pixel-decoded"
+    PIXEL_LATENT = "pixel-latent"
+    FEATURE_ENCODER_ONLY = "feature-encoder-only"
+    FEATURE_TAP = "feature-tap"
+    FEATURE_TEACHER = "feature-teacher"
+    FEATURE_TOKEN = "feature-token"
+    GEOMETRIC = "geometric"
+    AFFORDANCE = "affordance"
+
+    @property
+    def decodes_to_pixels(self) -> bool:
+        return self in (Substrate.PIXEL_DECODED, Substrate.PIXEL_LATENT)
+
+
+class Coupling(str, Enum):
+    """How the action binds to the predicted future."""
+
+    NONE = "none"  # VLA: the action never sees a prediction
+    ROLLOUT = "rollout"  # q(a|c) p(s|c,a): candidates are rolled out and scored
+    JOINT = "joint"  # p(s, a | c), trained with L_gen + lambda L_act
+    POST_HEAD = "post-head"  # p(s|c) q(a|s,c): an inverse-dynamics head reads the future
+
+
+class Backbone(str, Enum):
+    """How the prediction is made."""
+
+    DIFFUSION = "diffusion"
+    AUTOREGRESSIVE = "autoregressive"
+    JEPA = "jepa"
+    HYBRID = "hybrid"
+    VLM = "vlm"
+
+
+class Deployment(str, Enum):
+    """When the model runs, with its cost model (see ``wam.eval.budget``)."""
+
+    OPEN_LOOP = "open-loop"  # one call for the whole task
+    CHUNKED = "chunked"  # one call every K steps
+    SINGLE_STEP = "single-step"  # one call per step
+    INTERACTIVE = "interactive"  # the model is stepped like an environment
+
+
+# What each backbone can generate. JEPA predicts in embedding space and has no decoder by construction.
+_BACKBONE_SUBSTRATES: dict[Backbone, frozenset[Substrate]] = {
+    Backbone.DIFFUSION: frozenset(Substrate),
+    Backbone.AUTOREGRESSIVE: frozenset(Substrate),
+    Backbone.HYBRID: frozenset(Substrate),
+    Backbone.VLM: frozenset(Substrate),
+    Backbone.JEPA: frozenset({Substrate.FEATURE_TEACHER, Substrate.FEATURE_ENCODER_ONLY, Substrate.NONE}),
+}
+
+# Components that exist in code today; the validity rules above are the survey's, this is our coverage.
+IMPLEMENTED: dict[str, frozenset] = {
+    "substrate": frozenset({Substrate.NONE, Substrate.FEATURE_ENCODER_ONLY}),
+    "backbone": frozenset({Backbone.DIFFUSION}),
+    "coupling": frozenset({Coupling.NONE, Coupling.POST_HEAD}),
+    "deployment": frozenset({Deployment.CHUNKED, Deployment.SINGLE_STEP, Deployment.OPEN_LOOP}),
+}
+
+
+@dataclass(frozen=True)
+class WAMSpec:
+    """The 4-tuple of a model. Strings are accepted and converted, so configs stay plain JSON."""
+
+    substrate: Substrate = Substrate.FEATURE_ENCODER_ONLY
+    coupling: Coupling = Coupling.POST_HEAD
+    backbone: Backbone = Backbone.DIFFUSION
+    deployment: Deployment = Deployment.CHUNKED
+
+    def __post_init__(self) -> None:
+        for name, enum in (("substrate", Substrate), ("coupling", Coupling), ("backbone", Backbone),
+                           ("deployment", Deployment)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, enum(value))
+            except ValueError:
+                choices = ", ".join(e.value for e in enum)
+                raise SpecError(f"unknown {name} {value!r}; choose from: {choices}") from None
+        self.validate()
+
+    @property
+    def is_wam(self) -> bool:
+        """A model is a WAM only when a predicted future lies on the action path."""
+        return self.substrate is not Substrate.NONE
+
+    def validate(self) -> None:
+        """Raise ``SpecError`` for combinations the anatomy forbids."""
+        if (self.substrate is Substrate.NONE) != (self.coupling is Coupling.NONE):
+            if self.substrate is Substrate.NONE:
+                raise SpecError(f"coupling {self.coupling.value!r} needs a predicted future, but substrate is "
+                                "'none'; pick a substrate such as 'feature-encoder-only', or coupling 'none' (a VLA)")
+            raise SpecError(f"substrate {self.substrate.value!r} predicts a future that coupling 'none' never uses; "
+                            "pick coupling 'post-head', 'joint' or 'rollout', or substrate 'none' (a VLA)")
+        if self.substrate not in _BACKBONE_SUBSTRATES[self.backbone]:
+            raise SpecError(f"backbone {self.backbone.value!r} cannot generate substrate {self.substrate.value!r}: it "
+                            "predicts in embedding space with no decoder; use substrate 'feature-teacher', or a "
+                            "'diffusion' or 'autoregressive' backbone for pixels")
+        if self.substrate is Substrate.FEATURE_ENCODER_ONLY and self.coupling is Coupling.ROLLOUT:
+            raise SpecError("substrate 'feature-encoder-only' is a training-time target only and cannot score "
+                            "rollouts; use substrate 'feature-teacher' for action-conditioned rollout")
+
+    def require_implemented(self) -> None:
+        """Raise ``SpecError`` when a valid 4-tuple needs a component this version does not ship yet."""
+        for axis, have in IMPLEMENTED.items():
+            value = getattr(self, axis)
+            if value not in have:
+                choices = ", ".join(sorted(v.value for v in have))
+                raise SpecError(f"{axis} {value.value!r} is valid but not implemented yet; available: {choices}")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"substrate": self.substrate.value, "coupling": self.coupling.value,
+                "backbone": self.backbone.value, "deployment": self.deployment.value}

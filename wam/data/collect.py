@@ -1,0 +1,178 @@
+"""Scripted-expert demonstrations from MetaWorld, collected in parallel and resumable.
+
+Episode ``e`` of a collection is fully determined by (task, seed): task ``tasks[e // episodes]`` and demonstration
+seed ``seed + e % episodes`` (the expert is retried on ``seed + e % episodes + k * SEED_STRIDE`` when it fails).
+Because an episode never depends on which worker ran it or when, an interrupted collection re-run with the same
+arguments only collects the episodes that are not staged yet, and the result is identical to an uninterrupted run.
+Evaluation seeds start at ``EVAL_SEED_BASE``, far above any demonstration seed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from wam.data.lerobot import (STAGING, DatasetError, atomic_write_json, finalize, read_staged_meta,
+                              write_staged_episode)
+from wam.envs.metaworld import IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
+
+SEED_STRIDE = 1_000_000
+MAX_EXPERT_ATTEMPTS = 5
+MAX_DEMO_SEED = 100_000_000
+EVAL_SEED_BASE = 1_000_000_000
+
+
+@dataclass
+class CollectConfig:
+    """Collect scripted-expert demonstrations from MetaWorld into a LeRobotDataset v3 directory."""
+
+    tasks: str
+    """Comma-separated MetaWorld v3 task names, e.g. button-press-topdown-v3,drawer-open-v3."""
+    episodes: int
+    """Episodes per task."""
+    out: Path
+    """Dataset directory (created; an unfinished collection there is resumed)."""
+    track: Literal["vision", "state"] = "vision"
+    """vision: 64x64 corner2 RGB + 4-d proprioception; state: the 39-d privileged state."""
+    workers: int = 2
+    """Parallel simulator processes."""
+    seed: int = 0
+    """First demonstration seed; evaluation seeds never overlap demonstration seeds."""
+    max_steps: int = 500
+    """Episode cap in control steps; an episode ends at the first success."""
+    image_size: int = 64
+    """Side of the square camera image (vision track)."""
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+
+def features_for(track: str, image_size: int) -> dict[str, dict[str, Any]]:
+    """The LeRobot feature declarations a collection writes, in ``meta/info.json`` form."""
+    features: dict[str, dict[str, Any]] = {}
+    if track == "vision":
+        features[IMAGE_KEY] = {"dtype": "image", "shape": [image_size, image_size, 3],
+                               "names": ["height", "width", "channels"]}
+        features[STATE_KEY] = {"dtype": "float32", "shape": [4], "names": ["hand_x", "hand_y", "hand_z", "gripper"]}
+    else:
+        features[STATE_KEY] = {"dtype": "float32", "shape": [39], "names": None}
+    features["action"] = {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "gripper"]}
+    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
+    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
+    features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
+    # Simulator ground truth for geometric and affordance substrates; never part of a policy's observation.
+    features["groundtruth.keypoints_xyz"] = {"dtype": "float32", "shape": [len(KEYPOINTS), 3],
+                                             "names": [list(KEYPOINTS), ["x", "y", "z"]]}
+    features["groundtruth.keypoints_uv"] = {"dtype": "float32", "shape": [len(KEYPOINTS), 2],
+                                            "names": [list(KEYPOINTS), ["u", "v"]]}
+    return features
+
+
+_ENVS: dict[str, Any] = {}  # per worker process: one simulator per task, reused across episodes
+
+
+def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, bool]:
+    from wam.envs.metaworld import MetaWorldEnv, ScriptedExpert
+
+    warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
+
+    episode_index, task, base_seed, cfg = job
+    if task not in _ENVS:
+        _ENVS[task] = MetaWorldEnv(task, track=cfg["track"], image_size=cfg["image_size"],
+                                   max_episode_steps=cfg["max_steps"])
+    env = _ENVS[task]
+    expert = ScriptedExpert(env)
+    for attempt in range(MAX_EXPERT_ATTEMPTS):
+        seed = base_seed + attempt * SEED_STRIDE
+        frames: dict[str, list[Any]] = {k: [] for k in cfg["features"]}
+        obs, _ = env.reset(seed=seed)
+        expert.reset()
+        done = success = False
+        while not done:
+            truth = env.ground_truth()
+            action = expert.select_action(obs)
+            for k, v in obs.items():
+                frames[k].append(v)
+            frames["action"].append(np.clip(action, -1, 1).astype(np.float32))
+            frames["groundtruth.keypoints_xyz"].append(truth["keypoints_xyz"])
+            frames["groundtruth.keypoints_uv"].append(truth["keypoints_uv"])
+            obs, reward, success, truncated, _ = env.step(action)
+            done = success or truncated
+            frames["next.reward"].append(reward)
+            frames["next.success"].append(success)
+            frames["next.done"].append(done)
+        if success:
+            break
+    meta = {"task": task, "seed": seed, "success": bool(success), "episode_index": episode_index}
+    write_staged_episode(Path(cfg["out"]), episode_index, frames, cfg["features"], meta)
+    return episode_index, bool(success)
+
+
+def run_collect(cfg: CollectConfig) -> dict[str, Any]:
+    """Collect (or finish collecting) the dataset described by ``cfg``; returns its ``meta/info.json``."""
+    tasks = check_tasks(cfg.task_list)
+    if cfg.episodes < 1 or cfg.workers < 1:
+        raise ValueError("--episodes and --workers must be at least 1")
+    if not 0 <= cfg.seed < MAX_DEMO_SEED - cfg.episodes:
+        raise ValueError(f"--seed must lie in [0, {MAX_DEMO_SEED - cfg.episodes}) so demonstration seeds never "
+                         "reach the evaluation seeds")
+    out = Path(cfg.out)
+    request = {k: v for k, v in asdict(cfg).items() if k != "workers"}
+    request["out"] = str(out)
+    config_path = out / "meta/collect_config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        if previous != request:
+            diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
+            raise DatasetError(f"{out} holds a collection made with other arguments {diff}; re-run with the same "
+                               "arguments to resume it, or choose another --out")
+        if (out / "meta/info.json").exists() and not (out / STAGING).exists():
+            print(f"{out}: collection already complete")
+            return json.loads((out / "meta/info.json").read_text())
+    elif out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not a wam collection; choose an empty or new --out directory")
+    atomic_write_json(config_path, request)
+
+    features = features_for(cfg.track, cfg.image_size)
+    jobs = []
+    for episode_index in range(len(tasks) * cfg.episodes):
+        staged = out / STAGING / f"episode-{episode_index:06d}.parquet"
+        if staged.exists() and read_staged_meta(staged) is not None:
+            continue
+        task = tasks[episode_index // cfg.episodes]
+        jobs.append((episode_index, task, cfg.seed + episode_index % cfg.episodes,
+                     {"out": str(out), "track": cfg.track, "image_size": cfg.image_size,
+                      "max_steps": cfg.max_steps, "features": features}))
+    total = len(tasks) * cfg.episodes
+    failures = 0
+    if jobs:
+        bar = tqdm(total=total, initial=total - len(jobs), desc="collect", unit="ep")
+        if cfg.workers == 1:
+            results = map(_record_episode, jobs)
+        else:
+            # spawn: each worker owns its own EGL context, which fork would share and break.
+            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)))
+            results = pool.imap_unordered(_record_episode, jobs)
+        for _, ok in results:
+            failures += not ok
+            bar.update()
+        bar.close()
+        if cfg.workers > 1:
+            pool.close()
+            pool.join()
+    fps = 80.0  # MetaWorld: frame_skip 5 x 2.5 ms
+    info = finalize(out, features, fps=fps, robot_type="sawyer",
+                    extra_info={"wam": {"track": cfg.track, "tasks": tasks, "episodes_per_task": cfg.episodes,
+                                        "seed": cfg.seed}})
+    if failures:
+        print(f"warning: the expert failed {failures} episode(s) after {MAX_EXPERT_ATTEMPTS} seeds; they are kept "
+              "and marked success=false in meta/episodes")
+    return info

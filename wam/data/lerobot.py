@@ -1,0 +1,288 @@
+"""Datasets on disk in the LeRobotDataset v3 layout, written crash-safely and read back with clear errors.
+
+Layout (``ROOT`` is the ``--out`` directory)::
+
+    meta/info.json                         features (dtype, shape, names), fps, counts, path templates
+    meta/stats.json                        min / max / mean / std / count per feature (images per channel, in [0, 1])
+    meta/tasks.parquet                     task string -> task_index
+    meta/episodes/chunk-000/file-000.parquet   one row per episode: length, index range, data file, seed, task
+    data/chunk-XXX/file-XXX.parquet        frames, episodes concatenated, images as PNG bytes ({bytes, path})
+
+Writers first put every finished episode in ``staging/`` with an atomic rename; ``finalize`` then concatenates
+them in episode order into the data files, writes the metadata and writes ``meta/info.json`` last, so a dataset
+with an ``info.json`` is complete. A crash at any point leaves either finished staged episodes or a complete
+dataset, and re-running the same collection picks up from there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000
+DATA_FILE_MB = 100
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+STAGING = "staging"
+
+# Per-frame bookkeeping columns every LeRobot dataset has.
+INDEX_FEATURES: dict[str, dict[str, Any]] = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, corrupt or does not match what the caller expects."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def _atomic_write_table(path: Path, table: pa.Table) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _arrow_type(feature: dict[str, Any]) -> pa.DataType:
+    if feature["dtype"] == "image":
+        return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    scalar = {"float32": pa.float32(), "int64": pa.int64(), "bool": pa.bool_()}[feature["dtype"]]
+    shape = feature["shape"]
+    if shape == [1]:
+        return scalar
+    for size in reversed(shape):
+        scalar = pa.list_(scalar, size)
+    return scalar
+
+
+def _column(values: list[Any], feature: dict[str, Any]) -> pa.Array:
+    if feature["dtype"] == "image":
+        return pa.array([{"bytes": encode_png(v), "path": None} for v in values], type=_arrow_type(feature))
+    array = np.asarray(values)
+    if feature["shape"] != [1]:
+        array = array.reshape(len(values), *feature["shape"])
+        return pa.array(array.tolist(), type=_arrow_type(feature))
+    return pa.array(array.reshape(-1), type=_arrow_type(feature))
+
+
+def write_staged_episode(root: Path, episode_index: int, frames: dict[str, list[Any]],
+                         features: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Path:
+    """Atomically write one finished episode to ``staging/``; ``meta`` (task, seed, ...) goes in the file footer."""
+    columns = {key: _column(frames[key], features[key]) for key in features if key in frames}
+    table = pa.table(columns).replace_schema_metadata({"wam.episode": json.dumps(meta)})
+    path = root / STAGING / f"episode-{episode_index:06d}.parquet"
+    _atomic_write_table(path, table)
+    return path
+
+
+def read_staged_meta(path: Path) -> dict[str, Any] | None:
+    """The footer metadata of a staged episode, or None if the file is unreadable (then it is collected again)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[b"wam.episode"])
+    except (OSError, pa.ArrowException, KeyError, ValueError):
+        return None
+
+
+def finalize(root: Path, features: dict[str, dict[str, Any]], fps: float, robot_type: str,
+             extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble staged episodes into the v3 layout; ``info.json`` is written last and marks completion."""
+    staged = sorted((root / STAGING).glob("episode-*.parquet"))
+    if not staged:
+        raise DatasetError(f"{root}: nothing to finalize (no staged episodes)")
+    tasks: dict[str, int] = {}
+    episode_rows: list[dict[str, Any]] = []
+    data_tables: list[pa.Table] = []
+    file_index, file_bytes, start = 0, 0, 0
+    shutil.rmtree(root / "data", ignore_errors=True)
+
+    def flush() -> None:
+        nonlocal data_tables, file_index, file_bytes
+        if data_tables:
+            path = root / DATA_PATH.format(chunk_index=file_index // CHUNKS_SIZE, file_index=file_index % CHUNKS_SIZE)
+            _atomic_write_table(path, pa.concat_tables(data_tables))
+            data_tables, file_index, file_bytes = [], file_index + 1, 0
+
+    for episode_index, path in enumerate(staged):
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"wam.episode"])
+        task_index = tasks.setdefault(meta["task"], len(tasks))
+        n = table.num_rows
+        table = table.replace_schema_metadata(None)
+        table = table.append_column("timestamp", pa.array(np.arange(n, dtype=np.float32) / fps))
+        table = table.append_column("frame_index", pa.array(np.arange(n, dtype=np.int64)))
+        table = table.append_column("episode_index", pa.array(np.full(n, episode_index, dtype=np.int64)))
+        table = table.append_column("index", pa.array(np.arange(start, start + n, dtype=np.int64)))
+        table = table.append_column("task_index", pa.array(np.full(n, task_index, dtype=np.int64)))
+        if file_bytes and file_bytes + table.nbytes > DATA_FILE_MB * 2**20:
+            flush()
+        data_tables.append(table)
+        file_bytes += table.nbytes
+        episode_rows.append({"episode_index": episode_index, "tasks": [meta["task"]], "length": n,
+                             "data/chunk_index": file_index // CHUNKS_SIZE, "data/file_index": file_index % CHUNKS_SIZE,
+                             "dataset_from_index": start, "dataset_to_index": start + n,
+                             "seed": meta["seed"], "success": meta["success"]})
+        start += n
+    flush()
+
+    all_features = {**features, **INDEX_FEATURES}
+    _atomic_write_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0), pa.Table.from_pylist(episode_rows))
+    _atomic_write_table(root / "meta/tasks.parquet",
+                        pa.table({"task_index": list(tasks.values()), "task": list(tasks)}))
+    atomic_write_json(root / "meta/stats.json", compute_stats(root, all_features))
+    info = {
+        "codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
+        "total_episodes": len(episode_rows), "total_frames": start, "total_tasks": len(tasks),
+        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB, "video_files_size_in_mb": 0,
+        "fps": fps, "splits": {"train": f"0:{len(episode_rows)}"},
+        "data_path": DATA_PATH, "video_path": None, "features": all_features, **(extra_info or {}),
+    }
+    atomic_write_json(root / "meta/info.json", info)
+    shutil.rmtree(root / STAGING, ignore_errors=True)
+    return info
+
+
+def compute_stats(root: Path, features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-feature statistics over every frame; image statistics are per channel on the [0, 1] scale."""
+    data = LeRobotDataset.read_frames(root, features)
+    stats: dict[str, dict[str, Any]] = {}
+    for key, array in data.items():
+        if features[key]["dtype"] == "image":
+            x = array.reshape(-1, 3).astype(np.float64) / 255.0
+            axis_stats = [x.min(0), x.max(0), x.mean(0), x.std(0)]
+            axis_stats = [s.reshape(3, 1, 1) for s in axis_stats]
+        else:
+            x = array.astype(np.float64).reshape(len(array), -1) if array.ndim > 1 else array.astype(np.float64)[:, None]
+            axis_stats = [s.reshape(features[key]["shape"]) for s in (x.min(0), x.max(0), x.mean(0), x.std(0))]
+        stats[key] = {name: s.tolist() for name, s in zip(("min", "max", "mean", "std"), axis_stats)}
+        stats[key]["count"] = [len(array)]
+    return stats
+
+
+@dataclass
+class LeRobotDataset:
+    """A finished dataset loaded into memory: frame arrays per feature, episode table, tasks and stats."""
+
+    root: Path
+    info: dict[str, Any]
+    stats: dict[str, dict[str, Any]]
+    frames: dict[str, np.ndarray]
+    episodes: list[dict[str, Any]]
+    tasks: list[str]  # position = task_index
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return self.info["features"]
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.info["total_frames"])
+
+    @classmethod
+    def load(cls, root: str | Path) -> LeRobotDataset:
+        """Load and check a dataset; every problem raises ``DatasetError`` naming the file and the fix."""
+        root = Path(root)
+        info_path = root / "meta/info.json"
+        if not info_path.exists():
+            hint = (" (an unfinished collection: re-run the same `wam collect` command to finish it)"
+                    if (root / STAGING).exists() else " (create one with `wam collect`)")
+            raise DatasetError(f"{root} is not a wam dataset: {info_path} is missing{hint}")
+        info = _read_json(info_path)
+        if not isinstance(info.get("features"), dict) or "total_frames" not in info:
+            raise DatasetError(f"{info_path} lacks 'features' or 'total_frames'; rebuild the dataset with `wam collect`")
+        stats = _read_json(root / "meta/stats.json")
+        frames = cls.read_frames(root, info["features"])
+        episodes = _read_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pylist()
+        tasks_table = _read_table(root / "meta/tasks.parquet").to_pydict()
+        tasks = [t for _, t in sorted(zip(tasks_table["task_index"], tasks_table["task"]))]
+        n = len(frames["index"])
+        if n != info["total_frames"] or len(episodes) != info["total_episodes"]:
+            raise DatasetError(f"{root}: data holds {n} frames / {len(episodes)} episodes but meta/info.json declares "
+                               f"{info['total_frames']} / {info['total_episodes']}; the dataset is incomplete, "
+                               "collect it again into a fresh --out directory")
+        return cls(root, info, stats, frames, episodes, tasks)
+
+    @staticmethod
+    def read_frames(root: Path, features: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+        """Read every data file into one numpy array per feature (images decoded to uint8 ``[N, H, W, 3]``)."""
+        files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+        if not files:
+            raise DatasetError(f"{root}/data holds no parquet files; collect the dataset again with `wam collect`")
+        tables = [_read_table(f) for f in files]
+        out: dict[str, np.ndarray] = {}
+        for key, feature in features.items():
+            missing = [str(f) for f, t in zip(files, tables) if key not in t.column_names]
+            if missing:
+                raise DatasetError(f"feature {key!r} declared in meta/info.json is missing from {missing[0]}; "
+                                   "the dataset is corrupt, collect it again")
+            column = pa.chunked_array([c for t in tables for c in t.column(key).chunks])
+            if feature["dtype"] == "image":
+                out[key] = np.stack([decode_png(v["bytes"]) for v in column.to_pylist()])
+            else:
+                array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
+                out[key] = array.astype({"float32": np.float32, "int64": np.int64, "bool": bool}[feature["dtype"]])
+            expected = tuple(feature["shape"]) if feature["shape"] != [1] else ()
+            if out[key].shape[1:] != expected:
+                raise DatasetError(f"feature {key!r} has shape {list(out[key].shape[1:])} in the data files but "
+                                   f"{feature['shape']} in meta/info.json; the dataset is corrupt, collect it again")
+        return out
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing; the dataset is incomplete, collect it again with `wam collect`") from None
+    except (OSError, pa.ArrowException) as e:
+        raise DatasetError(f"{path} is corrupt or truncated ({str(e).splitlines()[0]}); delete the dataset and "
+                           "collect it again with `wam collect`") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing; collect the dataset again with `wam collect`") from None
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{path} is not valid JSON ({e}); collect the dataset again with `wam collect`") from None

@@ -1,0 +1,184 @@
+"""MetaWorld v3 as a gymnasium environment with a vision track and a privileged-state track.
+
+Vision track: a 64x64 RGB image from the ``corner2`` camera, turned upright (MetaWorld's corner cameras come out
+rotated 180 degrees), plus 4-d proprioception (hand xyz, gripper opening). Shadows, reflections and multisampling
+are switched off, which makes offscreen frames about 8x faster at no cost for a 64x64 policy input.
+State track: the 39-d MetaWorld state (hand, gripper, object poses, previous frame, goal).
+
+Observations use the dataset's own keys (``observation.state``, ``observation.images.corner2``) so a policy sees
+in the simulator exactly what it saw in training. ``ground_truth()`` exposes the 3-D positions of the end effector,
+the task's key object and the goal, with their projections into the image, for substrates that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+Track = Literal["vision", "state"]
+CAMERA = "corner2"
+IMAGE_KEY = f"observation.images.{CAMERA}"
+STATE_KEY = "observation.state"
+KEYPOINTS = ("ee", "object", "goal")  # order of the rows of ``keypoints_uv`` / ``keypoints_xyz``
+
+
+def task_names() -> list[str]:
+    """The 50 MetaWorld v3 task names, e.g. ``drawer-open-v3``."""
+    import metaworld
+
+    return list(metaworld.ALL_V3_ENVIRONMENTS)
+
+
+def check_tasks(tasks: list[str]) -> list[str]:
+    """Return ``tasks`` unchanged, or raise ``ValueError`` naming the first unknown task."""
+    known = task_names()
+    for task in tasks:
+        if task not in known:
+            close = [k for k in known if task.split("-")[0] in k][:5] or known[:5]
+            raise ValueError(f"unknown MetaWorld task {task!r}; did you mean one of: {', '.join(close)}? "
+                             "(`wam collect --help` lists the 50 v3 tasks)")
+    if not tasks:
+        raise ValueError("no task given; pass --tasks NAME[,NAME...], e.g. --tasks drawer-open-v3")
+    return tasks
+
+
+def instruction(task: str) -> str:
+    """The task's name as a natural-language instruction: ``drawer-open-v3`` -> ``drawer open``."""
+    return " ".join(w for w in task.split("-") if not (w.startswith("v") and w[1:].isdigit()))
+
+
+class MetaWorldEnv(gym.Env):
+    """One MetaWorld v3 task; every ``reset(seed=s)`` draws a fresh, reproducible object and goal placement."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+
+    def __init__(self, task: str, track: Track = "vision", image_size: int = 64, max_episode_steps: int = 500,
+                 render_size: int | None = None):
+        import metaworld
+
+        check_tasks([task])
+        self.task, self.track, self.image_size = task, track, image_size
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = "rgb_array"
+        size = render_size or image_size
+        self._env = metaworld.ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=CAMERA,
+                                                         width=size, height=size)
+        # Goal-observable, freshly randomized placement at every reset, driven by the env's own seeded RNG.
+        self._env._partially_observable = False
+        self._env._freeze_rand_vec = False
+        self._env.seeded_rand_vec = True
+        self._env._set_task_called = True
+        model = self._env.model
+        model.light_castshadow[:] = 0
+        model.mat_reflectance[:] = 0
+        model.vis.quality.offsamples = 0
+        self._cam_id = model.camera(CAMERA).id
+        self._size = size
+        self._state = np.zeros(39)
+        self._steps = 0
+
+        spaces: dict[str, gym.Space] = {}
+        if track == "vision":
+            spaces[IMAGE_KEY] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+            spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        else:
+            spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    @property
+    def control_hz(self) -> float:
+        """The environment's control rate: one action per ``frame_skip`` physics steps."""
+        return 1.0 / self._env.dt
+
+    @property
+    def privileged_state(self) -> np.ndarray:
+        """The 39-d MetaWorld state; the scripted experts read it, vision-track policies never do."""
+        return self._state
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._env.seed(seed)
+        self._state, _ = self._env.reset()
+        self._steps = 0
+        return self._observation(), {"is_success": False}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self._state, reward, _, _, info = self._env.step(action)
+        self._steps += 1
+        success = bool(info.get("success", 0.0))
+        truncated = self._steps >= self.max_episode_steps or self._steps >= self._env.max_path_length
+        return self._observation(), float(reward), success, truncated, {"is_success": success}
+
+    def render(self) -> np.ndarray:
+        """The camera frame, upright, at ``render_size`` (the observation size by default)."""
+        return np.ascontiguousarray(self._env.render()[::-1, ::-1])
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        if self.track == "state":
+            return {STATE_KEY: self._state.astype(np.float32)}
+        image = self.render()
+        if self._size != self.image_size:
+            raise RuntimeError("observation rendering needs render_size == image_size")
+        return {IMAGE_KEY: image, STATE_KEY: self._state[:4].astype(np.float32)}
+
+    def ground_truth(self) -> dict[str, np.ndarray]:
+        """3-D positions (world frame, metres) of end effector, key object and goal, and their image projections.
+
+        ``keypoints_uv`` holds pixel coordinates (u to the right, v down) in the upright observation image;
+        points behind the camera come out as NaN.
+        """
+        env = self._env
+        xyz = np.stack([np.asarray(env.tcp_center, dtype=np.float64),
+                        np.asarray(env._get_pos_objects()[:3], dtype=np.float64),
+                        np.asarray(env._target_pos, dtype=np.float64)])
+        return {"keypoints_xyz": xyz.astype(np.float32), "keypoints_uv": self.project(xyz).astype(np.float32)}
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """Pinhole projection of world points ``[N, 3]`` into upright image pixels ``[N, 2]``."""
+        data, model = self._env.data, self._env.model
+        cam_pos = data.cam_xpos[self._cam_id]
+        cam_rot = data.cam_xmat[self._cam_id].reshape(3, 3)
+        local = (points - cam_pos) @ cam_rot  # camera frame: x right, y up, looking along -z
+        focal = 0.5 * self.image_size / np.tan(np.deg2rad(model.cam_fovy[self._cam_id]) / 2)
+        depth = -local[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = focal * local[:, 0] / depth + self.image_size / 2
+            v = -focal * local[:, 1] / depth + self.image_size / 2
+        uv = np.stack([u, v], axis=-1)
+        uv[depth <= 0] = np.nan
+        # MuJoCo's frame for this camera is rotated 180 degrees; the observation is turned upright.
+        return self.image_size - uv
+
+    def close(self) -> None:
+        # Free the EGL context now: left to the garbage collector it fails noisily at interpreter exit.
+        renderer = getattr(self._env, "mujoco_renderer", None)
+        if renderer is not None:
+            renderer.close()
+        super().close()
+
+
+class ScriptedExpert:
+    """MetaWorld's hand-written expert for a task, behind the policy interface ``reset`` / ``select_action``.
+
+    The expert reads the privileged 39-d state of the environment it is bound to, so it works on both tracks.
+    """
+
+    def __init__(self, env: MetaWorldEnv):
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.env = env
+        self._policy = ENV_POLICY_MAP[env.task]()
+
+    def reset(self) -> None:
+        pass
+
+    def select_action(self, observation: dict[str, Any] | None = None) -> np.ndarray:
+        return np.asarray(self._policy.get_action(self.env.privileged_state), dtype=np.float32)
