@@ -1,0 +1,74 @@
+"""The ``wam`` command line: typed configs (tyro dataclasses), one subcommand per job."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _commands() -> dict[str, type]:
+    from wam.data.collect import CollectConfig
+    from wam.eval.runner import EvalConfig
+    from wam.presets.census import CensusConfig
+    from wam.quickstart import QuickstartConfig
+    from wam.train.loop import TrainConfig
+
+    return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
+            "train": TrainConfig, "eval": EvalConfig}
+
+
+def run(cfg: Any) -> Any:
+    """Dispatch a parsed config to its job."""
+    from wam.data.collect import CollectConfig, run_collect
+    from wam.eval.runner import EvalConfig, run_eval
+    from wam.presets.census import CensusConfig, run_census
+    from wam.quickstart import QuickstartConfig, run_quickstart
+    from wam.train.loop import TrainConfig, train
+
+    if isinstance(cfg, CensusConfig):
+        return run_census(cfg)
+    if isinstance(cfg, CollectConfig):
+        info = run_collect(cfg)
+        print(f"{cfg.out}: {info['total_episodes']} episodes, {info['total_frames']} frames")
+        return info
+    if isinstance(cfg, TrainConfig):
+        summary = train(cfg)
+        print(f"{cfg.out}/model: {summary['parameters'] / 1e6:.2f} M parameters, {summary['steps']} steps in "
+              f"{summary['train_time_s']:.0f} s, final loss {summary['final_loss_smooth']:.4f}")
+        return summary
+    if isinstance(cfg, EvalConfig):
+        from wam.eval.report import print_report
+
+        info = run_eval(cfg)
+        print_report(info)
+        print(f"wrote {cfg.out}/eval_info.json")
+        return info
+    if isinstance(cfg, QuickstartConfig):
+        return run_quickstart(cfg)
+    raise TypeError(f"no job for {type(cfg).__name__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wam`` command; user errors end with one line on stderr and exit code 2."""
+    import tyro
+
+    from wam.data.lerobot import DatasetError
+    from wam.model import CheckpointError
+
+    warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
+    cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
+                                               description="World Action Models: collect, train, evaluate, compare.")
+    try:
+        run(cfg)
+    except (ValueError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+        print(f"wam: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Training windows over the episodes of a dataset.
+
+Every frame ``t`` of every episode anchors one window (indices are frames within one episode; nothing crosses an
+episode boundary):
+
+- observation history: frames ``t - n_obs + 1 .. t``; before the episode start the first frame is repeated;
+- action chunk: actions ``a_t .. a_{t+H-1}``; past the episode end the last action is repeated and
+  ``action_is_pad`` marks those steps;
+- future targets: observations at ``t + k`` for every ``k`` in ``future_offsets`` (with ``H = max(future_offsets)``
+  the last one lies at the end of the chunk), clamped to the episode's last frame.
+
+Windows are built for a whole batch of anchors at once with numpy indexing, which keeps a CPU training step
+dominated by the network and not by Python. Values are raw (uint8 images, physical units); the model's
+``Normalizer``, filled from ``meta/stats.json``, scales them, so training and deployment share one code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from wam.data.lerobot import DatasetError, LeRobotDataset
+from wam.envs.metaworld import instruction
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows (history, action chunk, future targets, instruction) over a ``LeRobotDataset``."""
+
+    def __init__(self, dataset: LeRobotDataset, observation_keys: Sequence[str], n_obs: int, horizon: int,
+                 future_offsets: Sequence[int] = (), successful_only: bool = True):
+        missing = [k for k in (*observation_keys, "action") if k not in dataset.frames]
+        if missing:
+            raise DatasetError(f"dataset {dataset.root} has no feature {missing[0]!r} (it has: "
+                               f"{', '.join(k for k in dataset.features if not k.startswith(('index', 'frame')))}); "
+                               "collect it with the track this model expects (--track vision|state)")
+        self.dataset, self.observation_keys = dataset, list(observation_keys)
+        self.n_obs, self.horizon, self.future_offsets = n_obs, horizon, list(future_offsets)
+        episodes = [e for e in dataset.episodes if e.get("success", True) or not successful_only]
+        if not episodes:
+            raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from")
+        self._start = np.zeros(dataset.num_frames, dtype=np.int64)
+        self._end = np.zeros(dataset.num_frames, dtype=np.int64)  # exclusive
+        anchors = []
+        for e in episodes:
+            lo, hi = e["dataset_from_index"], e["dataset_to_index"]
+            self._start[lo:hi], self._end[lo:hi] = lo, hi
+            anchors.append(np.arange(lo, hi))
+        self.anchors = np.concatenate(anchors)
+        self.instructions = np.array([instruction(t) for t in dataset.tasks])
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | list[str]]:
+        return self.batch(np.array([i]))
+
+    def batch(self, positions: np.ndarray) -> dict[str, torch.Tensor | list[str]]:
+        """The windows anchored at ``self.anchors[positions]``, stacked along a leading batch dimension."""
+        t = self.anchors[positions]
+        start, last = self._start[t][:, None], self._end[t][:, None] - 1
+        history = np.clip(t[:, None] + np.arange(-self.n_obs + 1, 1), start, last)
+        chunk = t[:, None] + np.arange(self.horizon)
+        frames = self.dataset.frames
+        out: dict[str, torch.Tensor | list[str]] = {}
+        for key in self.observation_keys:
+            out[key] = torch.from_numpy(frames[key][history])
+            if self.future_offsets:
+                future = np.clip(t[:, None] + np.array(self.future_offsets), start, last)
+                out[f"future.{key}"] = torch.from_numpy(frames[key][future])
+        out["action"] = torch.from_numpy(frames["action"][np.minimum(chunk, last)])
+        out["action_is_pad"] = torch.from_numpy(chunk > last)
+        out["task"] = self.instructions[frames["task_index"][t]].tolist()
+        return out
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor | list[str]]:
+        """A batch of windows at uniformly random anchors."""
+        return self.batch(rng.integers(0, len(self.anchors), batch_size))

@@ -1,0 +1,151 @@
+"""``wam eval``: seeded closed-loop episodes in MetaWorld, reported as accuracy at budget.
+
+``eval_info.json`` is a superset of LeRobot's: ``per_episode`` and ``aggregated`` as there, plus ``per_task``,
+``budget`` (latency per call and per action, effective control rate, feasibility at the control rate, peak
+memory), ``model`` (4-tuple, parameters) and ``machine``. Evaluation seeds start at ``EVAL_SEED_BASE`` and are
+checked against the demonstration seeds of the training dataset when it is at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from wam.data.collect import EVAL_SEED_BASE
+from wam.data.lerobot import DatasetError, LeRobotDataset, atomic_write_json
+from wam.deployment.chunked import ChunkedPolicy
+from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
+from wam.eval.budget import latency_block, machine_info, peak_memory_mb
+from wam.model import WorldActionModel
+from wam.train.loop import resolve_device
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate a trained model closed-loop in MetaWorld and report success with latency and memory."""
+
+    run: Path
+    """Run directory written by `wam train` (holds model/)."""
+    tasks: str
+    """Comma-separated MetaWorld v3 task names."""
+    episodes: int
+    """Episodes per task, on seeds disjoint from the demonstrations."""
+    out: Path
+    """Output directory for eval_info.json and videos."""
+    video: int = 0
+    """Write rollout videos of the first K episodes of each task."""
+    max_steps: int = 500
+    """Episode cap in control steps (MetaWorld's own limit is 500)."""
+    n_action_steps: int | None = None
+    """Actions executed per model call (K); default: the model's."""
+    inference_steps: int | None = None
+    """Sampler steps per call; default: the model's."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
+
+
+def _check_seeds_disjoint(run: Path, seeds: set[int]) -> None:
+    try:
+        data = json.loads((run / "train_config.json").read_text())["data"]
+        dataset = LeRobotDataset.load(data)
+    except (OSError, KeyError, ValueError, DatasetError):
+        return  # the training data moved away; evaluation seeds are disjoint by construction anyway
+    overlap = seeds & {e["seed"] for e in dataset.episodes}
+    if overlap:
+        raise ValueError(f"evaluation seeds {sorted(overlap)[:5]} were used for demonstrations; pick another --seed")
+
+
+def run_eval(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the evaluation described by ``cfg``; writes and returns ``eval_info.json``."""
+    tasks = check_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
+    if cfg.episodes < 1:
+        raise ValueError("--episodes must be at least 1")
+    device = resolve_device(cfg.device)
+    model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
+    if cfg.inference_steps:
+        model.config.inference_steps = cfg.inference_steps
+    seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
+    _check_seeds_disjoint(Path(cfg.run), set(seeds))
+    track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
+    expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    policy = ChunkedPolicy(model, cfg.n_action_steps, seed=cfg.seed)
+
+    per_episode: list[dict[str, Any]] = []
+    videos: list[str] = []
+    actions_executed, control_hz = 0, None
+    start = time.perf_counter()
+    bar = tqdm(total=len(tasks) * cfg.episodes, desc="eval", unit="ep")
+    for task in tasks:
+        image_size = expected[IMAGE_KEY][0] if track == "vision" else 64
+        env = MetaWorldEnv(task, track=track, image_size=image_size, max_episode_steps=cfg.max_steps)
+        got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
+        if got != expected:
+            raise ValueError(f"the model expects observations {expected} but the {track} track gives {got}")
+        control_hz = env.control_hz
+        for j, seed in enumerate(seeds):
+            obs, _ = env.reset(seed=seed)
+            policy.reset()
+            frames, rewards, success, steps = [], [], False, 0
+            t0 = time.perf_counter()
+            while True:
+                if j < cfg.video and track == "vision":
+                    frames.append(obs[IMAGE_KEY])
+                obs["task"] = instruction(task)
+                obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
+                rewards.append(reward)
+                steps += 1
+                if success or truncated:
+                    break
+            actions_executed += steps
+            per_episode.append({"episode_ix": len(per_episode), "task": task, "seed": seed, "success": success,
+                                "steps": steps, "sum_reward": float(np.sum(rewards)),
+                                "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0})
+            if frames:
+                videos.append(str(_write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames, env)))
+            bar.update()
+            bar.set_postfix(success=f"{np.mean([e['success'] for e in per_episode]):.2f}")
+        env.close()
+    bar.close()
+    wall = time.perf_counter() - start
+
+    per_task = {t: {"pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode if e["task"] == t])),
+                    "n_episodes": cfg.episodes} for t in tasks}
+    info = {
+        "per_episode": per_episode,
+        "per_task": per_task,
+        "aggregated": {
+            "pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode])),
+            "avg_sum_reward": float(np.mean([e["sum_reward"] for e in per_episode])),
+            "avg_max_reward": float(np.mean([e["max_reward"] for e in per_episode])),
+            "avg_steps": float(np.mean([e["steps"] for e in per_episode])),
+            "eval_s": wall, "eval_ep_s": wall / len(per_episode),
+        },
+        "budget": {**latency_block(policy.call_latencies, actions_executed, policy.n_action_steps, control_hz),
+                   "peak_memory_mb": peak_memory_mb(), "parameters": model.num_parameters()},
+        "model": {"spec": model.config.spec.to_dict(), "inference_steps": model.config.inference_steps,
+                  "horizon": model.config.horizon, "future_at_inference": model.config.future_at_inference,
+                  "run": str(cfg.run)},
+        "machine": machine_info(device),
+        "video_paths": videos,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+    }
+    atomic_write_json(out / "eval_info.json", info)
+    return info
+
+
+def _write_video(path: Path, frames: list[np.ndarray], env: MetaWorldEnv, scale: int = 4) -> Path:
+    import imageio.v2 as imageio
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]  # 64 px is too small to watch
+    imageio.mimwrite(path, big, fps=int(env.metadata["render_fps"] // 2), macro_block_size=1)
+    return path

@@ -1,0 +1,71 @@
+"""Small building blocks shared by substrates and backbones: an image encoder, an instruction encoder, augmentation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ImageEncoder(nn.Module):
+    """A compact conv net: ``[B, 3, H, W]`` -> ``[B, d]``; four stride-2 stages, GroupNorm and SiLU.
+
+    Small on purpose: at 64x64 it runs in about a millisecond per frame on one CPU core, and the future features
+    that encoder-only substrates regress are its outputs.
+    """
+
+    def __init__(self, dim: int, channels: tuple[int, ...] = (32, 64, 128, 128), image_size: int = 64):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        self.conv = nn.Sequential(*layers)
+        side = image_size // 2 ** len(channels)
+        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dim), nn.LayerNorm(dim))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.conv(images))
+
+
+class InstructionEncoder(nn.Module):
+    """Bag of words over a fixed vocabulary: an instruction string -> ``[d]``. Unknown words map to index 0."""
+
+    def __init__(self, vocabulary: list[str], dim: int):
+        super().__init__()
+        self.vocabulary = ["<unk>", *vocabulary]
+        self._index = {w: i for i, w in enumerate(self.vocabulary)}
+        self.embed = nn.EmbeddingBag(len(self.vocabulary), dim, mode="mean")
+
+    def forward(self, instructions: list[str]) -> torch.Tensor:
+        ids = [torch.tensor([self._index.get(w, 0) for w in text.split()] or [0]) for text in instructions]
+        offsets = torch.tensor([0, *[len(i) for i in ids[:-1]]]).cumsum(0)
+        device = self.embed.weight.device
+        return self.embed(torch.cat(ids).to(device), offsets.to(device))
+
+
+def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """DrQ-style augmentation: pad by replication and crop back at a random offset, one offset per sample.
+
+    ``images`` is ``[B, T, C, H, W]``; all T frames of a sample move together so motion between them is preserved.
+    """
+    if pad == 0:
+        return images
+    b, t, c, h, w = images.shape
+    padded = F.pad(images.reshape(b, t * c, h, w), (pad,) * 4, mode="replicate")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, b), device=images.device)
+    rows = (torch.arange(h, device=images.device)[None] + dy[:, None])  # [B, H]
+    cols = (torch.arange(w, device=images.device)[None] + dx[:, None])  # [B, W]
+    out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # [B, H, W, T*C]
+    return out.permute(0, 3, 1, 2).reshape(b, t, c, h, w)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) diffusion timesteps ``[B]`` -> ``[B, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)

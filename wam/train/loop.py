@@ -1,0 +1,124 @@
+"""``wam train``: fit a preset on a dataset, with AdamW, a cosine schedule and an EMA of the weights.
+
+The run directory holds ``train_config.json`` (the resolved configuration), ``train_log.jsonl`` (one line per
+logged step) and ``model/`` (``config.json`` + ``model.safetensors`` of the EMA weights, which act better than the
+raw ones for diffusion policies).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wam.data.lerobot import LeRobotDataset, atomic_write_json
+from wam.data.windows import WindowDataset
+from wam.envs.metaworld import instruction
+from wam.model import ModelConfig, WorldActionModel
+from wam.presets.models import preset
+
+
+@dataclass
+class TrainConfig:
+    """Train a model preset on a collected dataset."""
+
+    preset: str
+    """Model preset: vla (the baseline) or fast-wam."""
+    data: Path
+    """Dataset directory written by `wam collect`."""
+    out: Path
+    """Run directory for the config, the log and the model."""
+    steps: int = 3000
+    """Optimizer steps."""
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    """Upper bound of the EMA decay (it warms up from 0, as in Diffusion Policy)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto picks cuda when available."""
+    seed: int = 0
+    log_every: int = 50
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> cuda if available else cpu; asking for cuda without one is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    return torch.device(device)
+
+
+def build_model(preset_name: str, dataset: LeRobotDataset, **overrides: Any) -> WorldActionModel:
+    """A fresh model of ``preset_name`` shaped for ``dataset`` (inputs, vocabulary, normalization stats)."""
+    observation_keys = [k for k in dataset.features if k.startswith("observation.")]
+    shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
+    vocabulary = sorted({w for task in dataset.tasks for w in instruction(task).split()})
+    fields = {**preset(preset_name), **overrides}
+    config = ModelConfig(observation_shapes=shapes, action_dim=dataset.features["action"]["shape"][0],
+                         vocabulary=vocabulary, **fields)
+    model = WorldActionModel(config)
+    model.normalizer.load_stats(dataset.stats)
+    return model
+
+
+def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
+    """Run training as configured; returns a summary (steps, final loss, wall time, parameter count)."""
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dataset = LeRobotDataset.load(cfg.data)
+    model = build_model(cfg.preset, dataset, **model_overrides).to(device)
+    windows = WindowDataset(dataset, model.observation_keys, model.config.n_obs, model.config.horizon,
+                            model.config.future_offsets)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "train_config.json",
+                      {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                       "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
+                       "dataset_episodes": len(dataset.episodes)})
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    log = open(out / "train_log.jsonl", "w")
+    start, running = time.perf_counter(), None
+    model.train()
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.preset}", unit="step", mininterval=1.0)
+    for step in bar:
+        loss, info = model.loss(windows.sample(cfg.batch_size, rng))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the dataset "
+                                     "statistics in meta/stats.json")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        ema.step(model.parameters())
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            bar.set_postfix(loss=f"{running:.4f}")
+            log.write(json.dumps({"step": step, "loss": loss.item(), "loss_smooth": running, **info,
+                                  "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
+            log.flush()
+    log.close()
+    ema.copy_to(model.parameters())
+    model.eval()
+    model.save(out / "model")
+    summary = {"preset": cfg.preset, "steps": cfg.steps, "final_loss_smooth": running,
+               "train_time_s": time.perf_counter() - start, "parameters": model.num_parameters(),
+               "device": str(device)}
+    atomic_write_json(out / "train_summary.json", summary)
+    return summary
