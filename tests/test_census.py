@@ -107,3 +107,11 @@ def test_run_census_table_filtered(capsys):
     out = capsys.readouterr().out
     assert "UniPi" not in out
     assert f"LLM/VLM {len(rows)}" in out and f"{len(rows)} of 109 methods" in out
+
+
+def test_anatomy_names_match_census_wording():
+    rows = load_census()
+    assert {r.backbone for r in filter_census(rows, backbone="jepa")} == {"Joint-embedding"}
+    assert {r.coupling for r in filter_census(rows, coupling="post-head")} == {"Post-prediction head"}
+    assert {r.substrate for r in filter_census(rows, substrate="feature-token")} == {"Feature (VLM token)"}
+    assert [r.method for r in filter_census(rows, substrate="feature-encoder-only")] == ["Fast-WAM"]

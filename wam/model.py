@@ -57,7 +57,7 @@ class ModelConfig:
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
-    image_channels: tuple[int, ...] = (32, 64, 128, 128)
+    image_channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.1
     train_timesteps: int = 100
     inference_steps: int = 10

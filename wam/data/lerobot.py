@@ -262,6 +262,10 @@ class LeRobotDataset:
             else:
                 array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
                 out[key] = array.astype({"float32": np.float32, "int64": np.int64, "bool": bool}[feature["dtype"]])
+            if out[key].dtype == np.float32 and not np.isfinite(out[key]).all():
+                bad = int((~np.isfinite(out[key])).reshape(len(out[key]), -1).any(1).argmax())
+                raise DatasetError(f"feature {key!r} holds NaN or inf values (first at frame {bad}); the dataset is "
+                                   "corrupt, collect it again")
             expected = tuple(feature["shape"]) if feature["shape"] != [1] else ()
             if out[key].shape[1:] != expected:
                 raise DatasetError(f"feature {key!r} has shape {list(out[key].shape[1:])} in the data files but "

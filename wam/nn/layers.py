@@ -16,7 +16,7 @@ class ImageEncoder(nn.Module):
     that encoder-only substrates regress are its outputs.
     """
 
-    def __init__(self, dim: int, channels: tuple[int, ...] = (32, 64, 128, 128), image_size: int = 64):
+    def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3

@@ -66,8 +66,18 @@ def load_census() -> list[CensusRow]:
     return list(_rows())
 
 
+# The names wam.anatomy uses, where they differ from the survey's wording.
+_ANATOMY_ALIASES = {"jepa": "joint embedding", "post head": "post prediction head",
+                    "feature token": "feature vlm token", "vlm": "llm vlm"}
+
+
 def _normalize(value: str) -> str:
     return _SEPARATORS.sub(" ", value.lower()).strip()
+
+
+def _query(value: str) -> str:
+    needle = _normalize(value)
+    return _ANATOMY_ALIASES.get(needle, needle)
 
 
 def filter_census(
@@ -95,7 +105,7 @@ def filter_census(
             continue
         # Validate against the whole census so chained filters on a subset never misreport a real value.
         choices = sorted({getattr(r, axis) for r in (*_rows(), *rows)}, key=str.casefold)
-        needle = _normalize(query)
+        needle = _query(query)
         if not any(needle in _normalize(c) for c in choices):
             raise ValueError(f"unknown {axis} {query!r}; choose from: {', '.join(choices)}")
         rows = [r for r in rows if needle in _normalize(getattr(r, axis))]

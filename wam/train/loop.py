@@ -20,6 +20,7 @@ from tqdm import tqdm
 from wam.data.lerobot import LeRobotDataset, atomic_write_json
 from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
+from wam.anatomy import WAMSpec
 from wam.model import ModelConfig, WorldActionModel
 from wam.presets.models import preset
 
@@ -46,6 +47,20 @@ class TrainConfig:
     """auto picks cuda when available."""
     seed: int = 0
     log_every: int = 50
+    substrate: str | None = None
+    """Override the preset's substrate (the 4-tuple is validated; see wam.anatomy)."""
+    coupling: str | None = None
+    """Override the preset's coupling."""
+    backbone: str | None = None
+    """Override the preset's backbone."""
+    deployment: str | None = None
+    """Override the preset's deployment."""
+    init_from: Path | None = None
+    """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
+
+    def spec_overrides(self) -> dict[str, str]:
+        axes = ("substrate", "coupling", "backbone", "deployment")
+        return {a: getattr(self, a) for a in axes if getattr(self, a) is not None}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -57,17 +72,33 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def build_model(preset_name: str, dataset: LeRobotDataset, **overrides: Any) -> WorldActionModel:
+def build_model(preset_name: str, dataset: LeRobotDataset, spec_overrides: dict[str, str] | None = None,
+                **overrides: Any) -> WorldActionModel:
     """A fresh model of ``preset_name`` shaped for ``dataset`` (inputs, vocabulary, normalization stats)."""
     observation_keys = [k for k in dataset.features if k.startswith("observation.")]
     shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
     vocabulary = sorted({w for task in dataset.tasks for w in instruction(task).split()})
     fields = {**preset(preset_name), **overrides}
+    if spec_overrides:
+        fields["spec"] = WAMSpec(**{**fields["spec"].to_dict(), **spec_overrides})
     config = ModelConfig(observation_shapes=shapes, action_dim=dataset.features["action"]["shape"][0],
                          vocabulary=vocabulary, **fields)
     model = WorldActionModel(config)
     model.normalizer.load_stats(dataset.stats)
     return model
+
+
+def check_compatible(model: WorldActionModel, dataset: LeRobotDataset) -> None:
+    """Raise ``ValueError`` naming the first input whose shape differs between the model and the dataset."""
+    wanted = {**model.config.observation_shapes, "action": [model.config.action_dim]}
+    for key, shape in wanted.items():
+        have = dataset.features.get(key, {}).get("shape")
+        if have is None:
+            raise ValueError(f"the model reads {key!r} but dataset {dataset.root} has no such feature; collect the "
+                             "dataset with the track the model was trained on")
+        if list(have) != list(shape):
+            raise ValueError(f"the model expects {key!r} of shape {list(shape)} but dataset {dataset.root} stores "
+                             f"{list(have)}; collect the dataset with matching settings or train from scratch")
 
 
 def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
@@ -79,9 +110,13 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
-    model = build_model(cfg.preset, dataset, **model_overrides).to(device)
+    if cfg.init_from is not None:
+        model = WorldActionModel.load(Path(cfg.init_from) / "model", device=device)
+        check_compatible(model, dataset)
+    else:
+        model = build_model(cfg.preset, dataset, cfg.spec_overrides(), **model_overrides).to(device)
     windows = WindowDataset(dataset, model.observation_keys, model.config.n_obs, model.config.horizon,
-                            model.config.future_offsets)
+                            model.config.future_offsets if model.substrate is not None else ())
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",

@@ -1,0 +1,52 @@
+"""Shared fixtures: one small real MetaWorld dataset per test session, collected with the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+TASKS = "button-press-topdown-v3,drawer-open-v3"
+
+
+@pytest.fixture(scope="session")
+def vision_data(tmp_path_factory) -> Path:
+    """Two tasks x two expert episodes, vision track."""
+    from wam.data.collect import CollectConfig, run_collect
+
+    out = tmp_path_factory.mktemp("data") / "vision"
+    run_collect(CollectConfig(tasks=TASKS, episodes=2, out=out, workers=2))
+    return out
+
+
+@pytest.fixture(scope="session")
+def state_data(tmp_path_factory) -> Path:
+    """One task x two expert episodes, privileged-state track."""
+    from wam.data.collect import CollectConfig, run_collect
+
+    out = tmp_path_factory.mktemp("data") / "state"
+    run_collect(CollectConfig(tasks="drawer-open-v3", episodes=2, out=out, track="state", workers=1))
+    return out
+
+
+def wam_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real ``wam`` command line in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "wam.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The process failed with exit 2 and one clear error line that contains every fragment, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("wam: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]

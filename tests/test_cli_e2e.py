@@ -1,0 +1,88 @@
+"""End to end through the real command line: train both presets for a few steps, run closed-loop episodes in
+MetaWorld, read the accuracy-at-budget report; plus --help everywhere and the bad-input paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import assert_one_line_error, wam_cli
+
+COMMANDS = ["quickstart", "census", "collect", "train", "eval"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help(command):
+    result = wam_cli(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: wam" in result.stdout
+
+
+def test_census_json():
+    result = wam_cli("census", "--json", "--backbone", "jepa")
+    rows = json.loads(result.stdout)
+    assert [r["method"] for r in rows] and all(r["backbone"] == "Joint-embedding" for r in rows)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("preset", ["vla", "fast-wam"])
+def test_train_then_eval_closed_loop(preset, vision_data, tmp_path):
+    run = tmp_path / "run"
+    result = wam_cli("train", "--preset", preset, "--data", vision_data, "--out", run, "--steps", "6",
+                     "--batch-size", "8", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "train_config.json").read_text())["model"]["spec"]["backbone"] == "diffusion"
+    assert len((run / "train_log.jsonl").read_text().splitlines()) == 1
+
+    out = tmp_path / "eval"
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3,button-press-topdown-v3", "--episodes", "2",
+                     "--out", out, "--max-steps", "12", "--video", "1", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "accuracy at budget" in result.stdout and "feasible at 80 Hz" in result.stdout
+    info = json.loads((out / "eval_info.json").read_text())
+    assert len(info["per_episode"]) == 4
+    first = info["per_episode"][0]
+    assert {"episode_ix", "seed", "success", "steps", "sum_reward", "max_reward"} <= set(first)
+    assert first["seed"] >= 1_000_000_000 and first["steps"] == 12
+    budget = info["budget"]
+    assert budget["model_calls"] == 4 * 2  # 12 steps at K=8: a call at step 0 and step 8, per episode
+    assert budget["actions_executed"] == 48
+    assert 0 < budget["latency_per_call_ms"]["p50"] <= budget["latency_per_call_ms"]["max"]
+    assert budget["parameters"] > 100_000 and budget["peak_memory_mb"] > 50
+    assert info["model"]["spec"]["deployment"] == "chunked"
+    assert {"cpu", "cpu_cores", "torch", "device"} <= set(info["machine"])
+    assert "pc_success" in info["aggregated"] and set(info["per_task"]) == {"drawer-open-v3",
+                                                                           "button-press-topdown-v3"}
+    assert len(info["video_paths"]) == 2 and all((out / "videos").glob("*.mp4"))
+
+
+def test_impossible_tuple_on_the_command_line(vision_data, tmp_path):
+    result = wam_cli("train", "--preset", "fast-wam", "--data", vision_data, "--out", tmp_path / "r",
+                     "--substrate", "pixel-decoded", "--backbone", "jepa")
+    assert_one_line_error(result, "backbone 'jepa' cannot generate substrate 'pixel-decoded'")
+
+
+def test_unknown_preset_and_missing_dataset(tmp_path):
+    assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", tmp_path / "none", "--out", tmp_path / "r"),
+                          "is not a wam dataset")
+
+
+def test_unknown_preset(vision_data, tmp_path):
+    assert_one_line_error(wam_cli("train", "--preset", "gato", "--data", vision_data, "--out", tmp_path / "r"),
+                          "unknown preset 'gato'", "fast-wam")
+
+
+def test_eval_of_a_missing_run_and_an_unknown_task(tmp_path):
+    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--tasks", "drawer-open-v3", "--episodes", "1",
+                                  "--out", tmp_path / "e"), "config.json is missing")
+    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--tasks", "open-sesame-v3", "--episodes", "1",
+                                  "--out", tmp_path / "e"), "unknown MetaWorld task 'open-sesame-v3'")
+
+
+def test_fine_tuning_on_a_mismatched_dataset(vision_data, state_data, tmp_path):
+    run = tmp_path / "run"
+    assert wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", run, "--steps", "1",
+                   "--batch-size", "4").returncode == 0
+    result = wam_cli("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "ft", "--init-from", run)
+    assert_one_line_error(result, "observation.images.corner2", "has no such feature")

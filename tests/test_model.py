@@ -1,0 +1,143 @@
+"""The WorldActionModel contract on both presets: shapes, determinism, save/load, learning, bad checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wam.anatomy import SpecError
+from wam.data.lerobot import LeRobotDataset
+from wam.data.windows import WindowDataset
+from wam.model import CheckpointError, ModelConfig, WorldActionModel
+from wam.train.loop import build_model, check_compatible
+
+pytestmark = pytest.mark.sim
+PRESETS = ["vla", "fast-wam"]
+
+
+def small(preset: str, ds: LeRobotDataset, **kw) -> WorldActionModel:
+    torch.manual_seed(0)
+    return build_model(preset, ds, d_model=32, n_layers=1, n_heads=2, inference_steps=3, **kw)
+
+
+def windows(model: WorldActionModel, ds: LeRobotDataset) -> WindowDataset:
+    offsets = model.config.future_offsets if model.substrate is not None else ()
+    return WindowDataset(ds, model.observation_keys, model.config.n_obs, model.config.horizon, offsets)
+
+
+@pytest.fixture(scope="module")
+def ds(vision_data):
+    return LeRobotDataset.load(vision_data)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_shapes_of_act_predict_score(preset, ds):
+    model = small(preset, ds).eval()
+    batch = windows(model, ds).batch(np.arange(3))
+    action = model.act(batch)
+    assert action.shape == (3, 16, 4) and torch.isfinite(action).all()
+    # Actions come back in environment units: the normalizer's [-1, 1] maps onto the data's range.
+    lo, hi = ds.stats["action"]["min"], ds.stats["action"]["max"]
+    assert (action >= torch.tensor(lo) - 1e-4).all() and (action <= torch.tensor(hi) + 1e-4).all()
+    scores = model.score(batch, torch.randn(3, 5, 16, 4).clamp(-1, 1))
+    assert scores.shape == (3, 5)
+    if preset == "fast-wam":
+        assert model.predict(batch).shape == (3, 4, 32)
+        with pytest.raises(SpecError, match="p\\(s\\|c,a\\)"):
+            model.predict(batch, actions=action)
+    else:
+        with pytest.raises(SpecError, match="predicts no future"):
+            model.predict(batch)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_seeded_sampling_is_deterministic(preset, ds):
+    model = small(preset, ds).eval()
+    batch = windows(model, ds).batch(np.arange(2))
+    a = model.act(batch, generator=torch.Generator().manual_seed(3))
+    b = model.act(batch, generator=torch.Generator().manual_seed(3))
+    c = model.act(batch, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_save_load_round_trip(preset, ds, tmp_path):
+    model = small(preset, ds).eval()
+    model.save(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors"}
+    loaded = WorldActionModel.load(tmp_path / "m")
+    assert loaded.config == model.config
+    batch = windows(model, ds).batch(np.arange(2))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(model.act(batch, generator=g()), loaded.act(batch, generator=g()))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_loss_falls_on_a_fixed_batch(preset, ds):
+    model = small(preset, ds, dropout=0.0, augment_pad=0).train()
+    batch = windows(model, ds).batch(np.arange(0, 64, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+
+    def loss_at_fixed_noise() -> float:
+        torch.manual_seed(123)  # the same noise and timesteps every time, so the loss is comparable
+        return model.loss(batch)[0].item()
+
+    before = loss_at_fixed_noise()
+    for step in range(60):
+        torch.manual_seed(step)
+        loss, info = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss_at_fixed_noise() < 0.6 * before
+    assert set(info) == ({"loss/action", "loss/future"} if preset == "fast-wam" else {"loss/action"})
+
+
+def test_fast_wam_future_branch_is_skipped_at_inference(ds):
+    """Skipping the future must not call the future stream at all; predicting it is the slower imagine-then-act path."""
+    model = small("fast-wam", ds).eval()
+    batch = windows(model, ds).batch(np.arange(2))
+    seen: list[tuple[str, ...]] = []
+    original = model.backbone.forward
+
+    def spy(context, streams, timesteps, hide=None):
+        seen.append(tuple(streams))
+        return original(context, streams, timesteps, hide)
+
+    model.backbone.forward = spy
+    model.act(batch)
+    assert seen and all(s == ("action",) for s in seen)
+    seen.clear()
+    model.coupling.future_at_inference = "predict"
+    model.act(batch)
+    assert ("future",) in seen and ("future", "action") in seen
+
+
+def test_truncated_and_missing_checkpoints(ds, tmp_path):
+    model = small("vla", ds)
+    model.save(tmp_path / "m")
+    weights = tmp_path / "m/model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="truncated or does not match"):
+        WorldActionModel.load(tmp_path / "m")
+    with pytest.raises(CheckpointError, match="is missing"):
+        WorldActionModel.load(tmp_path / "nowhere")
+    (tmp_path / "m/config.json").write_text('{"spec": {"substrate": "none", "coupling": "none"}, "colour": 1}')
+    with pytest.raises(CheckpointError, match="unknown keys \\['colour'\\]"):
+        WorldActionModel.load(tmp_path / "m")
+
+
+def test_dataset_must_match_model(ds, state_data):
+    model = small("vla", ds)
+    with pytest.raises(ValueError, match="observation.images.corner2"):
+        check_compatible(model, LeRobotDataset.load(state_data))
+
+
+def test_config_rejects_inconsistent_knobs():
+    with pytest.raises(SpecError, match="needs future_offsets"):
+        ModelConfig(future_offsets=())
+    with pytest.raises(SpecError, match="n_action_steps"):
+        ModelConfig(n_action_steps=20, horizon=16)
