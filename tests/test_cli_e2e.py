@@ -30,10 +30,12 @@ def test_census_json():
 def test_train_then_eval_closed_loop(preset, vision_data, tmp_path):
     run = tmp_path / "run"
     result = wam_cli("train", "--preset", preset, "--data", vision_data, "--out", run, "--steps", "6",
-                     "--batch-size", "8", "--device", "cpu")
+                     "--batch-size", "8", "--device", "cpu", "--log-every", "3", "--save-every", "3")
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "train_config.json").read_text())["model"]["spec"]["backbone"] == "diffusion"
-    assert len((run / "train_log.jsonl").read_text().splitlines()) == 1
+    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [3, 6] and all(entry["loss"] > 0 for entry in log)
+    assert (run / "checkpoints/step-000003/model/model.safetensors").exists()
 
     out = tmp_path / "eval"
     result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3,button-press-topdown-v3", "--episodes", "2",

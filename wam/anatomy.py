@@ -76,7 +76,7 @@ IMPLEMENTED: dict[str, frozenset] = {
     "substrate": frozenset({Substrate.NONE, Substrate.FEATURE_ENCODER_ONLY}),
     "backbone": frozenset({Backbone.DIFFUSION}),
     "coupling": frozenset({Coupling.NONE, Coupling.POST_HEAD}),
-    "deployment": frozenset({Deployment.CHUNKED, Deployment.SINGLE_STEP, Deployment.OPEN_LOOP}),
+    "deployment": frozenset({Deployment.CHUNKED, Deployment.SINGLE_STEP}),
 }
 
 

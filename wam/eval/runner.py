@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, LeRobotDataset, atomic_write_json
-from wam.deployment.chunked import ChunkedPolicy
+from wam.deployment import make_policy
 from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import latency_block, machine_info, peak_memory_mb
 from wam.model import WorldActionModel
@@ -77,7 +77,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy = ChunkedPolicy(model, cfg.n_action_steps, seed=cfg.seed)
+    policy = make_policy(model, cfg.n_action_steps, seed=cfg.seed)
 
     per_episode: list[dict[str, Any]] = []
     videos: list[str] = []

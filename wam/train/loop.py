@@ -2,7 +2,8 @@
 
 The run directory holds ``train_config.json`` (the resolved configuration), ``train_log.jsonl`` (one line per
 logged step) and ``model/`` (``config.json`` + ``model.safetensors`` of the EMA weights, which act better than the
-raw ones for diffusion policies).
+raw ones for diffusion policies); with ``--save-every N`` also ``checkpoints/step-N/model/``, each of which
+``wam eval --run RUN/checkpoints/step-N`` accepts.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TrainConfig:
     """auto picks cuda when available."""
     seed: int = 0
     log_every: int = 50
+    save_every: int = 0
+    """Also save the EMA model every N steps to checkpoints/step-N/model (0: only at the end)."""
     substrate: str | None = None
     """Override the preset's substrate (the 4-tuple is validated; see wam.anatomy)."""
     coupling: str | None = None
@@ -148,6 +151,11 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
             log.write(json.dumps({"step": step, "loss": loss.item(), "loss_smooth": running, **info,
                                   "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
             log.flush()
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+            ema.store(model.parameters())
+            ema.copy_to(model.parameters())
+            model.save(out / "checkpoints" / f"step-{step:06d}" / "model")
+            ema.restore(model.parameters())
     log.close()
     ema.copy_to(model.parameters())
     model.eval()
