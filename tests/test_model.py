@@ -94,6 +94,11 @@ def test_loss_falls_on_a_fixed_batch(preset, ds):
         opt.step()
     assert loss_at_fixed_noise() < 0.6 * before
     assert set(info) == ({"loss/action", "loss/future"} if preset == "fast-wam" else {"loss/action"})
+    # The trained model scores the demonstrated chunk above random ones.
+    model.eval()
+    random_chunks = torch.rand(len(batch["task"]), 4, 16, 4) * 2 - 1
+    scores = model.score(batch, torch.cat([batch["action"][:, None], random_chunks], dim=1))
+    assert (scores[:, 0] > scores[:, 1:].max(dim=1).values).float().mean() > 0.8
 
 
 def test_fast_wam_future_branch_is_skipped_at_inference(ds):
@@ -141,3 +146,23 @@ def test_config_rejects_inconsistent_knobs():
         ModelConfig(future_offsets=())
     with pytest.raises(SpecError, match="n_action_steps"):
         ModelConfig(n_action_steps=20, horizon=16)
+
+
+def test_spatial_softmax_finds_a_bright_spot():
+    from wam.nn.layers import SpatialSoftmax
+
+    pool = SpatialSoftmax(channels=1, keypoints=1, side=8)
+    with torch.no_grad():
+        pool.heat.weight.fill_(50.0)
+        pool.heat.bias.zero_()
+    features = torch.zeros(1, 1, 8, 8)
+    features[0, 0, 6, 1] = 1.0  # row 6, column 1
+    x, y = pool(features)[0].tolist()
+    grid = torch.linspace(-1, 1, 8)
+    assert abs(x - grid[1]) < 1e-3 and abs(y - grid[6]) < 1e-3
+
+
+@pytest.mark.parametrize("pool", ["flatten", "spatial-softmax"])
+def test_image_pools_build_and_act(pool, ds):
+    model = small("vla", ds, image_pool=pool).eval()
+    assert model.act(windows(model, ds).batch(np.arange(2))).shape == (2, 16, 4)

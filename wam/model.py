@@ -58,6 +58,8 @@ class ModelConfig:
     n_layers: int = 4
     n_heads: int = 4
     image_channels: tuple[int, ...] = (16, 32, 64, 128)
+    image_pool: Literal["flatten", "spatial-softmax"] = "flatten"
+    """How the image encoder turns its last feature map into a token."""
     dropout: float = 0.1
     train_timesteps: int = 100
     inference_steps: int = 10
@@ -107,7 +109,7 @@ class WorldActionModel(nn.Module):
         shapes = {**config.observation_shapes, "action": [config.action_dim]}
         self.normalizer = Normalizer(shapes, {**modes, "action": "minmax"})
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
-                                      config.image_channels)
+                                      config.image_channels, config.image_pool)
         streams = {"action": (config.horizon, config.action_dim)}
         self.substrate: EncoderOnlyFeatures | None = None
         if spec.substrate is Substrate.FEATURE_ENCODER_ONLY:

@@ -233,7 +233,7 @@ class LeRobotDataset:
             raise DatasetError(f"{info_path} lacks 'features' or 'total_frames'; rebuild the dataset with `wam collect`")
         stats = _read_json(root / "meta/stats.json")
         frames = cls.read_frames(root, info["features"])
-        episodes = _read_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pylist()
+        episodes = read_episodes(root)
         tasks_table = _read_table(root / "meta/tasks.parquet").to_pydict()
         tasks = [t for _, t in sorted(zip(tasks_table["task_index"], tasks_table["task"]))]
         n = len(frames["index"])
@@ -271,6 +271,11 @@ class LeRobotDataset:
                 raise DatasetError(f"feature {key!r} has shape {list(out[key].shape[1:])} in the data files but "
                                    f"{feature['shape']} in meta/info.json; the dataset is corrupt, collect it again")
         return out
+
+
+def read_episodes(root: str | Path) -> list[dict[str, Any]]:
+    """The episode table (one dict per episode) without loading any frame."""
+    return _read_table(Path(root) / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pylist()
 
 
 def _read_table(path: Path) -> pa.Table:

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wam.data.collect import EVAL_SEED_BASE
-from wam.data.lerobot import DatasetError, LeRobotDataset, atomic_write_json
+from wam.data.lerobot import DatasetError, atomic_write_json, read_episodes
 from wam.deployment import make_policy
 from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import latency_block, machine_info, peak_memory_mb
@@ -53,11 +53,10 @@ class EvalConfig:
 
 def _check_seeds_disjoint(run: Path, seeds: set[int]) -> None:
     try:
-        data = json.loads((run / "train_config.json").read_text())["data"]
-        dataset = LeRobotDataset.load(data)
+        episodes = read_episodes(json.loads((run / "train_config.json").read_text())["data"])
     except (OSError, KeyError, ValueError, DatasetError):
         return  # the training data moved away; evaluation seeds are disjoint by construction anyway
-    overlap = seeds & {e["seed"] for e in dataset.episodes}
+    overlap = seeds & {e["seed"] for e in episodes}
     if overlap:
         raise ValueError(f"evaluation seeds {sorted(overlap)[:5]} were used for demonstrations; pick another --seed")
 
