@@ -147,22 +147,3 @@ def test_config_rejects_inconsistent_knobs():
     with pytest.raises(SpecError, match="n_action_steps"):
         ModelConfig(n_action_steps=20, horizon=16)
 
-
-def test_spatial_softmax_finds_a_bright_spot():
-    from wam.nn.layers import SpatialSoftmax
-
-    pool = SpatialSoftmax(channels=1, keypoints=1, side=8)
-    with torch.no_grad():
-        pool.heat.weight.fill_(50.0)
-        pool.heat.bias.zero_()
-    features = torch.zeros(1, 1, 8, 8)
-    features[0, 0, 6, 1] = 1.0  # row 6, column 1
-    x, y = pool(features)[0].tolist()
-    grid = torch.linspace(-1, 1, 8)
-    assert abs(x - grid[1]) < 1e-3 and abs(y - grid[6]) < 1e-3
-
-
-@pytest.mark.parametrize("pool", ["flatten", "spatial-softmax"])
-def test_image_pools_build_and_act(pool, ds):
-    model = small("vla", ds, image_pool=pool).eval()
-    assert model.act(windows(model, ds).batch(np.arange(2))).shape == (2, 16, 4)

@@ -58,8 +58,6 @@ class ModelConfig:
     n_layers: int = 4
     n_heads: int = 4
     image_channels: tuple[int, ...] = (16, 32, 64, 128)
-    image_pool: Literal["flatten", "spatial-softmax"] = "flatten"
-    """How the image encoder turns its last feature map into a token."""
     dropout: float = 0.1
     train_timesteps: int = 100
     inference_steps: int = 10
@@ -69,8 +67,10 @@ class ModelConfig:
     future_dropout: float = 0.5
     """Fraction of training samples in which the action cannot see the future (so skipping it is in-distribution)."""
     future_at_inference: Literal["skip", "predict"] = "skip"
-    augment_pad: int = 4
-    """Random-shift augmentation in pixels (0 disables)."""
+    augment_pad: int = 0
+    """Random-shift augmentation in pixels (0 disables). Off by default: with MetaWorld's fixed camera the absolute
+    image position of an object is what locates it, and shifting the image blurs exactly that (measured: 42% vs
+    92% success on drawer-open/button-press-topdown, see the README)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.spec, dict):
@@ -109,7 +109,7 @@ class WorldActionModel(nn.Module):
         shapes = {**config.observation_shapes, "action": [config.action_dim]}
         self.normalizer = Normalizer(shapes, {**modes, "action": "minmax"})
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
-                                      config.image_channels, config.image_pool)
+                                      config.image_channels)
         streams = {"action": (config.horizon, config.action_dim)}
         self.substrate: EncoderOnlyFeatures | None = None
         if spec.substrate is Substrate.FEATURE_ENCODER_ONLY:

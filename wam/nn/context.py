@@ -16,7 +16,7 @@ class ContextEncoder(nn.Module):
     """
 
     def __init__(self, shapes: dict[str, list[int]], vocabulary: list[str], dim: int, n_obs: int,
-                 image_channels: tuple[int, ...], image_pool: str = "flatten"):
+                 image_channels: tuple[int, ...]):
         super().__init__()
         self.keys = sorted(shapes)
         self.encoders = nn.ModuleDict()
@@ -24,7 +24,7 @@ class ContextEncoder(nn.Module):
             shape = shapes[key]
             name = key.replace(".", "_")
             if len(shape) == 3:
-                self.encoders[name] = ImageEncoder(dim, image_channels, image_size=shape[0], pool=image_pool)
+                self.encoders[name] = ImageEncoder(dim, image_channels, image_size=shape[0])
             else:
                 self.encoders[name] = nn.Sequential(nn.Linear(shape[0], dim), nn.LayerNorm(dim))
         self.instruction = InstructionEncoder(vocabulary, dim)

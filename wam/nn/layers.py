@@ -10,54 +10,25 @@ from torch import nn
 
 
 class ImageEncoder(nn.Module):
-    """A compact conv net: ``[B, 3, H, W]`` -> ``[B, d]``; stride-2 stages with GroupNorm and SiLU.
+    """A compact conv net: ``[B, 3, H, W]`` -> ``[B, d]``; four stride-2 stages, GroupNorm and SiLU.
 
     Small on purpose: at 64x64 it runs in about a millisecond per frame on one CPU core, and the future features
-    that encoder-only substrates regress are its outputs. ``pool`` turns the last feature map into a vector:
-    ``flatten`` (a linear map of the whole grid) or ``spatial-softmax`` (robomimic's keypoints: the expected image
-    coordinates of ``keypoints`` learned feature detectors, which keeps sub-cell precision about where things are).
+    that encoder-only substrates regress are its outputs.
     """
 
-    def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64,
-                 pool: str = "flatten", keypoints: int = 32):
+    def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
-        for i, c in enumerate(channels):
-            # Spatial softmax wants a finer grid: the last stage keeps its input resolution.
-            stride = 1 if pool == "spatial-softmax" and i == len(channels) - 1 else 2
-            layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
         self.conv = nn.Sequential(*layers)
-        if pool == "spatial-softmax":
-            side = image_size // 2 ** (len(channels) - 1)
-            self.pool: nn.Module = SpatialSoftmax(c_in, keypoints, side)
-            flat = 2 * keypoints
-        elif pool == "flatten":
-            side = image_size // 2 ** len(channels)
-            self.pool = nn.Flatten()
-            flat = c_in * side * side
-        else:
-            raise ValueError(f"unknown image pool {pool!r}; choose from: flatten, spatial-softmax")
-        self.proj = nn.Sequential(nn.Linear(flat, dim), nn.LayerNorm(dim))
+        side = image_size // 2 ** len(channels)
+        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dim), nn.LayerNorm(dim))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(self.conv(images)))
-
-
-class SpatialSoftmax(nn.Module):
-    """``[B, C, S, S]`` -> ``[B, 2K]``: expected (x, y) in [-1, 1] of K learned keypoint heat maps."""
-
-    def __init__(self, channels: int, keypoints: int, side: int):
-        super().__init__()
-        self.heat = nn.Conv2d(channels, keypoints, 1)
-        grid = torch.linspace(-1, 1, side)
-        ys, xs = torch.meshgrid(grid, grid, indexing="ij")
-        self.register_buffer("coords", torch.stack([xs.flatten(), ys.flatten()], dim=-1), persistent=False)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        attention = self.heat(features).flatten(2).softmax(dim=-1)  # [B, K, S*S]
-        return (attention @ self.coords).flatten(1)  # [B, 2K]
+        return self.proj(self.conv(images))
 
 
 class InstructionEncoder(nn.Module):
