@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Foundation benchmark: the vla baseline and fast-wam, vision track, 50 scripted demonstrations per task on
 # button-press-topdown-v3 and drawer-open-v3, each evaluated closed-loop on 50 held-out seeds per task.
-# Writes results/foundation/<preset>/{eval_info.json,train_summary.json}. Takes about an hour on 2 CPU cores.
+# Writes results/foundation/<preset>/{eval_info.json,train_summary.json}. Takes about 35 minutes on 2 CPU cores.
 #   usage: bash benchmarks/foundation.sh            (after `bash scripts/setup.sh`)
-#   knobs: OUT=outputs/foundation STEPS=8000 PRESETS="vla fast-wam"
+#   knobs: OUT=outputs/foundation STEPS=5000 PRESETS="vla fast-wam"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 OUT=${OUT:-outputs/foundation}
-STEPS=${STEPS:-8000}
+STEPS=${STEPS:-5000}
 PRESETS=${PRESETS:-vla fast-wam}
 TASKS=button-press-topdown-v3,drawer-open-v3
 

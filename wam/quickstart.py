@@ -26,9 +26,9 @@ class QuickstartConfig:
     preset: str = "fast-wam"
     demos: int = 30
     """Demonstrations per task."""
-    steps: int = 2000
+    steps: int = 2500
     """Training steps."""
-    batch_size: int = 32
+    batch_size: int = 64
     eval_episodes: int = 10
     """Evaluation episodes per task."""
     max_steps: int = 200
