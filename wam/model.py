@@ -157,8 +157,7 @@ class WorldActionModel(nn.Module):
         context = self.encoder(obs, batch["task"])
         action = self.normalizer.normalize("action", batch["action"].to(self.device))
         future = self.substrate.targets(self.encoder, obs) if self.substrate is not None else None
-        weight = torch.ones_like(action[..., :1])
-        losses = self.coupling.loss(self.backbone, context, action, weight, future)
+        losses = self.coupling.loss(self.backbone, context, action, future)
         total = sum(losses.values())
         return total, {f"loss/{k}": v.item() for k, v in losses.items()}
 

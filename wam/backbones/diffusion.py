@@ -90,12 +90,8 @@ class DiffusionBackbone(nn.Module):
         return blocked.repeat_interleave(self.n_heads, dim=0)
 
     def loss(self, context: torch.Tensor, targets: Mapping[str, torch.Tensor],
-             hide: Mapping[tuple[str, str], torch.Tensor] | None = None,
-             weights: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """Denoising loss per stream; each stream is noised at its own independently drawn timestep.
-
-        ``weights[name]`` (broadcastable to the stream, e.g. ``[B, L, 1]``) masks or weights the squared error.
-        """
+             hide: Mapping[tuple[str, str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Denoising loss per stream; each stream is noised at its own independently drawn timestep."""
         b = context.shape[0]
         noisy, noise, timesteps = {}, {}, {}
         for n, x0 in targets.items():
@@ -103,15 +99,7 @@ class DiffusionBackbone(nn.Module):
             timesteps[n] = torch.randint(0, self.train_timesteps, (b,), device=x0.device)
             noisy[n] = self.noise_schedule.add_noise(x0, noise[n], timesteps[n])
         pred = self(context, noisy, timesteps, hide)
-        losses = {}
-        for n in targets:
-            err = F.mse_loss(pred[n], noise[n], reduction="none")
-            if weights and n in weights:
-                err = err * weights[n]
-                losses[n] = err.sum() / (weights[n].expand_as(err).sum().clamp(min=1))
-            else:
-                losses[n] = err.mean()
-        return losses
+        return {n: F.mse_loss(pred[n], noise[n]) for n in targets}
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, generate: tuple[str, ...], steps: int,

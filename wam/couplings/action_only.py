@@ -11,8 +11,8 @@ class ActionOnly:
     reads: dict[str, tuple[str, ...]] = {}
 
     def loss(self, backbone: DiffusionBackbone, context: torch.Tensor, action: torch.Tensor,
-             action_weight: torch.Tensor, future: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return {"action": backbone.loss(context, {"action": action}, weights={"action": action_weight})["action"]}
+             future: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return backbone.loss(context, {"action": action})
 
     def act(self, backbone: DiffusionBackbone, context: torch.Tensor, steps: int,
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

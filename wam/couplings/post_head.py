@@ -24,11 +24,10 @@ class PostHead:
         self.future_at_inference = future_at_inference
 
     def loss(self, backbone: DiffusionBackbone, context: torch.Tensor, action: torch.Tensor,
-             action_weight: torch.Tensor, future: torch.Tensor | None) -> dict[str, torch.Tensor]:
+             future: torch.Tensor | None) -> dict[str, torch.Tensor]:
         assert future is not None, "post-head coupling needs future targets"
         hidden = torch.rand(context.shape[0], device=context.device) < self.future_dropout
-        losses = backbone.loss(context, {"future": future, "action": action}, hide={("action", "future"): hidden},
-                               weights={"action": action_weight})
+        losses = backbone.loss(context, {"future": future, "action": action}, hide={("action", "future"): hidden})
         losses["future"] = self.future_weight * losses["future"]
         return losses
 
