@@ -116,9 +116,11 @@ def test_fast_wam_future_branch_is_skipped_at_inference(ds):
     model.act(batch)
     assert seen and all(s == ("action",) for s in seen)
     seen.clear()
-    model.coupling.future_at_inference = "predict"
+    model.set_future_at_inference("predict")
     model.act(batch)
     assert ("future",) in seen and ("future", "action") in seen
+    with pytest.raises(SpecError, match="no future stream"):
+        small("vla", ds).set_future_at_inference("predict")
 
 
 def test_truncated_and_missing_checkpoints(ds, tmp_path):

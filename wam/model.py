@@ -125,6 +125,14 @@ class WorldActionModel(nn.Module):
                                           streams, self.coupling.reads, config.train_timesteps,
                                           clip={"action": True}, dropout=config.dropout)
 
+    def set_future_at_inference(self, mode: Literal["skip", "predict"]) -> None:
+        """Choose whether ``act`` generates the future stream first; a model without one refuses ``predict``."""
+        if not isinstance(self.coupling, PostHead):
+            if mode == "predict":
+                raise SpecError(f"coupling {self.config.spec.coupling.value!r} has no future stream to predict")
+            return
+        self.config.future_at_inference = self.coupling.future_at_inference = mode
+
     @property
     def observation_keys(self) -> list[str]:
         return sorted(self.config.observation_shapes)

@@ -46,6 +46,8 @@ class EvalConfig:
     """Actions executed per model call (K); default: the model's."""
     inference_steps: int | None = None
     """Sampler steps per call; default: the model's."""
+    future: Literal["skip", "predict"] | None = None
+    """For models with a future stream: skip it (act directly) or predict it first (imagine, then act)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
@@ -70,6 +72,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
     if cfg.inference_steps:
         model.config.inference_steps = cfg.inference_steps
+    if cfg.future:
+        model.set_future_at_inference(cfg.future)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     _check_seeds_disjoint(Path(cfg.run), set(seeds))
     track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
