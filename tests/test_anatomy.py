@@ -45,3 +45,12 @@ def test_every_axis_value_is_reachable():
         WAMSpec(substrate=substrate, coupling=coupling, backbone="diffusion")
     for deployment in Deployment:
         WAMSpec(deployment=deployment)
+
+
+def test_public_api_is_importable():
+    import wam
+
+    for name in wam.__all__:
+        assert getattr(wam, name) is not None
+    with pytest.raises(AttributeError):
+        wam.nothing_here

@@ -27,6 +27,7 @@ from wam.anatomy import Coupling, SpecError, Substrate, WAMSpec
 from wam.backbones.diffusion import DiffusionBackbone
 from wam.couplings import ActionOnly, PostHead
 from wam.data.normalize import Normalizer
+from wam.io import atomic_write_json
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
 from wam.substrates.feature import EncoderOnlyFeatures
@@ -202,8 +203,6 @@ class WorldActionModel(nn.Module):
     def save(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
         from safetensors.torch import save_model
-
-        from wam.data.lerobot import atomic_write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

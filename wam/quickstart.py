@@ -12,6 +12,7 @@ from typing import Any
 from wam.data.collect import CollectConfig, run_collect
 from wam.eval.report import print_report
 from wam.eval.runner import EvalConfig, run_eval
+from wam.io import atomic_write_json, config_dict
 from wam.train.loop import TrainConfig, train
 
 
@@ -42,6 +43,8 @@ class QuickstartConfig:
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the three stages, skipping those whose outputs already exist; returns the evaluation info."""
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "quickstart_config.json", config_dict(cfg))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.demos, out=out / "data", workers=cfg.workers))

@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from wam.data.lerobot import (STAGING, DatasetError, atomic_write_json, finalize, read_staged_meta,
-                              write_staged_episode)
+from wam.data.lerobot import STAGING, DatasetError, finalize, read_staged_meta, write_staged_episode
 from wam.envs.metaworld import IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
+from wam.io import atomic_write_json, config_dict
 
 SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
@@ -125,8 +125,7 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
         raise ValueError(f"--seed must lie in [0, {MAX_DEMO_SEED - cfg.episodes}) so demonstration seeds never "
                          "reach the evaluation seeds")
     out = Path(cfg.out)
-    request = {k: v for k, v in asdict(cfg).items() if k != "workers"}
-    request["out"] = str(out)
+    request = {k: v for k, v in config_dict(cfg).items() if k != "workers"}  # workers do not change the data
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
         previous = json.loads(config_path.read_text())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from wam.io import atomic_write_bytes, atomic_write_json
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -47,21 +48,6 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 
 class DatasetError(RuntimeError):
     """A dataset that is missing, corrupt or does not match what the caller expects."""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:

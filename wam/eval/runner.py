@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from wam.data.collect import EVAL_SEED_BASE
-from wam.data.lerobot import DatasetError, atomic_write_json, read_episodes
+from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import make_policy
 from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import latency_block, machine_info, peak_memory_mb
+from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.train.loop import resolve_device
 
@@ -139,7 +140,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                   "run": str(cfg.run)},
         "machine": machine_info(device),
         "video_paths": videos,
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "config": config_dict(cfg),
     }
     atomic_write_json(out / "eval_info.json", info)
     return info

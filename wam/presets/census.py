@@ -10,7 +10,6 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.resources import files
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from wam.data.lerobot import LeRobotDataset, atomic_write_json
+from wam.anatomy import WAMSpec
+from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
-from wam.anatomy import WAMSpec
+from wam.io import atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.presets.models import preset
 
@@ -123,7 +124,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",
-                      {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                      {**config_dict(cfg),
                        "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
                        "dataset_episodes": len(dataset.episodes)})
 
