@@ -16,10 +16,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 future_offsets=()),
     # Fast-WAM (feature encoder-only, diffusion, post-prediction head, chunked): the future branch shapes the
     # shared trunk in training and is skipped at inference. Scaled down from a video-diffusion trunk to a
-    # 4-layer transformer over one token per frame.
+    # 4-layer transformer over one token per frame. lambda = 0.1: at 1 the future loss crowds out the action
+    # (results/foundation/ablations).
     "fast-wam": dict(spec=WAMSpec(substrate="feature-encoder-only", coupling="post-head", backbone="diffusion",
                                   deployment="chunked"),
-                     future_offsets=(8, 16), future_weight=1.0, future_dropout=0.5, future_at_inference="skip"),
+                     future_offsets=(8, 16), future_weight=0.1, future_dropout=0.5, future_at_inference="skip"),
 }
 
 
