@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 
@@ -40,9 +41,21 @@ def latency_block(call_latencies: list[float], actions_executed: int, n_action_s
     }
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far (the high-water mark, not the current value)."""
+def process_peak_memory_mb() -> float:
+    """Peak resident memory of this process so far, including anything it did before the evaluation."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class MemoryMeter:
+    """The highest resident memory seen at ``sample()`` calls: the evaluation's own peak, even in a process that
+    trained a model first (the kernel's high-water mark cannot be reset)."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.peak_mb = 0.0
+
+    def sample(self) -> None:
+        self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
 
 
 def machine_info(device: torch.device | str) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
         (f"latency per action (K={budget['n_action_steps']})", f"{budget['latency_per_action_ms']:.2f} ms"),
         ("effective control rate", f"{budget['effective_control_hz']:.0f} Hz"),
         (f"feasible at {budget['control_hz']:.0f} Hz (p95/K < 1/f)", f"{feasible} ({budget['feasibility_margin']:.1f}x)"),
-        ("peak memory", f"{budget['peak_memory_mb']:.0f} MB"),
+        ("peak memory during evaluation", f"{budget['peak_memory_mb']:.0f} MB"),
         ("parameters", f"{budget['parameters'] / 1e6:.2f} M"),
     ):
         cost.add_row(name, value)

@@ -21,7 +21,7 @@ from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import make_policy
 from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
-from wam.eval.budget import latency_block, machine_info, peak_memory_mb
+from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.train.loop import resolve_device
@@ -86,6 +86,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     per_episode: list[dict[str, Any]] = []
     videos: list[str] = []
     actions_executed, control_hz = 0, None
+    memory = MemoryMeter()
     start = time.perf_counter()
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="eval", unit="ep")
     for task in tasks:
@@ -106,6 +107,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                 obs["task"] = instruction(task)
                 obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
                 rewards.append(reward)
+                memory.sample()
                 steps += 1
                 if success or truncated:
                     break
@@ -134,7 +136,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "eval_s": wall, "eval_ep_s": wall / len(per_episode),
         },
         "budget": {**latency_block(policy.call_latencies, actions_executed, policy.n_action_steps, control_hz),
-                   "peak_memory_mb": peak_memory_mb(), "parameters": model.num_parameters()},
+                   "peak_memory_mb": memory.peak_mb,
+                   "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
         "model": {"spec": model.config.spec.to_dict(), "inference_steps": model.config.inference_steps,
                   "horizon": model.config.horizon, "future_at_inference": model.config.future_at_inference,
                   "run": str(cfg.run)},
