@@ -149,3 +149,15 @@ def test_config_rejects_inconsistent_knobs():
     with pytest.raises(SpecError, match="n_action_steps"):
         ModelConfig(n_action_steps=20, horizon=16)
 
+
+
+def test_random_shift_moves_all_frames_of_a_sample_together():
+    from wam.nn.layers import random_shift
+
+    torch.manual_seed(0)
+    frames = torch.rand(4, 1, 3, 16, 16).repeat(1, 3, 1, 1, 1)  # three identical frames per sample
+    shifted = random_shift(frames, pad=2)
+    assert shifted.shape == frames.shape
+    assert torch.equal(shifted[:, 0], shifted[:, 1]) and torch.equal(shifted[:, 1], shifted[:, 2])
+    assert not torch.equal(shifted, frames)  # with 25 possible offsets per sample, some sample moved
+    assert random_shift(frames, pad=0) is frames
