@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import warnings
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wam.data.lerobot import STAGING, DatasetError, finalize, read_staged_meta, write_staged_episode
-from wam.envs.metaworld import IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
+from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
 from wam.io import atomic_write_json, config_dict
 
 SEED_STRIDE = 1_000_000
@@ -152,23 +153,18 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                       "max_steps": cfg.max_steps, "features": features}))
     total = len(tasks) * cfg.episodes
     failures = 0
-    if jobs:
-        bar = tqdm(total=total, initial=total - len(jobs), desc="collect", unit="ep")
-        if cfg.workers == 1:
+    with ExitStack() as stack:
+        if cfg.workers == 1 or len(jobs) <= 1:
             results = map(_record_episode, jobs)
         else:
             # spawn: each worker owns its own EGL context, which fork would share and break.
-            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(jobs)))
+            pool = stack.enter_context(mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))))
             results = pool.imap_unordered(_record_episode, jobs)
-        for _, ok in results:
-            failures += not ok
-            bar.update()
-        bar.close()
-        if cfg.workers > 1:
-            pool.close()
-            pool.join()
-    fps = 80.0  # MetaWorld: frame_skip 5 x 2.5 ms
-    info = finalize(out, features, fps=fps, robot_type="sawyer",
+        with tqdm(total=total, initial=total - len(jobs), desc="collect", unit="ep") as bar:
+            for _, ok in results:
+                failures += not ok
+                bar.update()
+    info = finalize(out, features, fps=CONTROL_HZ, robot_type="sawyer",
                     extra_info={"wam": {"track": cfg.track, "tasks": tasks, "episodes_per_task": cfg.episodes,
                                         "seed": cfg.seed}})
     if failures:

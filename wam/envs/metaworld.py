@@ -24,6 +24,7 @@ Track = Literal["vision", "state"]
 CAMERA = "corner2"
 IMAGE_KEY = f"observation.images.{CAMERA}"
 STATE_KEY = "observation.state"
+CONTROL_HZ = 80.0  # MetaWorld: one action per 5 physics steps of 2.5 ms
 KEYPOINTS = ("ee", "object", "goal")  # order of the rows of ``keypoints_uv`` / ``keypoints_xyz``
 
 
@@ -55,7 +56,7 @@ def instruction(task: str) -> str:
 class MetaWorldEnv(gym.Env):
     """One MetaWorld v3 task; every ``reset(seed=s)`` draws a fresh, reproducible object and goal placement."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, task: str, track: Track = "vision", image_size: int = 64, max_episode_steps: int = 500,
                  render_size: int | None = None):

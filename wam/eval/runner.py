@@ -20,7 +20,7 @@ from tqdm import tqdm
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import make_policy
-from wam.envs.metaworld import IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
+from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
@@ -89,8 +89,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     memory = MemoryMeter()
     start = time.perf_counter()
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="eval", unit="ep")
+    image_size = expected[IMAGE_KEY][0] if track == "vision" else 64
     for task in tasks:
-        image_size = expected[IMAGE_KEY][0] if track == "vision" else 64
         env = MetaWorldEnv(task, track=track, image_size=image_size, max_episode_steps=cfg.max_steps)
         got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
         if got != expected:
@@ -116,7 +116,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                                 "steps": steps, "sum_reward": float(np.sum(rewards)),
                                 "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0})
             if frames:
-                videos.append(str(_write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames, env)))
+                videos.append(str(_write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames)))
             bar.update()
             bar.set_postfix(success=f"{np.mean([e['success'] for e in per_episode]):.2f}")
         env.close()
@@ -149,10 +149,10 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return info
 
 
-def _write_video(path: Path, frames: list[np.ndarray], env: MetaWorldEnv, scale: int = 4) -> Path:
+def _write_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> Path:
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]  # 64 px is too small to watch
-    imageio.mimwrite(path, big, fps=int(env.metadata["render_fps"] // 2), macro_block_size=1)
+    imageio.mimwrite(path, big, fps=int(CONTROL_HZ // 2), macro_block_size=1)
     return path
