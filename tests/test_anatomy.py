@@ -5,7 +5,7 @@ from wam.anatomy import Backbone, Coupling, Deployment, SpecError, Substrate, WA
 
 def test_strings_become_enums_and_round_trip():
     spec = WAMSpec(substrate="feature-encoder-only", coupling="post-head", backbone="diffusion", deployment="chunked")
-    assert spec.substrate is Substrate.FEATURE_ENCODER_ONLY and spec.backbone is Backbone.DIFFUSION
+    assert spec.substrates == (Substrate.FEATURE_ENCODER_ONLY,) and spec.backbone is Backbone.DIFFUSION
     assert WAMSpec(**spec.to_dict()) == spec
     assert spec.is_wam
 
@@ -31,8 +31,20 @@ def test_impossible_tuples_name_the_conflict_and_an_alternative(kwargs, fragment
     assert "\n" not in str(err.value)
 
 
+def test_conjunctions_are_canonical_and_checked_per_component():
+    spec = WAMSpec(substrate="geometric+pixel-decoded", coupling="joint")
+    assert spec.substrate == "pixel-decoded+geometric"
+    assert spec.substrates == (Substrate.PIXEL_DECODED, Substrate.GEOMETRIC)
+    with pytest.raises(SpecError, match="repeats"):
+        WAMSpec(substrate="geometric+geometric", coupling="joint")
+    with pytest.raises(SpecError, match="conjunction"):
+        WAMSpec(substrate="none+geometric", coupling="joint")
+    with pytest.raises(SpecError, match="cannot generate substrate 'geometric'"):
+        WAMSpec(substrate="feature-teacher+geometric", coupling="joint", backbone="jepa")
+
+
 def test_valid_but_unimplemented_components_are_reported():
-    spec = WAMSpec(substrate="pixel-decoded", coupling="joint", backbone="autoregressive", deployment="single-step")
+    spec = WAMSpec(substrate="pixel-decoded", coupling="joint", backbone="autoregressive", deployment="interactive")
     with pytest.raises(SpecError, match="not implemented yet"):
         spec.require_implemented()
     WAMSpec().require_implemented()

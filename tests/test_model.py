@@ -22,8 +22,7 @@ def small(preset: str, ds: LeRobotDataset, **kw) -> WorldActionModel:
 
 
 def windows(model: WorldActionModel, ds: LeRobotDataset) -> WindowDataset:
-    offsets = model.config.future_offsets if model.substrate is not None else ()
-    return WindowDataset(ds, model.observation_keys, model.config.n_obs, model.config.horizon, offsets)
+    return model.windows(ds)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +42,7 @@ def test_shapes_of_act_predict_score(preset, ds):
     scores = model.score(batch, torch.randn(3, 5, 16, 4).clamp(-1, 1))
     assert scores.shape == (3, 5)
     if preset == "fast-wam":
-        assert model.predict(batch).shape == (3, 4, 32)
+        assert model.predict(batch)["future.feature-encoder-only"].shape == (3, 4, 32)
         with pytest.raises(SpecError, match="p\\(s\\|c,a\\)"):
             model.predict(batch, actions=action)
     else:
@@ -93,7 +92,7 @@ def test_loss_falls_on_a_fixed_batch(preset, ds):
         loss.backward()
         opt.step()
     assert loss_at_fixed_noise() < 0.6 * before
-    assert set(info) == ({"loss/action", "loss/future"} if preset == "fast-wam" else {"loss/action"})
+    assert set(info) == ({"loss/action", "loss/future.feature-encoder-only"} if preset == "fast-wam" else {"loss/action"})
     # The trained model scores the demonstrated chunk above random ones.
     model.eval()
     random_chunks = torch.rand(len(batch["task"]), 4, 16, 4) * 2 - 1
@@ -118,7 +117,7 @@ def test_fast_wam_future_branch_is_skipped_at_inference(ds):
     seen.clear()
     model.set_future_at_inference("predict")
     model.act(batch)
-    assert ("future",) in seen and ("future", "action") in seen
+    assert ("future.feature-encoder-only",) in seen and ("future.feature-encoder-only", "action") in seen
     with pytest.raises(SpecError, match="no future stream"):
         small("vla", ds).set_future_at_inference("predict")
 

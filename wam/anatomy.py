@@ -62,36 +62,66 @@ class Deployment(str, Enum):
     INTERACTIVE = "interactive"  # the model is stepped like an environment
 
 
-# What each backbone can generate. JEPA predicts in embedding space and has no decoder by construction.
+# Substrates each backbone can predict. JEPA regresses embeddings and has no decoder by construction, so it
+# cannot produce pixels, codes, keypoints or maps; every other family generates any substrate as token streams.
+_EMBEDDING_SUBSTRATES = frozenset({Substrate.FEATURE_TEACHER, Substrate.FEATURE_ENCODER_ONLY, Substrate.FEATURE_TAP})
 _BACKBONE_SUBSTRATES: dict[Backbone, frozenset[Substrate]] = {
     Backbone.DIFFUSION: frozenset(Substrate),
     Backbone.AUTOREGRESSIVE: frozenset(Substrate),
     Backbone.HYBRID: frozenset(Substrate),
     Backbone.VLM: frozenset(Substrate),
-    Backbone.JEPA: frozenset({Substrate.FEATURE_TEACHER, Substrate.FEATURE_ENCODER_ONLY, Substrate.NONE}),
+    Backbone.JEPA: _EMBEDDING_SUBSTRATES,
 }
 
 # Components that exist in code today; the validity rules above are the survey's, this is our coverage.
 IMPLEMENTED: dict[str, frozenset] = {
-    "substrate": frozenset({Substrate.NONE, Substrate.FEATURE_ENCODER_ONLY}),
-    "backbone": frozenset({Backbone.DIFFUSION}),
-    "coupling": frozenset({Coupling.NONE, Coupling.POST_HEAD}),
-    "deployment": frozenset({Deployment.CHUNKED, Deployment.SINGLE_STEP}),
+    "substrate": frozenset(Substrate),
+    "backbone": frozenset(Backbone),
+    "coupling": frozenset(Coupling),
+    "deployment": frozenset({Deployment.OPEN_LOOP, Deployment.CHUNKED, Deployment.SINGLE_STEP}),
 }
+
+CONJUNCTION = "+"
+
+
+def parse_substrate(value: str | Substrate | tuple | list) -> tuple[Substrate, ...]:
+    """``"pixel-decoded+geometric"`` -> its components in canonical (enum) order; ``"none"`` -> ``()``."""
+    parts = value if isinstance(value, (tuple, list)) else str(getattr(value, "value", value)).split(CONJUNCTION)
+    components = []
+    for part in parts:
+        try:
+            components.append(Substrate(getattr(part, "value", str(part).strip())))
+        except ValueError:
+            choices = ", ".join(e.value for e in Substrate)
+            raise SpecError(f"unknown substrate {str(part).strip()!r}; choose from: {choices} (join several with "
+                            f"'{CONJUNCTION}', e.g. pixel-decoded+geometric)") from None
+    if len(set(components)) != len(components):
+        raise SpecError(f"substrate {value!r} repeats a component; list each once")
+    if Substrate.NONE in components:
+        if len(components) > 1:
+            raise SpecError("substrate 'none' cannot be part of a conjunction; drop it or use 'none' alone")
+        return ()
+    order = list(Substrate)
+    return tuple(sorted(components, key=order.index))
 
 
 @dataclass(frozen=True)
 class WAMSpec:
-    """The 4-tuple of a model. Strings are accepted and converted, so configs stay plain JSON."""
+    """The 4-tuple of a model. Strings are accepted and converted, so configs stay plain JSON.
 
-    substrate: Substrate = Substrate.FEATURE_ENCODER_ONLY
+    ``substrate`` is one ``Substrate`` value or a conjunction of several joined by ``+`` (``pixel-decoded+geometric``);
+    it is stored in canonical form, and ``substrates`` lists the components (empty for a VLA).
+    """
+
+    substrate: str = Substrate.FEATURE_ENCODER_ONLY.value
     coupling: Coupling = Coupling.POST_HEAD
     backbone: Backbone = Backbone.DIFFUSION
     deployment: Deployment = Deployment.CHUNKED
 
     def __post_init__(self) -> None:
-        for name, enum in (("substrate", Substrate), ("coupling", Coupling), ("backbone", Backbone),
-                           ("deployment", Deployment)):
+        components = parse_substrate(self.substrate)
+        object.__setattr__(self, "substrate", CONJUNCTION.join(c.value for c in components) or Substrate.NONE.value)
+        for name, enum in (("coupling", Coupling), ("backbone", Backbone), ("deployment", Deployment)):
             value = getattr(self, name)
             try:
                 object.__setattr__(self, name, enum(value))
@@ -101,34 +131,41 @@ class WAMSpec:
         self.validate()
 
     @property
+    def substrates(self) -> tuple[Substrate, ...]:
+        """The substrate components, in canonical order; ``()`` for a VLA."""
+        return parse_substrate(self.substrate)
+
+    @property
     def is_wam(self) -> bool:
         """A model is a WAM only when a predicted future lies on the action path."""
-        return self.substrate is not Substrate.NONE
+        return bool(self.substrates)
 
     def validate(self) -> None:
         """Raise ``SpecError`` for combinations the anatomy forbids."""
-        if (self.substrate is Substrate.NONE) != (self.coupling is Coupling.NONE):
-            if self.substrate is Substrate.NONE:
+        components = self.substrates
+        if (not components) != (self.coupling is Coupling.NONE):
+            if not components:
                 raise SpecError(f"coupling {self.coupling.value!r} needs a predicted future, but substrate is "
                                 "'none'; pick a substrate such as 'feature-encoder-only', or coupling 'none' (a VLA)")
-            raise SpecError(f"substrate {self.substrate.value!r} predicts a future that coupling 'none' never uses; "
+            raise SpecError(f"substrate {self.substrate!r} predicts a future that coupling 'none' never uses; "
                             "pick coupling 'post-head', 'joint' or 'rollout', or substrate 'none' (a VLA)")
-        if self.substrate not in _BACKBONE_SUBSTRATES[self.backbone]:
-            raise SpecError(f"backbone {self.backbone.value!r} cannot generate substrate {self.substrate.value!r}: it "
-                            "predicts in embedding space with no decoder; use substrate 'feature-teacher', or a "
-                            "'diffusion' or 'autoregressive' backbone for pixels")
-        if self.substrate is Substrate.FEATURE_ENCODER_ONLY and self.coupling is Coupling.ROLLOUT:
+        for component in components:
+            if component not in _BACKBONE_SUBSTRATES[self.backbone]:
+                raise SpecError(f"backbone {self.backbone.value!r} cannot generate substrate {component.value!r}: it "
+                                "predicts in embedding space with no decoder; use substrate 'feature-teacher', or a "
+                                "'diffusion' or 'autoregressive' backbone for pixels, codes, keypoints or maps")
+        if components == (Substrate.FEATURE_ENCODER_ONLY,) and self.coupling is Coupling.ROLLOUT:
             raise SpecError("substrate 'feature-encoder-only' is a training-time target only and cannot score "
                             "rollouts; use substrate 'feature-teacher' for action-conditioned rollout")
 
     def require_implemented(self) -> None:
         """Raise ``SpecError`` when a valid 4-tuple needs a component this version does not ship yet."""
         for axis, have in IMPLEMENTED.items():
-            value = getattr(self, axis)
-            if value not in have:
-                choices = ", ".join(sorted(v.value for v in have))
-                raise SpecError(f"{axis} {value.value!r} is valid but not implemented yet; available: {choices}")
+            for value in (self.substrates if axis == "substrate" else (getattr(self, axis),)):
+                if value not in have:
+                    choices = ", ".join(sorted(v.value for v in have))
+                    raise SpecError(f"{axis} {value.value!r} is valid but not implemented yet; available: {choices}")
 
     def to_dict(self) -> dict[str, str]:
-        return {"substrate": self.substrate.value, "coupling": self.coupling.value,
+        return {"substrate": self.substrate, "coupling": self.coupling.value,
                 "backbone": self.backbone.value, "deployment": self.deployment.value}

@@ -23,16 +23,30 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from wam.anatomy import Coupling, SpecError, Substrate, WAMSpec
-from wam.backbones.diffusion import DiffusionBackbone
-from wam.couplings import ActionOnly, PostHead
+from wam.anatomy import Backbone, Coupling, SpecError, WAMSpec
+from wam.backbones import build_backbone
+from wam.backbones.base import Stream
+from wam.couplings import ACTION, ActionOnly, Joint, PostHead, Rollout
+from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
+from wam.data.windows import WindowDataset
 from wam.io import atomic_write_json
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
-from wam.substrates.feature import EncoderOnlyFeatures
+from wam.substrates import SubstrateInputs, build_substrates
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+def _build_coupling(kind: Coupling, futures: tuple[str, ...], streams: dict[str, Stream], config: ModelConfig):
+    if kind is Coupling.NONE:
+        return ActionOnly()
+    if kind is Coupling.ROLLOUT:
+        return Rollout(futures, streams, config.d_model, config.planner, config.n_action_steps,
+                       max(1, len(config.tasks)), config.future_weight)
+    cls = Joint if kind is Coupling.JOINT else PostHead
+    return cls(futures, config.future_weight, config.future_dropout, config.future_at_inference,
+               config.truncate_steps, config.substrate_first_steps)
 
 
 class CheckpointError(RuntimeError):
@@ -67,7 +81,19 @@ class ModelConfig:
     """lambda in L = L_act + lambda L_gen."""
     future_dropout: float = 0.5
     """Fraction of training samples in which the action cannot see the future (so skipping it is in-distribution)."""
-    future_at_inference: Literal["skip", "predict"] = "skip"
+    future_at_inference: Literal["skip", "predict", "truncate"] = "skip"
+    """Joint and post-head couplings: skip the future, generate it fully, or give it only ``truncate_steps``."""
+    truncate_steps: int = 2
+    substrate_first_steps: int = 0
+    """Joint coupling: train the substrate alone for this many steps, then ramp the action loss in as long."""
+    parameterization: Literal["epsilon", "flow"] = "epsilon"
+    """Denoising backbones: noise prediction (DDPM/DDIM) or flow matching (Euler)."""
+    tasks: list[str] = field(default_factory=list)
+    """Instructions of the training tasks, in dataset order (goal objectives are per task)."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """Rollout coupling: proposal, planner and objective."""
+    substrate_fit_steps: int = 1500
+    """Autoencoder training steps for the pixel-latent and feature-token substrates."""
     augment_pad: int = 0
     """Random-shift augmentation in pixels (0 disables). Off by default: with MetaWorld's fixed camera the absolute
     image position of an object is what locates it, and shifting the image blurs exactly that (measured: 42% vs
@@ -76,11 +102,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if isinstance(self.spec, dict):
             self.spec = WAMSpec(**self.spec)
+        if isinstance(self.planner, dict):
+            self.planner = PlannerConfig(**self.planner)
         self.future_offsets = tuple(self.future_offsets)
         self.image_channels = tuple(self.image_channels)
         self.spec.require_implemented()
         if self.spec.is_wam and not self.future_offsets:
-            raise SpecError(f"substrate {self.spec.substrate.value!r} needs future_offsets (which future frames to "
+            raise SpecError(f"substrate {self.spec.substrate!r} needs future_offsets (which future frames to "
                             "predict), e.g. (8, 16)")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise SpecError(f"n_action_steps (K={self.n_action_steps}) must lie in [1, horizon={self.horizon}]")
@@ -88,6 +116,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["spec"] = self.spec.to_dict()
+        d["planner"] = asdict(self.planner)
         return d
 
     @classmethod
@@ -111,32 +140,50 @@ class WorldActionModel(nn.Module):
         self.normalizer = Normalizer(shapes, {**modes, "action": "minmax"})
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
                                       config.image_channels)
-        streams = {"action": (config.horizon, config.action_dim)}
-        self.substrate: EncoderOnlyFeatures | None = None
-        if spec.substrate is Substrate.FEATURE_ENCODER_ONLY:
-            self.substrate = EncoderOnlyFeatures(len(config.future_offsets), len(config.observation_shapes),
-                                                 config.d_model)
-            streams["future"] = self.substrate.shape
-        if spec.coupling is Coupling.POST_HEAD:
-            self.coupling: ActionOnly | PostHead = PostHead(config.future_weight, config.future_dropout,
-                                                            config.future_at_inference)
-        else:
-            self.coupling = ActionOnly()
-        self.backbone = DiffusionBackbone(config.d_model, config.n_layers, config.n_heads, self.encoder.n_tokens,
-                                          streams, self.coupling.reads, config.train_timesteps,
-                                          clip={"action": True}, dropout=config.dropout)
+        self.substrates = build_substrates(spec, config, self.encoder)
+        streams = {ACTION: Stream(config.horizon, config.action_dim, clip=True),
+                   **{s.name: s.stream for s in self.substrates.values()}}
+        futures = tuple(s.name for s in self.substrates.values())
+        self.coupling = _build_coupling(spec.coupling, futures, streams, config)
+        self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
+                                       self.coupling.order)
+        self._task_index = {t: i for i, t in enumerate(config.tasks)}
 
-    def set_future_at_inference(self, mode: Literal["skip", "predict"]) -> None:
-        """Choose whether ``act`` generates the future stream first; a model without one refuses ``predict``."""
-        if not isinstance(self.coupling, PostHead):
-            if mode == "predict":
-                raise SpecError(f"coupling {self.config.spec.coupling.value!r} has no future stream to predict")
+    def set_future_at_inference(self, mode: Literal["skip", "predict", "truncate"]) -> None:
+        """Choose how ``act`` treats the future stream; a model without one refuses anything but ``skip``."""
+        if not isinstance(self.coupling, Joint):
+            if mode != "skip":
+                raise SpecError(f"coupling {self.config.spec.coupling.value!r} has no future stream to {mode}; "
+                                "--future applies to the 'joint' and 'post-head' couplings")
             return
+        if mode == "truncate" and self.config.spec.backbone in (Backbone.AUTOREGRESSIVE, Backbone.VLM, Backbone.JEPA):
+            raise SpecError(f"backbone {self.config.spec.backbone.value!r} has no sampler steps to truncate; use "
+                            "--future skip or predict")
         self.config.future_at_inference = self.coupling.future_at_inference = mode
 
     @property
     def observation_keys(self) -> list[str]:
         return sorted(self.config.observation_shapes)
+
+    @property
+    def future_keys(self) -> list[str]:
+        """Dataset features the substrates read at the future offsets."""
+        keys = [k for s in self.substrates.values() for k in s.future_keys]
+        if any(s.reads_observations for s in self.substrates.values()):
+            keys += self.observation_keys
+        if isinstance(self.coupling, Rollout):
+            keys += ["progress", "next.success"]
+        return list(dict.fromkeys(keys))
+
+    @property
+    def anchor_keys(self) -> list[str]:
+        return list(dict.fromkeys(k for s in self.substrates.values() for k in s.anchor_keys))
+
+    def windows(self, dataset) -> WindowDataset:
+        """Training windows over ``dataset`` with everything this model's loss reads."""
+        offsets = self.config.future_offsets if self.substrates else ()
+        return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
+                             self.future_keys, self.anchor_keys)
 
     @property
     def device(self) -> torch.device:
@@ -160,45 +207,81 @@ class WorldActionModel(nn.Module):
                 out[f"future.{key}"] = x[:, n:]
         return out
 
-    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training loss of one batch, and its parts for logging."""
-        obs = self._observations(batch, future=self.substrate is not None)
+    def targets(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Normalized observations and the future targets of every substrate stream for a batch of windows."""
+        reads = any(s.reads_observations for s in self.substrates.values())
+        obs = self._observations(batch, future=reads)
+        inputs = SubstrateInputs(obs, batch, self.encoder)
+        return obs, {s.name: s.targets(inputs) for s in self.substrates.values()}
+
+    def loss(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss of one batch, and its parts for logging (``step`` drives lambda schedules)."""
+        obs, futures = self.targets(batch)
         context = self.encoder(obs, batch["task"])
         action = self.normalizer.normalize("action", batch["action"].to(self.device))
-        future = self.substrate.targets(self.encoder, obs) if self.substrate is not None else None
-        losses = self.coupling.loss(self.backbone, context, action, future)
+        if isinstance(self.coupling, Rollout):
+            labels = {"progress": batch["future.progress"][:, -1].to(self.device),
+                      "success": batch["future.next.success"][:, -1].reshape(-1).float().to(self.device)}
+            losses = self.coupling.loss(self.backbone, context, action, futures, step, labels)
+        else:
+            losses = self.coupling.loss(self.backbone, context, action, futures, step)
         total = sum(losses.values())
         return total, {f"loss/{k}": v.item() for k, v in losses.items()}
+
+    def after_step(self) -> None:
+        """Hook for the training loop after every optimizer step (EMA teachers)."""
+        for s in self.substrates.values():
+            s.after_step(self.encoder)
+
+    def reset(self) -> None:
+        """Forget per-episode state (called by deployments at episode start)."""
+        self.coupling.reset()
 
     def _context(self, observation: dict[str, Any]) -> torch.Tensor:
         return self.encoder(self._observations(observation, future=False), observation["task"])
 
+    def task_index(self, instructions: list[str]) -> torch.Tensor:
+        return torch.tensor([self._task_index.get(t, 0) for t in instructions], device=self.device)
+
     @torch.no_grad()
     def act(self, observation: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
         """An action chunk ``[B, H, d_a]`` in environment units for an observation history batch."""
-        action, _ = self.coupling.act(self.backbone, self._context(observation), self.config.inference_steps,
-                                      generator)
+        context, steps = self._context(observation), self.config.inference_steps
+        if isinstance(self.coupling, Rollout):
+            action, _ = self.coupling.act(self.backbone, context, steps, generator, self.task_index(observation["task"]))
+        else:
+            action, _ = self.coupling.act(self.backbone, context, steps, generator)
         return self.normalizer.unnormalize("action", action)
 
     @torch.no_grad()
     def predict(self, observation: dict[str, Any], actions: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """The predicted future in substrate space, ``[B, N_tok, d]``."""
-        if self.substrate is None:
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The predicted future in substrate space, one ``[B, L, d]`` tensor (ids for discrete codes) per stream.
+
+        ``actions`` (environment units) condition the prediction, ``p(s | c, a)``, for couplings that model it.
+        """
+        if not self.substrates:
             raise SpecError("this model has substrate 'none' (a VLA): it predicts no future")
         if actions is not None:
-            raise SpecError(f"coupling {self.config.spec.coupling.value!r} predicts p(s|c), not p(s|c,a); "
-                            "action-conditioned prediction needs coupling 'rollout' or 'joint'")
-        return self.coupling.predict(self.backbone, self._context(observation), self.config.inference_steps,
-                                     generator)
+            actions = self.normalizer.normalize("action", actions.to(self.device))
+        try:
+            return self.coupling.predict(self.backbone, self._context(observation), self.config.inference_steps,
+                                         actions, generator)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+
+    def decode(self, futures: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        """Decode predicted futures for inspection, for the substrates that have a decoder."""
+        return {s.name: s.decode(futures[s.name]) for s in self.substrates.values()
+                if s.has_decoder and s.name in futures}
 
     @torch.no_grad()
     def score(self, observation: dict[str, Any], candidates: torch.Tensor) -> torch.Tensor:
-        """Score ``candidates [B, N, H, d_a]`` by the negative denoising error of the action stream (higher is better)."""
+        """Score ``candidates [B, N, H, d_a]`` by the model's likelihood proxy of the action stream (higher is better)."""
         b, n = candidates.shape[:2]
         context = self._context(observation).repeat_interleave(n, dim=0)
         action = self.normalizer.normalize("action", candidates.to(self.device).flatten(0, 1))
-        return -self.backbone.denoising_error(context, {"action": action}).view(b, n)
+        return -self.backbone.error(context, {ACTION: action}).view(b, n)
 
     def save(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``."""

@@ -1,7 +1,9 @@
-"""Couplings: how the action binds to the predicted future. Each decides which streams the backbone learns
-and generates, which it is given, and how the action is read out."""
+"""Couplings: how the action binds to the predicted future. Each decides which streams the backbone learns and
+generates, which it is given, and how the action is read out."""
 
 from wam.couplings.action_only import ActionOnly
-from wam.couplings.post_head import PostHead
+from wam.couplings.base import ACTION, Coupling
+from wam.couplings.joint import Joint, PostHead
+from wam.couplings.rollout import Rollout
 
-__all__ = ["ActionOnly", "PostHead"]
+__all__ = ["ACTION", "ActionOnly", "Coupling", "Joint", "PostHead", "Rollout"]

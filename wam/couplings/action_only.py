@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from wam.backbones.diffusion import DiffusionBackbone
+from wam.couplings.base import ACTION, Coupling
 
 
-class ActionOnly:
-    reads: dict[str, tuple[str, ...]] = {}
+class ActionOnly(Coupling):
+    def loss(self, backbone, context, action, futures, step=None):
+        return backbone.loss(context, {ACTION: action})
 
-    def loss(self, backbone: DiffusionBackbone, context: torch.Tensor, action: torch.Tensor,
-             future: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return backbone.loss(context, {"action": action})
+    def act(self, backbone, context, steps, generator=None):
+        return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
 
-    def act(self, backbone: DiffusionBackbone, context: torch.Tensor, steps: int,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return backbone.sample(context, ("action",), steps, generator=generator)["action"], None
+    def predict(self, backbone, context, steps, actions=None, generator=None) -> dict[str, torch.Tensor]:
+        raise ValueError("this model has substrate 'none' (a VLA): it predicts no future")

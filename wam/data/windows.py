@@ -6,8 +6,10 @@ episode boundary):
 - observation history: frames ``t - n_obs + 1 .. t``; before the episode start the first frame is repeated;
 - action chunk: actions ``a_t .. a_{t+H-1}``; past the episode end the last action is repeated and
   ``action_is_pad`` marks those steps;
-- future targets: observations at ``t + k`` for every ``k`` in ``future_offsets`` (with ``H = max(future_offsets)``
-  the last one lies at the end of the chunk), clamped to the episode's last frame.
+- future targets: the ``future_keys`` features (by default the observations) at ``t + k`` for every ``k`` in
+  ``future_offsets`` (with ``H = max(future_offsets)`` the last one lies at the end of the chunk), clamped to the
+  episode's last frame, as ``future.<key>``; ``future.progress`` is the episode progress in [0, 1] at those frames;
+- ``anchor.<key>``: the ``anchor_keys`` features at ``t`` itself (e.g. ground truth a flow is measured from).
 
 Windows are built for a whole batch of anchors at once with numpy indexing, which keeps a CPU training step
 dominated by the network and not by Python. Values are raw (uint8 images, physical units); the model's
@@ -29,14 +31,18 @@ class WindowDataset(torch.utils.data.Dataset):
     """Windows (history, action chunk, future targets, instruction) over a ``LeRobotDataset``."""
 
     def __init__(self, dataset: LeRobotDataset, observation_keys: Sequence[str], n_obs: int, horizon: int,
-                 future_offsets: Sequence[int] = (), successful_only: bool = True):
-        missing = [k for k in (*observation_keys, "action") if k not in dataset.frames]
+                 future_offsets: Sequence[int] = (), future_keys: Sequence[str] | None = None,
+                 anchor_keys: Sequence[str] = (), successful_only: bool = True):
+        future_keys = list(observation_keys if future_keys is None else future_keys)
+        needed = dict.fromkeys([*observation_keys, "action", *(future_keys if future_offsets else []), *anchor_keys])
+        missing = [k for k in needed if k != "progress" and k not in dataset.frames]
         if missing:
             raise DatasetError(f"dataset {dataset.root} has no feature {missing[0]!r} (it has: "
                                f"{', '.join(k for k in dataset.features if not k.startswith(('index', 'frame')))}); "
                                "collect it with the track this model expects (--track vision|state)")
         self.dataset, self.observation_keys = dataset, list(observation_keys)
         self.n_obs, self.horizon, self.future_offsets = n_obs, horizon, list(future_offsets)
+        self.future_keys, self.anchor_keys = future_keys, list(anchor_keys)
         episodes = [e for e in dataset.episodes if e.get("success", True) or not successful_only]
         if not episodes:
             raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from")
@@ -66,9 +72,16 @@ class WindowDataset(torch.utils.data.Dataset):
         out: dict[str, torch.Tensor | list[str]] = {}
         for key in self.observation_keys:
             out[key] = torch.from_numpy(frames[key][history])
-            if self.future_offsets:
-                future = np.clip(t[:, None] + np.array(self.future_offsets), start, last)
-                out[f"future.{key}"] = torch.from_numpy(frames[key][future])
+        if self.future_offsets:
+            future = np.clip(t[:, None] + np.array(self.future_offsets), start, last)
+            for key in self.future_keys:
+                if key == "progress":
+                    out["future.progress"] = torch.from_numpy(((future - start) / np.maximum(last - start, 1))
+                                                              .astype(np.float32))
+                else:
+                    out[f"future.{key}"] = torch.from_numpy(frames[key][future])
+        for key in self.anchor_keys:
+            out[f"anchor.{key}"] = torch.from_numpy(frames[key][t])
         out["action"] = torch.from_numpy(frames["action"][np.minimum(chunk, last)])
         out["action_is_pad"] = torch.from_numpy(chunk > last)
         out["task"] = self.instructions[frames["task_index"][t]].tolist()

@@ -1,27 +1,108 @@
-"""Feature substrate, encoder-only: the future is the model's own observation encoding of future frames.
+"""Feature substrates: futures with no fixed decoder, as encoder features or as codebook tokens.
 
-The targets are taken under stop-gradient and layer-normalized (so the diffusion backbone sees unit-scale tokens
-and the encoder cannot shrink the loss by shrinking its outputs). They exist only at training time: the
-substrate has no decoder, and a deployment may skip generating them altogether (Fast-WAM's observation).
+- ``encoder-only``: the model's own observation encoder applied to the future frames, under stop-gradient and
+  layer-normalized (unit-scale tokens; the encoder cannot shrink the loss by shrinking its outputs). A training
+  target only: a deployment may skip generating it (Fast-WAM);
+- ``tap``: the same targets, but the backbone predicts them in one pass from learned queries and the action reads
+  those trunk activations, never a sampled future (VPP);
+- ``teacher``: targets from an EMA copy of the encoder, JEPA-style (FLARE, V-JEPA 2-AC);
+- ``token``: discrete codes of a VQ codebook fitted on the dataset (the vocabulary an LLM/VLM backbone predicts);
+  continuous backbones see the code vectors, autoregressive ones the ids.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from wam.nn.context import ContextEncoder
+from wam.anatomy import Substrate
+from wam.backbones.base import Stream
+from wam.substrates.base import FutureSubstrate, SubstrateInputs, patchify
+from wam.substrates.pixel import LatentFrames
 
 
-class EncoderOnlyFeatures:
+class EncoderFeatures(FutureSubstrate):
     """Future tokens ``[B, n_future * n_keys, d]``: encoder features of the frames at ``t + k``."""
 
-    has_decoder = False
+    kind = Substrate.FEATURE_ENCODER_ONLY
+    reads_observations = True
 
     def __init__(self, n_future: int, n_keys: int, dim: int):
-        self.shape = (n_future * n_keys, dim)
+        super().__init__()
+        self.stream = Stream(n_future * n_keys, dim, regress=self.kind is Substrate.FEATURE_TAP)
 
-    def targets(self, encoder: ContextEncoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _encoder(self, inputs: SubstrateInputs) -> nn.Module:
+        return inputs.encoder
+
+    def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
         with torch.no_grad():
-            tokens = encoder.encode_frames(batch, prefix="future.").flatten(1, 2)
+            tokens = self._encoder(inputs).encode_frames(inputs.observations, prefix="future.").flatten(1, 2)
         return F.layer_norm(tokens, tokens.shape[-1:])
+
+
+class TapFeatures(EncoderFeatures):
+    kind = Substrate.FEATURE_TAP
+
+
+class TeacherFeatures(EncoderFeatures):
+    """Targets from an exponential moving average of the observation encoder (a JEPA target encoder)."""
+
+    kind = Substrate.FEATURE_TEACHER
+
+    def __init__(self, n_future: int, n_keys: int, dim: int, encoder: nn.Module, decay: float = 0.99):
+        super().__init__(n_future, n_keys, dim)
+        self.teacher = copy.deepcopy(encoder).requires_grad_(False)
+        self.decay = decay
+
+    def _encoder(self, inputs: SubstrateInputs) -> nn.Module:
+        return self.teacher
+
+    @torch.no_grad()
+    def after_step(self, encoder: nn.Module) -> None:
+        for t, s in zip(self.teacher.parameters(), encoder.parameters()):
+            t.lerp_(s, 1 - self.decay)
+
+
+class TokenCodes(LatentFrames):
+    """Ids of a VQ codebook over a ``4 x 4`` grid per frame (16 tokens), fitted on the dataset and frozen."""
+
+    kind = Substrate.FEATURE_TOKEN
+    quantize = True
+
+    def __init__(self, n_future: int, image_key: str, image_size: int, discrete: bool):
+        self.discrete = discrete
+        super().__init__(n_future, image_key, image_size)
+
+    def _stream(self, length: int, dim: int) -> Stream:
+        return Stream(length, dim, vocab=self.autoencoder.config.codebook_size if self.discrete else 0)
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder.encode_ids(x)  # cached as ids; vectors are looked up when needed
+
+    def _vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """Ids ``[B, n]`` -> code-vector tokens ``[B, n, c]``."""
+        b = ids.shape[0]
+        z = self.autoencoder.embed_ids(ids.reshape(-1, self.grid ** 2))[:, None]  # [B*F, 1, c, g, g]
+        return patchify(z, 1).reshape(b, -1, self.stream.dim)
+
+    def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
+        ids = inputs.batch[f"future.{self.cache_key}"].flatten(1).long()
+        ids = ids.to(inputs.observations[self.image_key].device)
+        return ids if self.discrete else self._vectors(ids)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 1, 4, 2, 3).flatten(0, 1).float() / 255
+        ids = self.autoencoder.encode_ids(x.to(next(self.parameters()).device)).reshape(frames.shape[0], -1)
+        return ids if self.discrete else self._vectors(ids)
+
+    def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not self.discrete:  # snap generated vectors to their nearest codes, then decode
+            b = tokens.shape[0]
+            book = F.normalize(self.autoencoder.codebook, dim=-1) * self.autoencoder.scale
+            tokens = torch.cdist(tokens.reshape(-1, tokens.shape[-1]), book).argmin(-1).reshape(b, -1)
+        b = tokens.shape[0]
+        frames = self.autoencoder.decode(self.autoencoder.embed_ids(tokens.reshape(b * self.n_future, -1)))
+        return {"frames": frames.reshape(b, self.n_future, *frames.shape[1:])}

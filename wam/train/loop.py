@@ -19,11 +19,13 @@ import torch
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
+from wam.couplings import Rollout
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
 from wam.io import atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
+from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
 
 
@@ -31,12 +33,16 @@ from wam.presets.models import preset
 class TrainConfig:
     """Train a model preset on a collected dataset."""
 
-    preset: str
-    """Model preset: vla (the baseline) or fast-wam."""
     data: Path
     """Dataset directory written by `wam collect`."""
     out: Path
     """Run directory for the config, the log and the model."""
+    preset: str = "vla"
+    """Model preset: vla (the baseline) or fast-wam; ignored with --census."""
+    census: str | None = None
+    """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
+    parameterization: Literal["epsilon", "flow"] | None = None
+    """Override the denoising parameterization of diffusion and hybrid backbones."""
     steps: int = 3000
     """Optimizer steps."""
     batch_size: int = 64
@@ -62,6 +68,9 @@ class TrainConfig:
     init_from: Path | None = None
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
 
+    def model_overrides(self) -> dict[str, Any]:
+        return {} if self.parameterization is None else {"parameterization": self.parameterization}
+
     def spec_overrides(self) -> dict[str, str]:
         axes = ("substrate", "coupling", "backbone", "deployment")
         return {a: getattr(self, a) for a in axes if getattr(self, a) is not None}
@@ -82,7 +91,7 @@ def build_model(preset_name: str, dataset: LeRobotDataset, spec_overrides: dict[
     observation_keys = [k for k in dataset.features if k.startswith("observation.")]
     shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
     vocabulary = sorted({w for task in dataset.tasks for w in instruction(task).split()})
-    fields = {**preset(preset_name), **overrides}
+    fields = {**preset(preset_name), "tasks": [instruction(t) for t in dataset.tasks], **overrides}
     if spec_overrides:
         fields["spec"] = WAMSpec(**{**fields["spec"].to_dict(), **spec_overrides})
     config = ModelConfig(observation_shapes=shapes, action_dim=dataset.features["action"]["shape"][0],
@@ -105,6 +114,25 @@ def check_compatible(model: WorldActionModel, dataset: LeRobotDataset) -> None:
                              f"{list(have)}; collect the dataset with matching settings or train from scratch")
 
 
+@torch.no_grad()
+def goal_targets(model: WorldActionModel, windows: WindowDataset) -> dict[str, torch.Tensor]:
+    """Per task, the mean future target of windows anchored at the demonstrations' last frames (all offsets then
+    clamp to the final frame): the goal a rollout coupling's ``goal`` objective steers toward."""
+    dataset = windows.dataset
+    last = np.array([e["dataset_to_index"] - 1 for e in dataset.episodes])
+    positions = np.flatnonzero(np.isin(windows.anchors, last))
+    batch = windows.batch(positions)
+    _, futures = model.targets(batch)
+    task = torch.as_tensor(dataset.frames["task_index"][windows.anchors[positions]], device=model.device)
+    goals = {}
+    for name, x in futures.items():
+        x = model.coupling._continuous(name, x)
+        goal = torch.zeros(len(model.config.tasks) or 1, *x.shape[1:], device=x.device)
+        goal.index_add_(0, task, x)
+        goals[name] = goal / torch.bincount(task, minlength=goal.shape[0]).clamp_min(1).view(-1, 1, 1)
+    return goals
+
+
 def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     """Run training as configured; returns a summary (steps, final loss, wall time, parameter count)."""
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -117,10 +145,18 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     if cfg.init_from is not None:
         model = WorldActionModel.load(Path(cfg.init_from) / "model", device=device)
         check_compatible(model, dataset)
+        for substrate in model.substrates.values():  # reuse the fitted autoencoders; only re-encode the frames
+            dataset.frames.update(substrate.prepare(dataset, 0, cfg.seed))
     else:
-        model = build_model(cfg.preset, dataset, cfg.spec_overrides(), **model_overrides).to(device)
-    windows = WindowDataset(dataset, model.observation_keys, model.config.n_obs, model.config.horizon,
-                            model.config.future_offsets if model.substrate is not None else ())
+        spec_overrides = cfg.spec_overrides()
+        if cfg.census:
+            spec_overrides = {**census_spec(find_row(cfg.census)).to_dict(), **spec_overrides}
+        model = build_model("fast-wam" if cfg.census else cfg.preset, dataset, spec_overrides,
+                            **cfg.model_overrides(), **model_overrides)
+        for substrate in model.substrates.values():  # fit autoencoders, cache codes, measure statistics
+            dataset.frames.update(substrate.prepare(dataset, model.config.substrate_fit_steps, cfg.seed))
+        model = model.to(device)
+    windows = model.windows(dataset)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",
@@ -136,7 +172,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     model.train()
     bar = tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.preset}", unit="step", mininterval=1.0)
     for step in bar:
-        loss, info = model.loss(windows.sample(cfg.batch_size, rng))
+        loss, info = model.loss(windows.sample(cfg.batch_size, rng), step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the dataset "
                                      "statistics in meta/stats.json")
@@ -146,6 +182,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         optimizer.step()
         schedule.step()
         ema.step(model.parameters())
+        model.after_step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{running:.4f}")
@@ -160,8 +197,11 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     log.close()
     ema.copy_to(model.parameters())
     model.eval()
+    if isinstance(model.coupling, Rollout):
+        model.coupling.set_goals(goal_targets(model, windows))
     model.save(out / "model")
-    summary = {"preset": cfg.preset, "steps": cfg.steps, "final_loss_smooth": running,
+    summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
+               "steps": cfg.steps, "final_loss_smooth": running,
                "train_time_s": time.perf_counter() - start, "parameters": model.num_parameters(),
                "device": str(device)}
     atomic_write_json(out / "train_summary.json", summary)

@@ -1,0 +1,50 @@
+"""The coupling contract: which streams a backbone learns and generates, who reads whom, and how the action is read.
+
+``futures`` are the names of the substrate streams (``future.<kind>``; several for a conjunction). ``reads`` and
+``order`` go to the backbone (attention rules; serialization order for sequential backbones).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTION = "action"
+
+
+class Coupling(nn.Module):
+    """Base class; the default is the VLA case (no future). Subclasses override ``reads``/``order`` and the methods."""
+
+    def __init__(self, futures: tuple[str, ...] = ()):
+        super().__init__()
+        self.futures = tuple(futures)
+
+    @property
+    def reads(self) -> dict[str, tuple[str, ...]]:
+        return {}
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return (ACTION, *self.futures)
+
+    def loss(self, backbone, context: torch.Tensor, action: torch.Tensor, futures: dict[str, torch.Tensor],
+             step: int | None = None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def act(self, backbone, context: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The action chunk (normalized) and whatever futures were generated on the way."""
+        raise NotImplementedError
+
+    def predict(self, backbone, context: torch.Tensor, steps: int, actions: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget per-episode state (a planner's last plan)."""
+
+
+def dropout_mask(futures: tuple[str, ...], rate: float, context: torch.Tensor) -> dict[tuple[str, str], torch.Tensor]:
+    """Hide every future from the action in a fraction ``rate`` of the samples (one draw per sample)."""
+    hidden = torch.rand(context.shape[0], device=context.device) < rate
+    return {(ACTION, f): hidden for f in futures}

@@ -1,0 +1,91 @@
+"""Joint generation: ``p(s, a | c)``, trained with ``L = lambda_gen L_gen + lambda_act(step) L_act``.
+
+Future and action streams are learned together and read each other (sequential backbones serialize the action
+first, so ``p(a | c) p(s | a, c)``). In a fraction ``future_dropout`` of the samples the future is hidden from
+the action, so the same weights can act without it. ``lambda_act`` can follow a substrate-first schedule: 0 for
+``substrate_first_steps`` steps, then a linear ramp to 1 over as many steps (the world model learns first).
+
+At inference the future stream is generated fully (``predict``: denoised together with the action), truncated
+(``truncate``: it gets only ``truncate_steps`` of the sampler steps and the action reads it partly denoised) or
+skipped (``skip``: never computed).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from wam.couplings.base import ACTION, Coupling, dropout_mask
+
+FutureMode = Literal["skip", "predict", "truncate"]
+
+
+class Joint(Coupling):
+    def __init__(self, futures: tuple[str, ...], future_weight: float = 1.0, future_dropout: float = 0.5,
+                 future_at_inference: FutureMode = "skip", truncate_steps: int = 2, substrate_first_steps: int = 0):
+        super().__init__(futures)
+        self.future_weight, self.future_dropout = future_weight, future_dropout
+        self.future_at_inference, self.truncate_steps = future_at_inference, truncate_steps
+        self.substrate_first_steps = substrate_first_steps
+
+    @property
+    def reads(self):
+        return {ACTION: self.futures, **{f: (ACTION,) for f in self.futures}}
+
+    @property
+    def order(self):
+        return (ACTION, *self.futures)
+
+    def action_weight(self, step: int | None) -> float:
+        """``lambda_act`` at ``step`` (1 when no schedule or outside training)."""
+        if not self.substrate_first_steps or step is None:
+            return 1.0
+        return min(1.0, max(0.0, (step - self.substrate_first_steps) / self.substrate_first_steps))
+
+    def loss(self, backbone, context, action, futures, step=None):
+        hide = dropout_mask(self.futures, self.future_dropout, context)
+        losses = backbone.loss(context, {**futures, ACTION: action}, hide=hide)
+        weight = self.action_weight(step)
+        return {n: v * (weight if n.startswith(ACTION) else self.future_weight) for n, v in losses.items()}
+
+    def act(self, backbone, context, steps, generator=None):
+        mode = self.future_at_inference
+        if mode == "skip":
+            return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
+        partial = {f: self.truncate_steps for f in self.futures} if mode == "truncate" else None
+        out = backbone.sample(context, (*self.futures, ACTION), steps, generator=generator, partial=partial)
+        return out.pop(ACTION), out
+
+    def predict(self, backbone, context, steps, actions=None, generator=None):
+        given = None if actions is None else {ACTION: actions}
+        return backbone.sample(context, self.futures if given else (*self.futures, ACTION), steps, given=given,
+                               generator=generator)
+
+
+class PostHead(Joint):
+    """Post-prediction head: ``p(s | c) q(a | s, c)``: the action reads the predicted future, never the reverse.
+
+    ``predict`` imagines the future first (all sampler steps, or ``truncate_steps`` with ``truncate``) and then
+    generates the action given it; ``skip`` acts without computing the future (Fast-WAM's fast path).
+    """
+
+    @property
+    def reads(self):
+        return {ACTION: self.futures}
+
+    @property
+    def order(self):
+        return (*self.futures, ACTION)
+
+    def act(self, backbone, context, steps, generator=None):
+        if self.future_at_inference == "skip":
+            return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
+        future_steps = self.truncate_steps if self.future_at_inference == "truncate" else steps
+        futures = backbone.sample(context, self.futures, future_steps, generator=generator)
+        action = backbone.sample(context, (ACTION,), steps, given=futures, generator=generator)[ACTION]
+        return action, futures
+
+    def predict(self, backbone, context, steps, actions=None, generator=None):
+        if actions is not None:
+            raise ValueError("coupling 'post-head' predicts p(s|c), not p(s|c,a); action-conditioned prediction needs "
+                             "coupling 'rollout' or 'joint'")
+        return backbone.sample(context, self.futures, steps, generator=generator)

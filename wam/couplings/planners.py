@@ -1,0 +1,69 @@
+"""Planners for action-conditioned rollout: pick the action chunk whose predicted future scores best.
+
+Each planner takes initial candidates ``[B, N, H, d_a]`` (normalized actions in [-1, 1]) and ``evaluate``, which
+maps candidates to scores ``[B, N]`` (higher is better), and returns the chosen chunk ``[B, H, d_a]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+Evaluate = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PlannerConfig:
+    """How a rollout coupling searches: proposal, planner, objective and their sizes."""
+
+    planner: Literal["cem", "mppi", "best-of-n"] = "cem"
+    proposal: Literal["prior", "noise", "uniform"] = "prior"
+    """prior: samples of the model's own policy stream; noise: the last plan plus Gaussian noise; uniform."""
+    objective: Literal["progress", "goal", "success"] = "progress"
+    """progress: a learned progress/value head; goal: distance to the task's goal in substrate space; success: a
+    learned success classifier."""
+    candidates: int = 16
+    iterations: int = 2
+    elites: int = 4
+    noise_std: float = 0.2
+    temperature: float = 0.05
+
+
+def _pick(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    return candidates[torch.arange(candidates.shape[0]), scores.argmax(1)]
+
+
+def best_of_n(candidates: torch.Tensor, evaluate: Evaluate, cfg: PlannerConfig, generator=None) -> torch.Tensor:
+    return _pick(candidates, evaluate(candidates))
+
+
+def cem(candidates: torch.Tensor, evaluate: Evaluate, cfg: PlannerConfig, generator=None) -> torch.Tensor:
+    """Cross-entropy method: refit a diagonal Gaussian to the elites and resample, ``iterations`` times."""
+    scores = evaluate(candidates)
+    for _ in range(cfg.iterations - 1):
+        top = scores.topk(min(cfg.elites, scores.shape[1]), dim=1).indices
+        elites = candidates[torch.arange(candidates.shape[0])[:, None], top]  # [B, E, H, d]
+        mean, std = elites.mean(1, keepdim=True), elites.std(1, keepdim=True).clamp_min(0.02)
+        noise = torch.randn(candidates.shape, generator=generator).to(candidates.device)
+        fresh = (mean + std * noise).clamp(-1, 1)
+        fresh[:, : elites.shape[1]] = elites  # keep the elites so the best never gets worse
+        candidates, scores = fresh, evaluate(fresh)
+    return _pick(candidates, scores)
+
+
+def mppi(candidates: torch.Tensor, evaluate: Evaluate, cfg: PlannerConfig, generator=None) -> torch.Tensor:
+    """Model-predictive path integral: a score-weighted mean of the candidates, resampled around it."""
+    for i in range(cfg.iterations):
+        scores = evaluate(candidates)
+        weights = torch.softmax((scores - scores.max(1, keepdim=True).values) / cfg.temperature, dim=1)
+        mean = (weights[..., None, None] * candidates).sum(1)
+        if i + 1 < cfg.iterations:
+            noise = torch.randn(candidates.shape, generator=generator).to(candidates.device)
+            candidates = (mean[:, None] + cfg.noise_std * noise).clamp(-1, 1)
+    return mean
+
+
+PLANNERS = {"cem": cem, "mppi": mppi, "best-of-n": best_of_n}

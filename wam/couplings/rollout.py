@@ -1,0 +1,115 @@
+"""Action-conditioned rollout: ``q(a | c) p(s | c, a)``. Candidate chunks are rolled out and scored; a planner
+picks the one to execute.
+
+The backbone learns a prior policy stream (``action``, reading nothing) and a forward model (the futures read the
+action). At inference a proposal draws candidates (samples of the prior, noise around the last plan, or uniform),
+the forward model predicts each candidate's future, an objective scores it, and CEM, MPPI or best-of-N picks.
+Objectives: a progress/value head and a success classifier trained on the clean future targets (labels: episode
+progress and success at ``t + max(offsets)``), or the distance to the task's goal in substrate space (the mean
+future target of the demonstrations' last frames, fitted after training). Chunk-level: one plan per model call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wam.backbones.base import Stream, _key
+from wam.couplings.base import ACTION, Coupling
+from wam.couplings.planners import PLANNERS, PlannerConfig
+
+
+class Rollout(Coupling):
+    def __init__(self, futures: tuple[str, ...], streams: dict[str, Stream], d_model: int, planner: PlannerConfig,
+                 n_action_steps: int, n_tasks: int, future_weight: float = 1.0):
+        super().__init__(futures)
+        self.planner, self.n_action_steps, self.future_weight = planner, n_action_steps, future_weight
+        self.streams = {f: streams[f] for f in futures}
+        self.embed = nn.ModuleDict({_key(f): nn.Linear(self._width(f), d_model) for f in futures})
+        self.value = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, 2))
+        for i, f in enumerate(futures):
+            self.register_buffer(f"goal_{i}", torch.zeros(n_tasks, streams[f].length, self._width(f)))
+        self._last_plan: torch.Tensor | None = None
+
+    def _width(self, name: str) -> int:
+        s = self.streams[name]
+        return s.vocab or s.dim
+
+    def _continuous(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        s = self.streams[name]
+        return F.one_hot(x.long(), s.vocab).float() if s.vocab else x.float()
+
+    @property
+    def reads(self):
+        return {f: (ACTION,) for f in self.futures}
+
+    @property
+    def order(self):
+        return (ACTION, *self.futures)
+
+    def heads(self, futures: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Predicted (progress, success logit) ``[B, 2]`` of a future."""
+        pooled = sum(self.embed[_key(f)](self._continuous(f, futures[f])).mean(1) for f in self.futures)
+        return self.value(pooled)
+
+    def loss(self, backbone, context, action, futures, step=None, labels=None):
+        losses = backbone.loss(context, {**futures, ACTION: action})
+        losses = {n: v * (1.0 if n.startswith(ACTION) else self.future_weight) for n, v in losses.items()}
+        if labels:
+            out = self.heads({f: x.detach() for f, x in futures.items()})
+            losses["objective"] = (F.mse_loss(out[:, 0], labels["progress"])
+                                   + F.binary_cross_entropy_with_logits(out[:, 1], labels["success"]))
+        return losses
+
+    def objective(self, futures: dict[str, torch.Tensor], task: torch.Tensor) -> torch.Tensor:
+        """Score ``[B]`` of predicted futures, higher is better."""
+        kind = self.planner.objective
+        if kind == "goal":
+            return -sum((self._continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task]).pow(2).flatten(1).mean(1)
+                        for i, f in enumerate(self.futures))
+        out = self.heads(futures)
+        return out[:, 0] if kind == "progress" else torch.sigmoid(out[:, 1])
+
+    def set_goals(self, goals: dict[str, torch.Tensor]) -> None:
+        """Per-task goal tokens ``[n_tasks, L, width]`` for every future stream."""
+        for i, f in enumerate(self.futures):
+            getattr(self, f"goal_{i}").copy_(self._continuous(f, goals[f]) if goals[f].dtype == torch.long else goals[f])
+
+    def propose(self, backbone, context, steps, n, generator=None) -> torch.Tensor:
+        b = context.shape[0]
+        kind = self.planner.proposal
+        shape = (b, n, backbone.streams[ACTION].length, backbone.streams[ACTION].dim)
+        if kind == "prior" or (kind == "noise" and self._last_plan is None):
+            flat = backbone.sample(context.repeat_interleave(n, 0), (ACTION,), steps, generator=generator)[ACTION]
+            return flat.view(b, n, *flat.shape[1:])
+        if kind == "uniform":
+            return torch.rand(shape, generator=generator).to(context.device) * 2 - 1
+        k = self.n_action_steps  # the last plan, shifted past what was executed and padded with its last step
+        plan = torch.cat([self._last_plan[:, k:], self._last_plan[:, -1:].expand(-1, k, -1)], dim=1)
+        noise = torch.randn(shape, generator=generator).to(context.device) * self.planner.noise_std
+        noise[:, 0] = 0
+        return (plan[:, None] + noise).clamp(-1, 1)
+
+    def act(self, backbone, context, steps, generator=None, task=None):
+        cfg, b = self.planner, context.shape[0]
+        task = torch.zeros(b, dtype=torch.long, device=context.device) if task is None else task
+        n = cfg.candidates
+
+        def evaluate(candidates: torch.Tensor) -> torch.Tensor:
+            flat = candidates.flatten(0, 1)
+            futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps, given={ACTION: flat},
+                                      generator=generator)
+            return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
+
+        plan = PLANNERS[cfg.planner](self.propose(backbone, context, steps, n, generator), evaluate, cfg, generator)
+        self._last_plan = plan
+        return plan, {}
+
+    def predict(self, backbone, context, steps, actions=None, generator=None):
+        if actions is None:
+            actions = backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION]
+        return backbone.sample(context, self.futures, steps, given={ACTION: actions}, generator=generator)
+
+    def reset(self) -> None:
+        self._last_plan = None

@@ -1,0 +1,101 @@
+"""A pre-norm transformer with an optional key/value cache, and the attention mask of named token streams.
+
+``nn.TransformerEncoder`` serves the one-pass backbones; autoregressive ones need to feed one token at a time and
+reuse the keys and values of everything before it, which this module's ``KVCache`` provides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def stream_mask(context_len: int, spans: Mapping[str, tuple[int, int]], reads: Mapping[str, tuple[str, ...]],
+                batch: int, hide: Mapping[tuple[str, str], torch.Tensor] | None = None, causal: bool = False,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Who may attend to whom, ``[B, T, T]`` with True = allowed (``scaled_dot_product_attention``'s convention).
+
+    Context tokens see only the context. A stream sees the context, itself and the streams it ``reads``;
+    ``hide[(reader, read)]`` is a ``[B]`` bool mask of samples in which ``reader`` must not see ``read``. With
+    ``causal`` every token additionally sees nothing after itself (serialized streams).
+    """
+    length = max([context_len, *(hi for _, hi in spans.values())])
+    allowed = torch.zeros(batch, length, length, dtype=torch.bool, device=device)
+    allowed[:, :, :context_len] = True
+    for name, (lo, hi) in spans.items():
+        allowed[:, lo:hi, lo:hi] = True
+        for other in reads.get(name, ()):
+            if other not in spans:
+                continue
+            olo, ohi = spans[other]
+            allowed[:, lo:hi, olo:ohi] = True
+            if hide and (name, other) in hide:
+                allowed[hide[(name, other)].to(device), lo:hi, olo:ohi] = False
+    if causal:
+        allowed &= torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    return allowed
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens fed so far; ``window`` bounds how many are kept."""
+
+    def __init__(self, n_layers: int, window: int | None = None):
+        self.keys: list[torch.Tensor | None] = [None] * n_layers
+        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.window = window
+
+    def __len__(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def truncate(self, length: int) -> None:
+        """Forget every token after the first ``length`` (to roll back a speculative continuation)."""
+        self.keys = [None if k is None else k[:, :, :length] for k in self.keys]
+        self.values = [None if v is None else v[:, :, :length] for v in self.values]
+
+
+class Block(nn.Module):
+    """Pre-norm self-attention + GELU MLP."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None,
+                layer: int = 0) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.extend(layer, k, v)
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
+                                              dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, t, d)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """A stack of ``Block``s with a final LayerNorm; ``cache`` makes it incremental."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """``mask`` is ``[B, T_new, T_cached + T_new]`` (True = attend) or None for full attention."""
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache, i)
+        return self.norm(x)

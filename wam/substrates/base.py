@@ -1,0 +1,76 @@
+"""What every substrate provides: the future as tokens, the dataset inputs it needs, and an optional decoder.
+
+A substrate turns a batch of training windows into future tokens ``[B, L, dim]`` (one stream named
+``future.<kind>``; a conjunction contributes one stream per component). ``future_keys`` are the dataset features
+it reads at the future offsets ``t + k`` (``future.<key>`` in the batch), ``anchor_keys`` those it reads at ``t``.
+Substrates that must see the data before training (an autoencoder to fit, codes to cache) do it in ``prepare``,
+which may return per-frame arrays to add to the dataset so later steps read codes instead of re-encoding images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wam.anatomy import Substrate
+from wam.backbones.base import Stream
+
+
+@dataclass
+class SubstrateInputs:
+    """What ``targets`` may read: normalized observations (history and ``future.*``), the raw batch, the encoder."""
+
+    observations: dict[str, torch.Tensor]
+    batch: dict[str, Any]
+    encoder: nn.Module
+
+
+class FutureSubstrate(nn.Module):
+    """Base class; subclasses set ``kind`` and ``stream`` and implement ``targets``."""
+
+    kind: Substrate
+    stream: Stream
+    future_keys: tuple[str, ...] = ()
+    anchor_keys: tuple[str, ...] = ()
+    reads_observations: bool = False
+    """Whether the targets are computed from the future observation frames (the model then normalizes them)."""
+
+    @property
+    def name(self) -> str:
+        return f"future.{self.kind.value}"
+
+    @property
+    def has_decoder(self) -> bool:
+        return type(self).decode is not FutureSubstrate.decode
+
+    def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tokens -> something to inspect (frames, keypoints, maps); substrates without a decoder raise."""
+        raise NotImplementedError(f"substrate {self.kind.value!r} has no decoder")
+
+    def prepare(self, dataset, fit_steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """Fit whatever must see the data first; return per-frame arrays to add to the dataset (default: none)."""
+        return {}
+
+    def after_step(self, encoder: nn.Module) -> None:
+        """Called after every optimizer step (an EMA teacher updates here)."""
+
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """``[B, F, C, H, W]`` -> ``[B, F * (H/p) * (W/p), C * p * p]``."""
+    b, f, c, h, w = x.shape
+    x = x.reshape(b, f, c, h // patch, patch, w // patch, patch).permute(0, 1, 3, 5, 2, 4, 6)
+    return x.reshape(b, f * (h // patch) * (w // patch), c * patch * patch)
+
+
+def unpatchify(tokens: torch.Tensor, frames: int, channels: int, size: int, patch: int) -> torch.Tensor:
+    """Inverse of ``patchify`` for square frames of side ``size``."""
+    b, n = tokens.shape[0], size // patch
+    x = tokens.reshape(b, frames, n, n, channels, patch, patch).permute(0, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, frames, channels, size, size)

@@ -1,0 +1,96 @@
+"""Pixel substrates: the future as RGB frames (``decoded``) or as codes of a frozen autoencoder (``latent``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from wam.anatomy import Substrate
+from wam.backbones.base import Stream
+from wam.substrates.autoencoder import AutoencoderConfig, FrameAutoencoder
+from wam.substrates.base import FutureSubstrate, SubstrateInputs, patchify, unpatchify
+
+PATCHES_PER_SIDE = 4  # 16 tokens per frame whatever the resolution: the sequence stays short on a CPU
+
+
+class DecodedFrames(FutureSubstrate):
+    """Future frames in [-1, 1], cut into ``4 x 4`` patches per frame; ``decode`` gives frames in [0, 1]."""
+
+    kind = Substrate.PIXEL_DECODED
+
+    def __init__(self, n_future: int, image_key: str, image_size: int):
+        super().__init__()
+        self.n_future, self.image_key, self.size = n_future, image_key, image_size
+        self.patch = image_size // PATCHES_PER_SIDE
+        self.stream = Stream(n_future * PATCHES_PER_SIDE ** 2, 3 * self.patch ** 2)
+        self.future_keys = (image_key,)
+
+    def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
+        frames = inputs.batch[f"future.{self.image_key}"].to(inputs.observations[self.image_key].device)
+        return patchify(frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1, self.patch)
+
+    def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        frames = unpatchify(tokens, self.n_future, 3, self.size, self.patch)
+        return {"frames": ((frames + 1) / 2).clamp(0, 1)}
+
+
+class LatentFrames(FutureSubstrate):
+    """Codes of a small VAE fitted on the dataset's frames and then frozen; 2x2 latent cells per token.
+
+    ``prepare`` fits the autoencoder and encodes every frame once; the codes are added to the dataset as
+    ``cache.pixel-latent`` so training reads them by index instead of re-encoding images every step.
+    """
+
+    kind = Substrate.PIXEL_LATENT
+    quantize = False
+
+    def __init__(self, n_future: int, image_key: str, image_size: int):
+        super().__init__()
+        self.n_future, self.image_key = n_future, image_key
+        channels = (32, 64, 128) if not self.quantize else (32, 64, 128, 128)
+        self.autoencoder = FrameAutoencoder(AutoencoderConfig(image_size=image_size, channels=channels,
+                                                              latent_channels=8, quantize=self.quantize))
+        self.autoencoder.requires_grad_(False)
+        self.grid = self.autoencoder.grid[0]
+        self.cell = 2 if not self.quantize else 1
+        per_frame = (self.grid // self.cell) ** 2
+        self.stream = self._stream(n_future * per_frame, 8 * self.cell ** 2)
+        self.cache_key = f"cache.{self.kind.value}"
+        self.future_keys = (self.cache_key,)
+
+    def _stream(self, length: int, dim: int) -> Stream:
+        return Stream(length, dim)
+
+    def _encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 255
+                out.append(self._codes(x).numpy())
+        return np.concatenate(out)
+
+    def _codes(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.autoencoder.encode(x)[:, None]  # [N, 1, c, h, w]
+        return patchify(z, self.cell)
+
+    def prepare(self, dataset, fit_steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+        images = dataset.frames[self.image_key]
+        if fit_steps > 0:
+            self.autoencoder.requires_grad_(True)
+            self.autoencoder.fit(images, fit_steps, seed=seed)
+        return {self.cache_key: self._encode(images)}
+
+    def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
+        codes = inputs.batch[f"future.{self.cache_key}"]  # [B, F, tokens_per_frame, dim]
+        return codes.flatten(1, 2).to(inputs.observations[self.image_key].device)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Raw uint8 frames ``[B, F, H, W, 3]`` -> target tokens (what ``prepare`` caches)."""
+        x = frames.permute(0, 1, 4, 2, 3).flatten(0, 1).float() / 255
+        return self._codes(x.to(next(self.parameters()).device)).reshape(frames.shape[0], -1, self.stream.dim)
+
+    def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        b = tokens.shape[0]
+        z = unpatchify(tokens.reshape(b * self.n_future, -1, tokens.shape[-1]), 1, 8, self.grid, self.cell)[:, 0]
+        frames = self.autoencoder.decode(z)
+        return {"frames": frames.reshape(b, self.n_future, *frames.shape[1:])}
