@@ -92,7 +92,7 @@ class ModelConfig:
     """Instructions of the training tasks, in dataset order (goal objectives are per task)."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """Rollout coupling: proposal, planner and objective."""
-    substrate_fit_steps: int = 1500
+    substrate_fit_steps: int = 800
     """Autoencoder training steps for the pixel-latent and feature-token substrates."""
     augment_pad: int = 0
     """Random-shift augmentation in pixels (0 disables). Off by default: with MetaWorld's fixed camera the absolute

@@ -41,7 +41,7 @@ def _norm_act(c: int) -> list[nn.Module]:
     return [nn.GroupNorm(8, c), nn.SiLU()]
 
 
-RESTART_EVERY = 50  # steps; at batch 64 and an 8x8 grid a code unused for 200k assignments is dead
+RESTART_EVERY = 50  # steps; a code no cell picked in that long (200k picks at batch 64, 8x8 grid) is dead
 
 
 class FrameAutoencoder(nn.Module):
@@ -149,10 +149,11 @@ class FrameAutoencoder(nn.Module):
         if cfg.quantize:
             q, ids = self._nearest(z)
             z = F.normalize(z, dim=1)
+            # Codebook and commitment terms have the same value; they differ in which side receives the gradient.
             codebook, commitment = F.mse_loss(q, z.detach()), F.mse_loss(z, q.detach())
             recon = F.mse_loss(self._decode_raw(z + (q - z).detach()), images)  # straight-through estimator
-            info = {"recon": recon.item(), "codebook": codebook.item(), "commitment": commitment.item()}
-            return recon + codebook + cfg.commitment * commitment, info, ids
+            loss = recon + codebook + cfg.commitment * commitment
+            return loss, {"recon": recon.item(), "codebook": codebook.item()}, ids
         mean, logvar = z.chunk(2, dim=1)
         logvar = logvar.clamp(-30.0, 20.0)
         sample = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
@@ -174,19 +175,22 @@ class FrameAutoencoder(nn.Module):
             raise ValueError(f"expected uint8 frames [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
         frames = torch.from_numpy(np.ascontiguousarray(images))  # stays uint8: floats would be 4x the memory
         device = next(self.parameters()).device
-        to_float = lambda x: x.to(device).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+
+        def to_float(x: torch.Tensor) -> torch.Tensor:
+            return x.to(device).permute(0, 3, 1, 2).float() / 255
+
         log_every, history = max(1, steps // 20), []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             self.requires_grad_(True).train()
             with torch.no_grad():
                 self._reset()
-            optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=0.0)
-            warmup = min(100, steps // 10 + 1)
+            optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+            warmup, total = min(100, steps // 10 + 1), max(steps, 1)
             schedule = torch.optim.lr_scheduler.LambdaLR(  # linear warmup, cosine decay to zero
-                optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))))
+                optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
             usage = torch.zeros(self.config.codebook_size, dtype=torch.long, device=device)
-            restarts = 0
+            used, restarts = 1.0, 0
             for step in tqdm(range(1, steps + 1), desc="autoencoder", unit="step", disable=not progress, mininterval=1):
                 batch = to_float(frames[torch.randint(len(frames), (batch_size,))])
                 loss, info, ids = self._loss(batch)
@@ -198,10 +202,10 @@ class FrameAutoencoder(nn.Module):
                 if ids is not None:
                     usage += torch.bincount(ids.flatten(), minlength=len(usage))
                     if step % RESTART_EVERY == 0:
-                        info["usage"] = (usage > 0).float().mean().item()
+                        used = (usage > 0).float().mean().item()
                         restarts += self._restart(usage == 0, batch) if step <= 0.9 * steps else 0  # then let them settle
                         usage.zero_()
-                    info["restarts"] = restarts
+                    info |= {"usage": used, "restarts": restarts}  # usage: fraction of codes hit in the last window
                 if step % log_every == 0 or step == steps:
                     history.append({"step": step, "loss": loss.item(), **info})
             self.eval().requires_grad_(False)

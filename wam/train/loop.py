@@ -139,6 +139,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     from diffusers.training_utils import EMAModel
 
     device = resolve_device(cfg.device)
+    start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
@@ -156,6 +157,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         for substrate in model.substrates.values():  # fit autoencoders, cache codes, measure statistics
             dataset.frames.update(substrate.prepare(dataset, model.config.substrate_fit_steps, cfg.seed))
         model = model.to(device)
+    prepare_time = time.perf_counter() - start
     windows = model.windows(dataset)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +204,8 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     model.save(out / "model")
     summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
                "steps": cfg.steps, "final_loss_smooth": running,
-               "train_time_s": time.perf_counter() - start, "parameters": model.num_parameters(),
+               "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
+               "parameters": model.num_parameters(),
                "device": str(device)}
     atomic_write_json(out / "train_summary.json", summary)
     return summary
