@@ -41,11 +41,15 @@ def run(cfg: Any) -> Any:
               f"{summary['train_time_s']:.0f} s, final loss {summary['final_loss_smooth']:.4f}")
         return summary
     if isinstance(cfg, EvalConfig):
-        from wam.eval.report import print_report
+        from wam.eval.report import print_offline, print_report
 
         info = run_eval(cfg)
-        print_report(info)
-        print(f"wrote {cfg.out}/eval_info.json")
+        if cfg.offline:
+            print_offline(info)
+            print(f"wrote {cfg.out}/offline_info.json")
+        else:
+            print_report(info)
+            print(f"wrote {cfg.out}/eval_info.json")
         return info
     if isinstance(cfg, QuickstartConfig):
         return run_quickstart(cfg)

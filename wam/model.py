@@ -179,11 +179,17 @@ class WorldActionModel(nn.Module):
     def anchor_keys(self) -> list[str]:
         return list(dict.fromkeys(k for s in self.substrates.values() for k in s.anchor_keys))
 
-    def windows(self, dataset) -> WindowDataset:
-        """Training windows over ``dataset`` with everything this model's loss reads."""
+    def add_caches(self, dataset) -> None:
+        """Add the substrates' per-frame caches (autoencoder codes) to ``dataset.frames``, once per dataset."""
+        for substrate in self.substrates.values():
+            dataset.frames.update(substrate.cache(dataset))
+
+    def windows(self, dataset, extra_future_keys: tuple[str, ...] = ()) -> WindowDataset:
+        """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``)."""
         offsets = self.config.future_offsets if self.substrates else ()
+        keys = list(dict.fromkeys([*self.future_keys, *extra_future_keys]))
         return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
-                             self.future_keys, self.anchor_keys)
+                             keys, self.anchor_keys)
 
     @property
     def device(self) -> torch.device:

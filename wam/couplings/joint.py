@@ -57,8 +57,9 @@ class Joint(Coupling):
 
     def predict(self, backbone, context, steps, actions=None, generator=None):
         given = None if actions is None else {ACTION: actions}
-        return backbone.sample(context, self.futures if given else (*self.futures, ACTION), steps, given=given,
-                               generator=generator)
+        out = backbone.sample(context, self.futures if given else (*self.futures, ACTION), steps, given=given,
+                              generator=generator)
+        return {f: out[f] for f in self.futures}
 
 
 class PostHead(Joint):

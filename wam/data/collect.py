@@ -27,6 +27,7 @@ from wam.io import atomic_write_json, config_dict
 SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
 MAX_DEMO_SEED = 100_000_000
+HELDOUT_SEED_BASE = 50_000_000  # held-out demonstrations for offline screens: far from training seeds
 EVAL_SEED_BASE = 1_000_000_000
 
 
@@ -126,10 +127,11 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
         raise ValueError(f"--seed must lie in [0, {MAX_DEMO_SEED - cfg.episodes}) so demonstration seeds never "
                          "reach the evaluation seeds")
     out = Path(cfg.out)
-    request = {k: v for k, v in config_dict(cfg).items() if k != "workers"}  # workers do not change the data
+    # Neither the worker count nor where the directory lives changes the data (a dataset may be moved or linked).
+    request = {k: v for k, v in config_dict(cfg).items() if k not in ("workers", "out")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
-        previous = json.loads(config_path.read_text())
+        previous = {k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}
         if previous != request:
             diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
             raise DatasetError(f"{out} holds a collection made with other arguments {diff}; re-run with the same "

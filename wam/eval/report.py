@@ -40,3 +40,16 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     machine = info["machine"]
     console.print(f"measured on {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']}, "
                   f"device {machine['device']}")
+
+
+def print_offline(info: dict[str, Any], console: Console | None = None) -> None:
+    """The offline screens as a two-column table."""
+    console = console or Console()
+    spec = info["model"]["spec"]
+    table = Table(title=f"offline screens: {spec['substrate']} · {spec['coupling']} · {spec['backbone']}",
+                  show_header=False)
+    table.add_column("screen")
+    table.add_column("value", justify="right")
+    for key, value in info["offline"].items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from wam.data.collect import EVAL_SEED_BASE
-from wam.data.lerobot import DatasetError, read_episodes
+from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
 from wam.deployment import make_policy
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
@@ -47,30 +47,70 @@ class EvalConfig:
     """Actions executed per model call (K); default: the model's."""
     inference_steps: int | None = None
     """Sampler steps per call; default: the model's."""
-    future: Literal["skip", "predict"] | None = None
+    future: Literal["skip", "predict", "truncate"] | None = None
     """For models with a future stream: skip it (act directly) or predict it first (imagine, then act)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
+    offline: bool = False
+    """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
+    --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
+    data: Path | None = None
+    """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
 
 
-def _check_seeds_disjoint(run: Path, seeds: set[int]) -> None:
+def _check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation seeds",
+                          fix: str = "pick another --seed") -> None:
     try:
         episodes = read_episodes(json.loads((run / "train_config.json").read_text())["data"])
     except (OSError, KeyError, ValueError, DatasetError):
         return  # the training data moved away; evaluation seeds are disjoint by construction anyway
     overlap = seeds & {e["seed"] for e in episodes}
     if overlap:
-        raise ValueError(f"evaluation seeds {sorted(overlap)[:5]} were used for demonstrations; pick another --seed")
+        raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
+
+
+def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> dict[str, Any]:
+    """The offline screens of ``model`` on held-out demonstrations; writes and returns ``offline_info.json``."""
+    from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+    from wam.eval.offline import offline_screens
+    from wam.train.loop import check_compatible
+
+    out = Path(cfg.out)
+    data = cfg.data
+    if data is None:
+        track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
+        size = model.config.observation_shapes.get(IMAGE_KEY, [64])[0]
+        data = out / "heldout-data"
+        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, track=track,
+                                  seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
+    dataset = LeRobotDataset.load(data)
+    check_compatible(model, dataset)
+    _check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
+                          "screen on held-out demonstrations (omit --data to collect them)")
+    start = time.perf_counter()
+    screens = offline_screens(model, dataset, seed=cfg.seed)
+    info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
+            "model": {"spec": model.config.spec.to_dict(), "inference_steps": model.config.inference_steps,
+                      "future_at_inference": model.config.future_at_inference, "run": str(cfg.run)},
+            "machine": machine_info(model.device), "config": config_dict(cfg)}
+    atomic_write_json(out / "offline_info.json", info)
+    return info
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation described by ``cfg``; writes and returns ``eval_info.json``."""
+    """Run the evaluation described by ``cfg``; writes and returns ``eval_info.json`` (``offline_info.json``)."""
     tasks = check_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
     if cfg.episodes < 1:
         raise ValueError("--episodes must be at least 1")
     device = resolve_device(cfg.device)
     model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
+    if cfg.offline:
+        if cfg.inference_steps:
+            model.config.inference_steps = cfg.inference_steps
+        if cfg.future:
+            model.set_future_at_inference(cfg.future)
+        return run_offline(cfg, model, tasks)
     if cfg.inference_steps:
         model.config.inference_steps = cfg.inference_steps
     if cfg.future:

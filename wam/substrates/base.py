@@ -3,8 +3,9 @@
 A substrate turns a batch of training windows into future tokens ``[B, L, dim]`` (one stream named
 ``future.<kind>``; a conjunction contributes one stream per component). ``future_keys`` are the dataset features
 it reads at the future offsets ``t + k`` (``future.<key>`` in the batch), ``anchor_keys`` those it reads at ``t``.
-Substrates that must see the data before training (an autoencoder to fit, codes to cache) do it in ``prepare``,
-which may return per-frame arrays to add to the dataset so later steps read codes instead of re-encoding images.
+Substrates that must see the training data first (an autoencoder to fit, statistics to measure) do it in ``fit``;
+``cache`` returns per-frame arrays to add to any dataset (training or held-out), so training reads codes by index
+instead of re-encoding images every step.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ class FutureSubstrate(nn.Module):
         """Tokens -> something to inspect (frames, keypoints, maps); substrates without a decoder raise."""
         raise NotImplementedError(f"substrate {self.kind.value!r} has no decoder")
 
-    def prepare(self, dataset, fit_steps: int, seed: int = 0) -> dict[str, np.ndarray]:
-        """Fit whatever must see the data first; return per-frame arrays to add to the dataset (default: none)."""
+    def fit(self, dataset, steps: int, seed: int = 0) -> None:
+        """Fit whatever must see the training data before the model trains (default: nothing)."""
+
+    def cache(self, dataset) -> dict[str, np.ndarray]:
+        """Per-frame arrays to add to ``dataset.frames`` (default: none)."""
         return {}
 
     def after_step(self, encoder: nn.Module) -> None:

@@ -93,11 +93,6 @@ class TokenCodes(LatentFrames):
         ids = ids.to(inputs.observations[self.image_key].device)
         return ids if self.discrete else self._vectors(ids)
 
-    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 1, 4, 2, 3).flatten(0, 1).float() / 255
-        ids = self.autoencoder.encode_ids(x.to(next(self.parameters()).device)).reshape(frames.shape[0], -1)
-        return ids if self.discrete else self._vectors(ids)
-
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.discrete:  # snap generated vectors to their nearest codes, then decode
             b = tokens.shape[0]

@@ -37,11 +37,10 @@ class KeypointTracks(FutureSubstrate):
         self.register_buffer("xyz_mean", torch.zeros(len(KEYPOINTS), 3))
         self.register_buffer("xyz_std", torch.ones(len(KEYPOINTS), 3))
 
-    def prepare(self, dataset, fit_steps: int, seed: int = 0):
+    def fit(self, dataset, steps: int, seed: int = 0) -> None:
         xyz = torch.from_numpy(dataset.frames[XYZ]).float()
         self.xyz_mean.copy_(xyz.mean(0))
         self.xyz_std.copy_(xyz.std(0).clamp_min(1e-3))
-        return {}
 
     def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
         device = self.xyz_mean.device

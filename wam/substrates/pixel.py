@@ -37,8 +37,8 @@ class DecodedFrames(FutureSubstrate):
 class LatentFrames(FutureSubstrate):
     """Codes of a small VAE fitted on the dataset's frames and then frozen; 2x2 latent cells per token.
 
-    ``prepare`` fits the autoencoder and encodes every frame once; the codes are added to the dataset as
-    ``cache.pixel-latent`` so training reads them by index instead of re-encoding images every step.
+    ``fit`` trains the autoencoder on the training frames; ``cache`` encodes every frame of a dataset once, added
+    as ``cache.pixel-latent`` so training reads codes by index instead of re-encoding images every step.
     """
 
     kind = Substrate.PIXEL_LATENT
@@ -63,32 +63,27 @@ class LatentFrames(FutureSubstrate):
         return Stream(length, dim)
 
     def _encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
-        out = []
+        out, device = [], next(self.autoencoder.parameters()).device
         with torch.no_grad():
             for i in range(0, len(images), batch):
-                x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).float() / 255
-                out.append(self._codes(x).numpy())
+                x = torch.from_numpy(images[i:i + batch]).to(device).permute(0, 3, 1, 2).float() / 255
+                out.append(self._codes(x).cpu().numpy())
         return np.concatenate(out)
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         z = self.autoencoder.encode(x)[:, None]  # [N, 1, c, h, w]
         return patchify(z, self.cell)
 
-    def prepare(self, dataset, fit_steps: int, seed: int = 0) -> dict[str, np.ndarray]:
-        images = dataset.frames[self.image_key]
-        if fit_steps > 0:
-            self.autoencoder.requires_grad_(True)
-            self.autoencoder.fit(images, fit_steps, seed=seed)
-        return {self.cache_key: self._encode(images)}
+    def fit(self, dataset, steps: int, seed: int = 0) -> None:
+        self.autoencoder.requires_grad_(True)
+        self.autoencoder.fit(dataset.frames[self.image_key], steps, seed=seed)
+
+    def cache(self, dataset) -> dict[str, np.ndarray]:
+        return {self.cache_key: self._encode(dataset.frames[self.image_key])}
 
     def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
         codes = inputs.batch[f"future.{self.cache_key}"]  # [B, F, tokens_per_frame, dim]
         return codes.flatten(1, 2).to(inputs.observations[self.image_key].device)
-
-    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
-        """Raw uint8 frames ``[B, F, H, W, 3]`` -> target tokens (what ``prepare`` caches)."""
-        x = frames.permute(0, 1, 4, 2, 3).flatten(0, 1).float() / 255
-        return self._codes(x.to(next(self.parameters()).device)).reshape(frames.shape[0], -1, self.stream.dim)
 
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         b = tokens.shape[0]

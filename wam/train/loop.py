@@ -43,6 +43,8 @@ class TrainConfig:
     """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
     parameterization: Literal["epsilon", "flow"] | None = None
     """Override the denoising parameterization of diffusion and hybrid backbones."""
+    substrate_fit_steps: int | None = None
+    """Override the autoencoder training steps of pixel-latent and feature-token substrates."""
     steps: int = 3000
     """Optimizer steps."""
     batch_size: int = 64
@@ -69,7 +71,8 @@ class TrainConfig:
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
 
     def model_overrides(self) -> dict[str, Any]:
-        return {} if self.parameterization is None else {"parameterization": self.parameterization}
+        knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps}
+        return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:
         axes = ("substrate", "coupling", "backbone", "deployment")
@@ -146,17 +149,16 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     if cfg.init_from is not None:
         model = WorldActionModel.load(Path(cfg.init_from) / "model", device=device)
         check_compatible(model, dataset)
-        for substrate in model.substrates.values():  # reuse the fitted autoencoders; only re-encode the frames
-            dataset.frames.update(substrate.prepare(dataset, 0, cfg.seed))
     else:
         spec_overrides = cfg.spec_overrides()
         if cfg.census:
             spec_overrides = {**census_spec(find_row(cfg.census)).to_dict(), **spec_overrides}
         model = build_model("fast-wam" if cfg.census else cfg.preset, dataset, spec_overrides,
                             **cfg.model_overrides(), **model_overrides)
-        for substrate in model.substrates.values():  # fit autoencoders, cache codes, measure statistics
-            dataset.frames.update(substrate.prepare(dataset, model.config.substrate_fit_steps, cfg.seed))
+        for substrate in model.substrates.values():  # fit autoencoders, measure statistics
+            substrate.fit(dataset, model.config.substrate_fit_steps, cfg.seed)
         model = model.to(device)
+    model.add_caches(dataset)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset)
     out = Path(cfg.out)

@@ -1,0 +1,91 @@
+"""Offline screens: cheap open-loop measurements on held-out demonstrations, to set next to closed-loop success.
+
+For windows of held-out episodes the model is asked for its action chunk and its future, and compared with what
+the scripted expert did and what the simulator then showed:
+
+- ``action_mse_executed`` / ``action_mse_chunk``: squared error of the normalized action (in [-1, 1]) over the K
+  steps a chunked deployment executes, and over the whole chunk;
+- per substrate stream, the future-prediction error in the model's own substrate space (mean squared error, or
+  the token error rate for discrete codes). Rollout couplings predict ``p(s | c, a)`` given the expert's actions,
+  the others ``p(s | c)``;
+- where the substrate decodes to pixels: PSNR and SSIM of the decoded future frames against the real ones, and
+  for autoencoder substrates the same for the autoencoder's reconstruction of the true codes (the ceiling);
+- for geometric substrates: the mean 3-D keypoint error in centimetres.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from wam.couplings import Rollout
+from wam.model import WorldActionModel
+
+
+@torch.no_grad()
+def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, batch_size: int = 64,
+                    seed: int = 0) -> dict[str, Any]:
+    """Screens of ``model`` over up to ``max_windows`` windows of ``dataset`` (held-out demonstrations)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    model.eval()
+    model.add_caches(dataset)
+    truth = [k for s in model.substrates.values() for k in (getattr(s, "image_key", None),) if k]
+    if any(s.kind.value == "geometric" for s in model.substrates.values()):
+        truth.append("groundtruth.keypoints_xyz")
+    windows = model.windows(dataset, tuple(truth))  # plus what the decoded futures are compared with
+    rng = np.random.default_rng(seed)
+    positions = np.sort(rng.choice(len(windows), min(max_windows, len(windows)), replace=False))
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    k = model.config.n_action_steps
+    sums: dict[str, list[float]] = {}
+
+    def add(key: str, value: torch.Tensor | float, n: int) -> None:
+        total, count = sums.get(key, [0.0, 0])
+        sums[key] = [total + float(value) * n, count + n]
+
+    for lo in range(0, len(positions), batch_size):
+        batch = windows.batch(positions[lo:lo + batch_size])
+        b = len(batch["task"])
+        truth = model.normalizer.normalize("action", batch["action"].to(model.device))
+        chunk = model.normalizer.normalize("action", model.act(batch, generator=generator))
+        add("action_mse_executed", (chunk - truth)[:, :k].pow(2).mean(), b)
+        add("action_mse_chunk", (chunk - truth).pow(2).mean(), b)
+        if not model.substrates:
+            continue
+        _, targets = model.targets(batch)
+        given = batch["action"] if isinstance(model.coupling, Rollout) else None
+        predicted = model.predict(batch, actions=given, generator=generator)
+        for substrate in model.substrates.values():
+            name, pred, target = substrate.name, predicted[substrate.name], targets[substrate.name]
+            if substrate.stream.vocab:
+                add(f"{name}/token_error", (pred != target).float().mean(), b)
+            else:
+                add(f"{name}/mse", (pred - target).pow(2).mean(), b)
+            if not substrate.has_decoder:
+                continue
+            decoded = substrate.decode(pred)
+            if "frames" in decoded:
+                key = getattr(substrate, "image_key")
+                real = batch[f"future.{key}"].to(model.device).permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
+                for label, frames in (("", decoded["frames"]), ("ceiling_", _ceiling(substrate, target))):
+                    if frames is None:
+                        continue
+                    frames = frames.flatten(0, 1)
+                    add(f"{name}/{label}psnr", peak_signal_noise_ratio(frames, real, data_range=1.0), b)
+                    add(f"{name}/{label}ssim", structural_similarity_index_measure(frames, real, data_range=1.0), b)
+            if "keypoints_xyz" in decoded:
+                real = batch["future.groundtruth.keypoints_xyz"].to(model.device)
+                add(f"{name}/keypoint_error_cm", 100 * (decoded["keypoints_xyz"] - real).norm(dim=-1).mean(), b)
+    screens = {key: total / count for key, (total, count) in sums.items()}
+    screens["windows"] = int(len(positions))
+    return screens
+
+
+def _ceiling(substrate, target: torch.Tensor) -> torch.Tensor | None:
+    """Frames an autoencoder substrate reconstructs from the true codes: the best its decoder allows."""
+    if not hasattr(substrate, "autoencoder"):
+        return None
+    return substrate.decode(target)["frames"]
