@@ -20,7 +20,7 @@ def stream_mask(context_len: int, spans: Mapping[str, tuple[int, int]], reads: M
 
     Context tokens see only the context. A stream sees the context, itself and the streams it ``reads``;
     ``hide[(reader, read)]`` is a ``[B]`` bool mask of samples in which ``reader`` must not see ``read``. With
-    ``causal`` every token additionally sees nothing after itself (serialized streams).
+    ``causal`` every stream token additionally sees nothing after itself (serialized streams).
     """
     length = max([context_len, *(hi for _, hi in spans.values())])
     allowed = torch.zeros(batch, length, length, dtype=torch.bool, device=device)
@@ -34,8 +34,10 @@ def stream_mask(context_len: int, spans: Mapping[str, tuple[int, int]], reads: M
             allowed[:, lo:hi, olo:ohi] = True
             if hide and (name, other) in hide:
                 allowed[hide[(name, other)].to(device), lo:hi, olo:ohi] = False
-    if causal:
-        allowed &= torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    if causal:  # the context is known up front and attends within itself fully; the streams are serialized
+        order = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        order[:context_len, :context_len] = True
+        allowed &= order
     return allowed
 
 

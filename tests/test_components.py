@@ -1,0 +1,204 @@
+"""Contracts of the anatomy's components in isolation: backbones, substrates, couplings and planners."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wam.backbones import AutoregressiveBackbone, DiffusionBackbone, HybridBackbone, JEPABackbone, Stream
+from wam.backbones.vlm import VLMBackbone
+from wam.couplings.joint import Joint
+from wam.couplings.planners import PLANNERS, PlannerConfig
+
+CTX, D = 3, 32
+
+
+def context(b: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(b, CTX, D, generator=torch.Generator().manual_seed(seed))
+
+
+def streams(discrete: bool = False) -> dict[str, Stream]:
+    future = Stream(5, 0, vocab=7) if discrete else Stream(5, 6)
+    return {"action": Stream(4, 2, clip=True), "future": future}
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_autoregressive_cache_matches_the_teacher_forced_pass(discrete):
+    """Tokens generated one at a time with the KV cache are what a full causal pass over them predicts."""
+    torch.manual_seed(0)
+    backbone = AutoregressiveBackbone(D, 2, 2, CTX, streams(discrete), {"action": ("future",)},
+                                      dropout=0.0, order=("future", "action")).eval()
+    ctx = context()
+    out = backbone.sample(ctx, ("future", "action"), steps=1)
+    hidden, spans = backbone.hidden(ctx, out)
+    for name in ("future", "action"):
+        lo, hi = spans[name]
+        prediction = backbone.read_out(name, hidden[:, lo:hi - 1])
+        if discrete and name == "future":
+            assert torch.equal(prediction.argmax(-1), out[name])
+        else:
+            expected = prediction.clamp(-1, 1) if name == "action" else prediction
+            assert torch.allclose(expected, out[name], atol=1e-5)
+
+
+def test_autoregressive_generation_without_a_read_stream_ignores_it():
+    torch.manual_seed(0)
+    backbone = AutoregressiveBackbone(D, 1, 2, CTX, streams(), {"action": ("future",)}, dropout=0.0,
+                                      order=("future", "action")).eval()
+    ctx = context()
+    alone = backbone.sample(ctx, ("action",))["action"]
+    # With the future hidden from the action in the teacher-forced pass, the action predictions are the same.
+    values = {"future": torch.randn(2, 5, 6), "action": alone}
+    hidden, spans = backbone.hidden(ctx, values, hide={("action", "future"): torch.ones(2, dtype=torch.bool)})
+    lo, hi = spans["action"]
+    assert torch.allclose(backbone.read_out("action", hidden[:, lo:hi - 1]).clamp(-1, 1), alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("parameterization", ["epsilon", "flow"])
+def test_diffusion_samples_are_seeded_clipped_and_truncatable(parameterization):
+    torch.manual_seed(0)
+    backbone = DiffusionBackbone(D, 1, 2, CTX, streams(), {"action": ("future",), "future": ("action",)},
+                                 parameterization=parameterization, dropout=0.0).eval()
+    ctx = context()
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    a = backbone.sample(ctx, ("future", "action"), 4, generator=g())
+    b = backbone.sample(ctx, ("future", "action"), 4, generator=g())
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert a["action"].abs().max() <= 1 and a["future"].shape == (2, 5, 6)
+    levels: list[float] = []
+    original = backbone.forward
+
+    def spy(ctx, values, lv, hide=None):
+        levels.append(float(lv["future"][0]))
+        return original(ctx, values, lv, hide)
+
+    backbone.forward = spy
+    backbone.sample(ctx, ("future", "action"), 4, generator=g(), partial={"future": 1})
+    # After its one step the future stays at the level it reached while the action keeps denoising.
+    assert len(levels) == 4 and levels[0] > levels[1] > 0 and levels[1] == levels[2] == levels[3]
+
+
+def test_regress_streams_are_one_pass_taps():
+    torch.manual_seed(0)
+    tap = {"action": Stream(4, 2, clip=True), "future": Stream(5, 6, regress=True)}
+    backbone = DiffusionBackbone(D, 1, 2, CTX, tap, {"action": ("future",)}, dropout=0.0).eval()
+    calls = []
+    original = backbone.forward
+    backbone.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    out = backbone.sample(context(), ("future",), 10)
+    assert len(calls) == 1 and out["future"].shape == (2, 5, 6)
+    # The tap's value is never read: the same context gives the same prediction whatever the input values.
+    backbone.forward = original
+    lv = {"future": torch.zeros(2)}
+    x1 = backbone(context(), {"future": torch.randn(2, 5, 6)}, lv)["future"]
+    x2 = backbone(context(), {"future": torch.randn(2, 5, 6)}, lv)["future"]
+    assert torch.allclose(x1, x2)
+
+
+def test_hybrid_runs_its_trunk_once_per_call():
+    torch.manual_seed(0)
+    backbone = HybridBackbone(D, 1, 2, CTX, streams(), {"action": ("future",)}, dropout=0.0).eval()
+    calls = []
+    original = backbone.trunk.forward
+    backbone.trunk.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    out = backbone.sample(context(), ("future", "action"), 8)
+    assert len(calls) == 1 and out["action"].abs().max() <= 1
+
+
+def test_jepa_collapse_guard_penalizes_constant_predictions():
+    torch.manual_seed(0)
+    backbone = JEPABackbone(D, 1, 2, CTX, streams(), {"action": ("future",)}, dropout=0.0)
+    target = torch.zeros(8, 5, 6)
+    backbone.head["future"].weight.data.zero_()
+    backbone.head["future"].bias.data.zero_()
+    constant = backbone._head_loss("future", torch.randn(8, 5, D), target)
+    assert constant.item() == pytest.approx(1.0)  # zero regression error, full hinge: std 0 < 1 in every dim
+
+
+def test_vlm_bins_actions_and_acts_through_its_expert():
+    torch.manual_seed(0)
+    backbone = VLMBackbone(D, 1, 2, CTX, streams(discrete=True), {"action": ("future",)}, order=("future", "action"),
+                           action_bins=33, expert_layers=1, dropout=0.0).eval()
+    action = torch.rand(2, 4, 2) * 2 - 1
+    ids = backbone.tokenize(action)
+    assert ids.shape == (2, 8) and ids.min() >= 0 and ids.max() < 33
+    assert ((ids.view(2, 4, 2).float() / 32 * 2 - 1) - action).abs().max() <= 1 / 32 + 1e-6
+    losses = backbone.loss(context(), {"future": torch.randint(0, 7, (2, 5)), "action": action})
+    assert set(losses) == {"future", "action_tokens", "action"}
+    out = backbone.sample(context(), ("future", "action"), 3)
+    assert out["future"].dtype == torch.long and out["action"].shape == (2, 4, 2)
+
+
+def test_substrate_first_schedule():
+    coupling = Joint(("future",), substrate_first_steps=100)
+    assert [coupling.action_weight(s) for s in (0, 100, 150, 200, 10_000)] == [0.0, 0.0, 0.5, 1.0, 1.0]
+    assert coupling.action_weight(None) == 1.0 and Joint(("future",)).action_weight(0) == 1.0
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_planners_climb_a_known_objective(planner):
+    target = torch.full((4, 2), 0.5)
+
+    def evaluate(candidates):  # [B, N, H, d] -> [B, N]
+        return -(candidates - target).pow(2).flatten(2).sum(-1)
+
+    g = torch.Generator().manual_seed(0)
+    initial = torch.rand(3, 32, 4, 2, generator=g) * 2 - 1
+    cfg = PlannerConfig(planner=planner, candidates=32, iterations=4, elites=6, noise_std=0.1, temperature=0.05)
+    plan = PLANNERS[planner](initial, evaluate, cfg, g)
+    assert plan.shape == (3, 4, 2)
+    best_initial = evaluate(initial).max(1).values
+    assert (evaluate(plan[:, None])[:, 0] >= best_initial - 0.3).all()
+    assert (evaluate(plan[:, None])[:, 0] > evaluate(initial).mean(1)).all()
+
+
+@pytest.fixture(scope="module")
+def ds(vision_data):
+    from wam.data.lerobot import LeRobotDataset
+
+    return LeRobotDataset.load(vision_data)
+
+
+def test_decoders_invert_the_targets(ds):
+    from wam.substrates import SubstrateInputs
+    from wam.substrates.geometric import AffordanceMaps, KeypointTracks
+    from wam.substrates.pixel import DecodedFrames
+    from wam.train.loop import build_model
+
+    model = build_model("fast-wam", ds, {"substrate": "pixel-decoded+geometric+affordance", "coupling": "joint"},
+                        d_model=32, n_layers=1)
+    for s in model.substrates.values():
+        s.fit(ds, 1)
+    batch = model.windows(ds).batch(np.arange(0, 40, 5))
+    obs, targets = model.targets(batch)
+    subs = {type(s): s for s in model.substrates.values()}
+    frames = subs[DecodedFrames].decode(targets["future.pixel-decoded"])["frames"]
+    real = batch["future.observation.images.corner2"].permute(0, 1, 4, 2, 3).float() / 255
+    assert torch.allclose(frames, real, atol=1e-5)
+    kp = subs[KeypointTracks].decode(targets["future.geometric"])
+    assert torch.allclose(kp["keypoints_xyz"], batch["future.groundtruth.keypoints_xyz"], atol=1e-4)
+    flow = batch["future.groundtruth.keypoints_uv"] - batch["anchor.groundtruth.keypoints_uv"][:, None]
+    assert torch.allclose(kp["flow_uv"], flow, atol=1e-3)
+    maps = subs[AffordanceMaps].decode(targets["future.affordance"])["maps"]  # [B, F, 3, 16, 16]
+    goal_uv = batch["future.groundtruth.keypoints_uv"][:, :, 2]  # the goal row of KEYPOINTS
+    peak = maps[:, :, 0].flatten(2).argmax(-1)
+    cell = (goal_uv.clamp(0, 63.9) * 16 / 64).long()
+    assert ((peak // 16 - cell[..., 1]).abs() <= 1).all() and ((peak % 16 - cell[..., 0]).abs() <= 1).all()
+    assert torch.allclose(maps[:, :, 2].mean((-1, -2)), batch["future.progress"], atol=1e-5)
+    assert isinstance(SubstrateInputs(obs, batch, model.encoder).batch, dict)
+
+
+def test_teacher_moves_toward_the_encoder(ds):
+    from wam.train.loop import build_model
+
+    model = build_model("fast-wam", ds, {"substrate": "feature-teacher"}, d_model=32, n_layers=1)
+    teacher = model.substrates["feature_teacher"].teacher
+    before = [p.clone() for p in teacher.parameters()]
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)
+    model.after_step()
+    moved = [(p - b).mean().item() for p, b in zip(teacher.parameters(), before)]
+    assert all(m == pytest.approx(0.01, abs=1e-4) for m in moved)  # decay 0.99: one hundredth of the way
+    assert not any(p.requires_grad for p in teacher.parameters())
