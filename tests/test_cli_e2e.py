@@ -88,3 +88,46 @@ def test_fine_tuning_on_a_mismatched_dataset(vision_data, state_data, tmp_path):
                    "--batch-size", "4").returncode == 0
     result = wam_cli("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "ft", "--init-from", run)
     assert_one_line_error(result, "observation.images.corner2", "has no such feature")
+
+
+@pytest.mark.e2e
+def test_census_row_trains_screens_offline_and_acts(vision_data, tmp_path):
+    """GR-1's 4-tuple (pixel latent, autoregressive, joint, single-step) from the census, end to end."""
+    run = tmp_path / "gr1"
+    result = wam_cli("train", "--census", "gr-1", "--data", vision_data, "--out", run, "--steps", "3",
+                     "--batch-size", "4", "--substrate-fit-steps", "3", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["census"] == "gr-1"
+    assert summary["spec"] == {"substrate": "pixel-latent", "coupling": "joint", "backbone": "autoregressive",
+                               "deployment": "single-step"}
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--offline",
+                     "--out", tmp_path / "off", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    screens = json.loads((tmp_path / "off/offline_info.json").read_text())["offline"]
+    assert {"action_mse_executed", "future.pixel-latent/mse", "future.pixel-latent/psnr",
+            "future.pixel-latent/ceiling_ssim"} <= set(screens)
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--max-steps", "3",
+                     "--future", "predict", "--out", tmp_path / "ev", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    budget = json.loads((tmp_path / "ev/eval_info.json").read_text())["budget"]
+    assert budget["model_calls"] == 3  # single-step deployment: one call per control step
+    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
+                                  "--future", "truncate", "--out", tmp_path / "ev2"),
+                          "'autoregressive' has no sampler steps to truncate")
+    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--offline",
+                                  "--data", vision_data, "--out", tmp_path / "off2"),
+                          "were used for the training demonstrations", "omit --data")
+
+
+def test_census_rows_that_cannot_train(vision_data, tmp_path):
+    assert_one_line_error(wam_cli("train", "--census", "Audio-WM", "--data", vision_data, "--out", tmp_path / "r"),
+                          "Audio-WM", "no audio")
+    assert_one_line_error(wam_cli("train", "--census", "dreamzro", "--data", vision_data, "--out", tmp_path / "r"),
+                          "did you mean", "DreamZero")
+
+
+def test_pixel_substrate_needs_images(state_data, tmp_path):
+    assert_one_line_error(wam_cli("train", "--data", state_data, "--out", tmp_path / "r", "--substrate",
+                                  "pixel-decoded", "--coupling", "joint"),
+                          "predicts images but the model observes none", "--track vision")

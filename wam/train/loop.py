@@ -37,8 +37,9 @@ class TrainConfig:
     """Dataset directory written by `wam collect`."""
     out: Path
     """Run directory for the config, the log and the model."""
-    preset: str = "vla"
-    """Model preset: vla (the baseline) or fast-wam; ignored with --census."""
+    preset: str | None = None
+    """Model preset: vla (the baseline) or fast-wam. Without one (or with --census) the model is the 4-tuple
+    given by --substrate/--coupling/--backbone/--deployment (default: fast-wam's) at the standard small sizes."""
     census: str | None = None
     """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
     parameterization: Literal["epsilon", "flow"] | None = None
@@ -88,15 +89,19 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def build_model(preset_name: str, dataset: LeRobotDataset, spec_overrides: dict[str, str] | None = None,
+def build_model(preset_name: str | None, dataset: LeRobotDataset, spec_overrides: dict[str, str] | None = None,
                 **overrides: Any) -> WorldActionModel:
-    """A fresh model of ``preset_name`` shaped for ``dataset`` (inputs, vocabulary, normalization stats)."""
+    """A fresh model of ``preset_name`` (None: the default sizes) shaped for ``dataset`` (inputs, vocabulary,
+    normalization statistics)."""
     observation_keys = [k for k in dataset.features if k.startswith("observation.")]
     shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
     vocabulary = sorted({w for task in dataset.tasks for w in instruction(task).split()})
-    fields = {**preset(preset_name), "tasks": [instruction(t) for t in dataset.tasks], **overrides}
+    fields = {**(preset(preset_name) if preset_name else {}), "tasks": [instruction(t) for t in dataset.tasks],
+              **overrides}
     if spec_overrides:
-        fields["spec"] = WAMSpec(**{**fields["spec"].to_dict(), **spec_overrides})
+        fields["spec"] = WAMSpec(**{**fields.get("spec", WAMSpec()).to_dict(), **spec_overrides})
+    if fields.get("spec", WAMSpec()).is_wam and not fields.get("future_offsets", True):
+        fields.pop("future_offsets")  # a preset without a future (vla) given a substrate: use the default offsets
     config = ModelConfig(observation_shapes=shapes, action_dim=dataset.features["action"]["shape"][0],
                          vocabulary=vocabulary, **fields)
     model = WorldActionModel(config)
@@ -153,7 +158,7 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         spec_overrides = cfg.spec_overrides()
         if cfg.census:
             spec_overrides = {**census_spec(find_row(cfg.census)).to_dict(), **spec_overrides}
-        model = build_model("fast-wam" if cfg.census else cfg.preset, dataset, spec_overrides,
+        model = build_model(None if cfg.census else cfg.preset, dataset, spec_overrides,
                             **cfg.model_overrides(), **model_overrides)
         for substrate in model.substrates.values():  # fit autoencoders, measure statistics
             substrate.fit(dataset, model.config.substrate_fit_steps, cfg.seed)
@@ -174,7 +179,8 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     log = open(out / "train_log.jsonl", "w")
     start, running = time.perf_counter(), None
     model.train()
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.preset}", unit="step", mininterval=1.0)
+    name = cfg.census or cfg.preset or model.config.spec.substrate
+    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {name}", unit="step", mininterval=1.0)
     for step in bar:
         loss, info = model.loss(windows.sample(cfg.batch_size, rng), step)
         if not torch.isfinite(loss):
