@@ -85,3 +85,48 @@ def test_combination_trains_acts_predicts_and_round_trips(substrate, backbone, c
     loaded = WorldActionModel.load(tmp_path / "m")
     again = loaded.act(batch, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(action, again, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", [b.value for b in Backbone])
+def test_separate_inverse_dynamics_head_trains_alone_when_the_predictor_is_frozen(backbone, ds):
+    substrate = "feature-teacher" if backbone == "jepa" else "pixel-decoded"
+    model = build_model("fast-wam", ds, {"substrate": substrate, "backbone": backbone, "coupling": "post-head"},
+                        d_model=32, n_layers=1, n_heads=2, inference_steps=2, post_head="separate")
+    windows = model.windows(ds)
+    batch = windows.sample(8, np.random.default_rng(0))
+    loss, info = model.loss(batch)
+    assert set(info) == {"loss/action", f"loss/future.{substrate}"}
+    model.freeze_predictor()
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.loss(batch)[0].backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("coupling.head.") for n in changed)
+    model.eval()
+    model.set_future_at_inference("predict")
+    assert model.act(windows.batch(np.arange(2))).shape == (2, 16, 4)
+
+
+def test_freezing_needs_a_separate_head(ds):
+    model = build_model("fast-wam", ds, d_model=32, n_layers=1)
+    with pytest.raises(SpecError, match="post_head='separate'"):
+        model.freeze_predictor()
+    with pytest.raises(SpecError, match="option of coupling 'post-head'"):
+        build_model("fast-wam", ds, {"coupling": "joint"}, post_head="separate")
+
+
+@pytest.mark.e2e
+def test_freeze_predictor_fine_tunes_only_the_head(vision_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from wam.train.loop import TrainConfig, train
+
+    common = dict(data=vision_data, steps=2, batch_size=4, device="cpu", log_every=1)
+    train(TrainConfig(out=tmp_path / "a", coupling="post-head", substrate="pixel-decoded", post_head="separate",
+                      **common))
+    train(TrainConfig(out=tmp_path / "b", init_from=tmp_path / "a", freeze_predictor=True, **common))
+    a = load_file(tmp_path / "a/model/model.safetensors")
+    b = load_file(tmp_path / "b/model/model.safetensors")
+    changed = {n for n in a if not torch.equal(a[n], b[n])}
+    assert changed and all(n.startswith("coupling.head.") for n in changed)

@@ -169,3 +169,26 @@ class WAMSpec:
     def to_dict(self) -> dict[str, str]:
         return {"substrate": self.substrate, "coupling": self.coupling.value,
                 "backbone": self.backbone.value, "deployment": self.deployment.value}
+
+
+def support_table() -> str:
+    """The substrate x backbone table of the couplings each combination supports, as Markdown (in docs/anatomy.md).
+
+    J = joint generation, P = post-prediction head, R = action-conditioned rollout; '-' = refused by the rules.
+    """
+    letters = {Coupling.JOINT: "J", Coupling.POST_HEAD: "P", Coupling.ROLLOUT: "R"}
+    lines = ["| substrate | " + " | ".join(b.value for b in Backbone) + " |",
+             "|---|" + "---|" * len(Backbone)]
+    for substrate in Substrate:
+        cells = []
+        for backbone in Backbone:
+            ok = []
+            for coupling in ((Coupling.NONE,) if substrate is Substrate.NONE else letters):
+                try:
+                    WAMSpec(substrate=substrate.value, coupling=coupling, backbone=backbone)
+                    ok.append(letters.get(coupling, "VLA"))
+                except SpecError:
+                    pass
+            cells.append(" ".join(ok) or "-")
+        lines.append(f"| {substrate.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from wam.anatomy import Backbone, Coupling, SpecError, WAMSpec
-from wam.backbones import build_backbone
+from wam.backbones import DiffusionBackbone, build_backbone
 from wam.backbones.base import Stream
 from wam.couplings import ACTION, ActionOnly, Joint, PostHead, Rollout
 from wam.couplings.planners import PlannerConfig
@@ -38,15 +38,22 @@ from wam.substrates import SubstrateInputs, build_substrates
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
-def _build_coupling(kind: Coupling, futures: tuple[str, ...], streams: dict[str, Stream], config: ModelConfig):
+def _build_coupling(kind: Coupling, futures: tuple[str, ...], streams: dict[str, Stream], config: ModelConfig,
+                    context_len: int):
     if kind is Coupling.NONE:
         return ActionOnly()
     if kind is Coupling.ROLLOUT:
         return Rollout(futures, streams, config.d_model, config.planner, config.n_action_steps,
                        max(1, len(config.tasks)), config.future_weight)
-    cls = Joint if kind is Coupling.JOINT else PostHead
-    return cls(futures, config.future_weight, config.future_dropout, config.future_at_inference,
-               config.truncate_steps, config.substrate_first_steps)
+    knobs = (futures, config.future_weight, config.future_dropout, config.future_at_inference, config.truncate_steps,
+             config.substrate_first_steps)
+    if kind is Coupling.JOINT:
+        return Joint(*knobs)
+    head = None
+    if config.post_head == "separate":  # a small diffusion inverse-dynamics network reading context and futures
+        head = DiffusionBackbone(config.d_model, 2, config.n_heads, context_len, streams, {ACTION: futures},
+                                 config.train_timesteps, config.parameterization, config.dropout)
+    return PostHead(*knobs, head=head)
 
 
 class CheckpointError(RuntimeError):
@@ -93,6 +100,9 @@ class ModelConfig:
     """Instructions of the training tasks, in dataset order (goal objectives are per task)."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     """Rollout coupling: proposal, planner and objective."""
+    post_head: Literal["shared", "separate"] = "shared"
+    """Post-head coupling: the action is a stream of the shared backbone (Fast-WAM), or comes from a separate
+    inverse-dynamics head reading the predicted future (UniPi; lets the predictor be frozen)."""
     substrate_fit_steps: int = 800
     """Autoencoder training steps for the pixel-latent and feature-token substrates."""
     augment_pad: int = 0
@@ -111,6 +121,9 @@ class ModelConfig:
         if self.spec.is_wam and not self.future_offsets:
             raise SpecError(f"substrate {self.spec.substrate!r} needs future_offsets (which future frames to "
                             "predict), e.g. (8, 16)")
+        if self.post_head == "separate" and self.spec.coupling is not Coupling.POST_HEAD:
+            raise SpecError(f"post_head='separate' is an option of coupling 'post-head', not "
+                            f"{self.spec.coupling.value!r}; drop it or use --coupling post-head")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise SpecError(f"n_action_steps (K={self.n_action_steps}) must lie in [1, horizon={self.horizon}]")
 
@@ -145,7 +158,7 @@ class WorldActionModel(nn.Module):
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=True),
                    **{s.name: s.stream for s in self.substrates.values()}}
         futures = tuple(s.name for s in self.substrates.values())
-        self.coupling = _build_coupling(spec.coupling, futures, streams, config)
+        self.coupling = _build_coupling(spec.coupling, futures, streams, config, self.encoder.n_tokens)
         self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
                                        self.coupling.order)
         self._task_index = {t: i for i, t in enumerate(config.tasks)}
@@ -234,6 +247,15 @@ class WorldActionModel(nn.Module):
             losses = self.coupling.loss(self.backbone, context, action, futures, step)
         total = sum(losses.values())
         return total, {f"loss/{k}": v.item() for k, v in losses.items()}
+
+    def freeze_predictor(self) -> None:
+        """Train only the inverse-dynamics head: everything that predicts the future stops learning."""
+        head = getattr(self.coupling, "head", None)
+        if head is None:
+            raise SpecError("freezing the predictor needs a separate action head: coupling 'post-head' with "
+                            "post_head='separate' (wam train --post-head separate)")
+        self.requires_grad_(False)
+        head.requires_grad_(True)
 
     def after_step(self) -> None:
         """Hook for the training loop after every optimizer step (EMA teachers)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from torch import nn
+
 from wam.couplings.base import ACTION, Coupling, dropout_mask
 
 FutureMode = Literal["skip", "predict", "truncate"]
@@ -67,22 +69,43 @@ class PostHead(Joint):
 
     ``predict`` imagines the future first (all sampler steps, or ``truncate_steps`` with ``truncate``) and then
     generates the action given it; ``skip`` acts without computing the future (Fast-WAM's fast path).
+
+    With a ``head`` (a separate inverse-dynamics network, UniPi's design) the backbone learns only the future and
+    the head learns the action from the context and the *true* future (teacher forcing; hidden in a fraction
+    ``future_dropout`` of the samples), then reads the predicted one at inference. The predictor can then be
+    frozen while only the head trains (``wam train --freeze-predictor``).
     """
+
+    def __init__(self, *args, head: nn.Module | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head = head
 
     @property
     def reads(self):
-        return {ACTION: self.futures}
+        return {} if self.head is not None else {ACTION: self.futures}
 
     @property
     def order(self):
         return (*self.futures, ACTION)
 
+    def _actor(self, backbone):
+        return self.head if self.head is not None else backbone
+
+    def loss(self, backbone, context, action, futures, step=None):
+        if self.head is None:
+            return super().loss(backbone, context, action, futures, step)
+        losses = {n: self.future_weight * v for n, v in backbone.loss(context, futures).items()}
+        hide = dropout_mask(self.futures, self.future_dropout, context)
+        losses[ACTION] = self.action_weight(step) * self.head.loss(context, {ACTION: action}, futures, hide)[ACTION]
+        return losses
+
     def act(self, backbone, context, steps, generator=None):
+        actor = self._actor(backbone)
         if self.future_at_inference == "skip":
-            return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
+            return actor.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
         future_steps = self.truncate_steps if self.future_at_inference == "truncate" else steps
         futures = backbone.sample(context, self.futures, future_steps, generator=generator)
-        action = backbone.sample(context, (ACTION,), steps, given=futures, generator=generator)[ACTION]
+        action = actor.sample(context, (ACTION,), steps, given=futures, generator=generator)[ACTION]
         return action, futures
 
     def predict(self, backbone, context, steps, actions=None, generator=None):

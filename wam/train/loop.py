@@ -46,6 +46,10 @@ class TrainConfig:
     """Override the denoising parameterization of diffusion and hybrid backbones."""
     substrate_fit_steps: int | None = None
     """Override the autoencoder training steps of pixel-latent and feature-token substrates."""
+    post_head: Literal["shared", "separate"] | None = None
+    """Post-head coupling: action stream of the shared backbone, or a separate inverse-dynamics head."""
+    freeze_predictor: bool = False
+    """Train only the separate post-head (with --init-from a trained run): the future predictor stays fixed."""
     steps: int = 3000
     """Optimizer steps."""
     batch_size: int = 64
@@ -72,7 +76,8 @@ class TrainConfig:
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
 
     def model_overrides(self) -> dict[str, Any]:
-        knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps}
+        knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
+                 "post_head": self.post_head}
         return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:
@@ -173,9 +178,12 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
                        "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
                        "dataset_episodes": len(dataset.episodes)})
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_predictor:
+        model.freeze_predictor()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
     log = open(out / "train_log.jsonl", "w")
     start, running = time.perf_counter(), None
     model.train()
@@ -188,10 +196,10 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
                                      "statistics in meta/stats.json")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         schedule.step()
-        ema.step(model.parameters())
+        ema.step(trainable)
         model.after_step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps:
@@ -200,12 +208,12 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
                                   "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
             log.flush()
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            ema.store(model.parameters())
-            ema.copy_to(model.parameters())
+            ema.store(trainable)
+            ema.copy_to(trainable)
             model.save(out / "checkpoints" / f"step-{step:06d}" / "model")
-            ema.restore(model.parameters())
+            ema.restore(trainable)
     log.close()
-    ema.copy_to(model.parameters())
+    ema.copy_to(trainable)
     model.eval()
     if isinstance(model.coupling, Rollout):
         model.coupling.set_goals(goal_targets(model, windows))
