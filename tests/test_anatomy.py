@@ -66,3 +66,12 @@ def test_public_api_is_importable():
         assert getattr(wam, name) is not None
     with pytest.raises(AttributeError):
         wam.nothing_here
+
+
+def test_docs_hold_the_current_support_table():
+    from pathlib import Path
+
+    from wam.anatomy import support_table
+
+    docs = (Path(__file__).parents[1] / "docs/anatomy.md").read_text()
+    assert support_table() in docs, "docs/anatomy.md is stale: paste wam.anatomy.support_table() into it"
