@@ -130,3 +130,23 @@ def test_freeze_predictor_fine_tunes_only_the_head(vision_data, tmp_path):
     b = load_file(tmp_path / "b/model/model.safetensors")
     changed = {n for n in a if not torch.equal(a[n], b[n])}
     assert changed and all(n.startswith("coupling.head.") for n in changed)
+
+
+@pytest.mark.parametrize("deployment, k", [("open-loop", 16), ("chunked", 8), ("single-step", 1)])
+def test_deployment_sets_how_many_actions_run_per_call(deployment, k, ds):
+    from wam.deployment import make_policy
+
+    model = tiny({"substrate": "geometric", "coupling": "rollout", "deployment": deployment}, ds)
+    policy = make_policy(model)
+    assert policy.n_action_steps == k
+    if deployment != "chunked":
+        with pytest.raises(ValueError, match=f"executes {k} action"):
+            make_policy(model, n_action_steps=3)
+    batch = model.windows(ds).batch(np.arange(1))
+    observation = {key: batch[key][0, -1].numpy() for key in model.observation_keys}
+    observation["task"] = batch["task"][0]
+    for _ in range(k + 1):
+        assert policy.select_action(observation).shape == (4,)
+    assert len(policy.call_latencies) == 2 and model.coupling._last_plan is not None
+    policy.reset()
+    assert model.coupling._last_plan is None  # a new episode forgets the planner's last plan

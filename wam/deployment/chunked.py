@@ -30,6 +30,7 @@ class ChunkedPolicy:
         self.reset()
 
     def reset(self) -> None:
+        self.model.reset()  # per-episode model state, such as a planner's last plan
         self._history: deque[dict[str, Any]] = deque(maxlen=self.model.config.n_obs)
         self._actions: deque[np.ndarray] = deque()
 

@@ -1,0 +1,43 @@
+"""Print the anatomy benchmark as a Markdown table: closed-loop success next to budget and offline screens.
+
+    usage: python benchmarks/anatomy_table.py [RESULTS_DIR]     (default: results/anatomy)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def row(run: Path) -> str:
+    ev = json.loads((run / "eval_info.json").read_text())
+    train = json.loads((run / "train_summary.json").read_text())
+    offline = run / "offline_info.json"
+    screens = json.loads(offline.read_text())["offline"] if offline.exists() else {}
+    spec = ev["model"]["spec"]
+    future = {k.split("/")[1]: v for k, v in screens.items() if k.startswith("future.")}
+    error = future.get("mse", future.get("token_error"))
+    kind = "token error" if "token_error" in future else "mse"
+    psnr = f"{future['psnr']:.1f} ({future['ceiling_psnr']:.1f})" if "ceiling_psnr" in future else (
+        f"{future['psnr']:.1f}" if "psnr" in future else "–")
+    n = len(ev["per_episode"])
+    return (f"| {run.name} | {spec['substrate']} | {spec['backbone']} | {spec['coupling']} | "
+            f"{ev['aggregated']['pc_success']:.0f} % ({n}) | {ev['budget']['latency_per_call_ms']['p50']:.1f} ms | "
+            f"{train['train_time_s']:.0f} s (+{train.get('substrate_prepare_time_s', 0):.0f} s) | "
+            f"{train['parameters'] / 1e6:.2f} M | {screens.get('action_mse_executed', float('nan')):.3f} | "
+            + ("–" if error is None else f"{error:.3f} {kind}") + f" | {psnr} |")
+
+
+def main() -> None:
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/anatomy")
+    runs = sorted(p for p in root.iterdir() if (p / "eval_info.json").exists())
+    print("| run | substrate | backbone | coupling | success (episodes) | latency / call p50 | training (+ substrate "
+          "fit) | parameters | action mse (executed) | future error | PSNR dB (ceiling) |")
+    print("|---" * 11 + "|")
+    for run in runs:
+        print(row(run))
+
+
+if __name__ == "__main__":
+    main()
