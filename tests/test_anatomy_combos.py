@@ -150,3 +150,37 @@ def test_deployment_sets_how_many_actions_run_per_call(deployment, k, ds):
     assert len(policy.call_latencies) == 2 and model.coupling._last_plan is not None
     policy.reset()
     assert model.coupling._last_plan is None  # a new episode forgets the planner's last plan
+
+
+LEARNING = [  # every backbone, substrate and coupling at least once
+    *[("pixel-decoded", b, "joint") for b in ("diffusion", "autoregressive", "hybrid", "vlm")],
+    ("feature-teacher", "jepa", "joint"),
+    *[(s, "diffusion", "post-head") for s in ("pixel-latent", "feature-encoder-only", "feature-tap",
+                                              "feature-teacher", "feature-token", "geometric", "affordance")],
+    ("feature-token", "vlm", "post-head"),
+    ("geometric", "diffusion", "rollout"),
+    ("none", "diffusion", "none"),
+]
+
+
+@pytest.mark.parametrize("substrate, backbone, coupling", LEARNING, ids=["/".join(c) for c in LEARNING])
+def test_loss_falls_on_a_fixed_batch(substrate, backbone, coupling, ds):
+    model = tiny({"substrate": substrate, "backbone": backbone, "coupling": coupling}, ds)
+    model.add_caches(ds)
+    batch = model.windows(ds).batch(np.arange(0, 64, 4))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    model.train()
+
+    def loss_at_fixed_noise() -> float:
+        torch.manual_seed(123)  # the same noise, levels and dropout every time, so the loss is comparable
+        return model.loss(batch)[0].item()
+
+    before = loss_at_fixed_noise()
+    for step in range(40):
+        torch.manual_seed(step)
+        loss, _ = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step()
+    assert loss_at_fixed_noise() < 0.7 * before

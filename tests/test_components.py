@@ -202,3 +202,18 @@ def test_teacher_moves_toward_the_encoder(ds):
     moved = [(p - b).mean().item() for p, b in zip(teacher.parameters(), before)]
     assert all(m == pytest.approx(0.01, abs=1e-4) for m in moved)  # decay 0.99: one hundredth of the way
     assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_one_joint_diffusion_model_is_policy_forward_and_inverse_model():
+    """Independent noise levels: condition on or marginalize any stream of the same weights."""
+    torch.manual_seed(0)
+    backbone = DiffusionBackbone(D, 1, 2, CTX, streams(), {"action": ("future",), "future": ("action",)},
+                                 dropout=0.0).eval()
+    ctx, g = context(), lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    future, action = torch.randn(2, 5, 6), torch.rand(2, 4, 2) * 2 - 1
+    policy = backbone.sample(ctx, ("action",), 3, generator=g())["action"]  # p(a | c): the future marginalized
+    inverse = backbone.sample(ctx, ("action",), 3, given={"future": future}, generator=g())["action"]  # p(a | c, s)
+    forward = backbone.sample(ctx, ("future",), 3, given={"action": action}, generator=g())["future"]  # p(s | c, a)
+    other = backbone.sample(ctx, ("future",), 3, given={"action": -action}, generator=g())["future"]
+    assert policy.shape == inverse.shape == (2, 4, 2) and forward.shape == (2, 5, 6)
+    assert not torch.allclose(policy, inverse) and not torch.allclose(forward, other)
