@@ -217,3 +217,14 @@ def test_one_joint_diffusion_model_is_policy_forward_and_inverse_model():
     other = backbone.sample(ctx, ("future",), 3, given={"action": -action}, generator=g())["future"]
     assert policy.shape == inverse.shape == (2, 4, 2) and forward.shape == (2, 5, 6)
     assert not torch.allclose(policy, inverse) and not torch.allclose(forward, other)
+
+
+def test_instructions_as_one_token_or_word_by_word():
+    from wam.nn.layers import InstructionEncoder
+
+    bag, words = InstructionEncoder(["open", "drawer"], 8), InstructionEncoder(["open", "drawer"], 8, words=3)
+    assert bag(["drawer open", "open"]).shape == (2, 1, 8)
+    out = words(["drawer open", "open drawer now please"])
+    assert out.shape == (2, 3, 8)
+    assert torch.equal(out[0, 0], words.embed.weight[2]) and torch.equal(out[0, 2], words.pad)  # padded
+    assert torch.equal(out[1, 2], words.embed.weight[0])  # 'now' is unknown; 'please' is cut

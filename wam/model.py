@@ -36,6 +36,7 @@ from wam.nn.layers import random_shift
 from wam.substrates import SubstrateInputs, build_substrates
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+INSTRUCTION_WORDS = 8  # MetaWorld instructions have 2-4 words
 
 
 def _build_coupling(kind: Coupling, futures: tuple[str, ...], streams: dict[str, Stream], config: ModelConfig,
@@ -152,8 +153,10 @@ class WorldActionModel(nn.Module):
         modes = {k: ("image" if len(s) == 3 else "meanstd") for k, s in config.observation_shapes.items()}
         shapes = {**config.observation_shapes, "action": [config.action_dim]}
         self.normalizer = Normalizer(shapes, {**modes, "action": "minmax"})
+        # A VLM reads the instruction word by word, in the same sequence as substrate and action tokens.
+        words = INSTRUCTION_WORDS if spec.backbone is Backbone.VLM else 0
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
-                                      config.image_channels)
+                                      config.image_channels, words)
         self.substrates = build_substrates(spec, config, self.encoder)
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=True),
                    **{s.name: s.stream for s in self.substrates.values()}}

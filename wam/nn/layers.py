@@ -32,19 +32,34 @@ class ImageEncoder(nn.Module):
 
 
 class InstructionEncoder(nn.Module):
-    """Bag of words over a fixed vocabulary: an instruction string -> ``[d]``. Unknown words map to index 0."""
+    """An instruction string over a fixed vocabulary -> one bag-of-words token ``[B, 1, d]``, or with ``words > 0``
+    one token per word ``[B, words, d]`` (padded with a learned pad token, truncated beyond ``words``), the form a
+    VLM-style backbone reads. Unknown words map to index 0."""
 
-    def __init__(self, vocabulary: list[str], dim: int):
+    def __init__(self, vocabulary: list[str], dim: int, words: int = 0):
         super().__init__()
         self.vocabulary = ["<unk>", *vocabulary]
         self._index = {w: i for i, w in enumerate(self.vocabulary)}
         self.embed = nn.EmbeddingBag(len(self.vocabulary), dim, mode="mean")
+        self.words = words
+        if words:
+            self.pad = nn.Parameter(torch.zeros(dim))
+
+    @property
+    def n_tokens(self) -> int:
+        return self.words or 1
 
     def forward(self, instructions: list[str]) -> torch.Tensor:
-        ids = [torch.tensor([self._index.get(w, 0) for w in text.split()] or [0]) for text in instructions]
-        offsets = torch.tensor([0, *[len(i) for i in ids[:-1]]]).cumsum(0)
         device = self.embed.weight.device
-        return self.embed(torch.cat(ids).to(device), offsets.to(device))
+        ids = [torch.tensor([self._index.get(w, 0) for w in text.split()] or [0]) for text in instructions]
+        if self.words:
+            tokens = self.pad.expand(len(ids), self.words, -1).clone()
+            for row, word_ids in enumerate(ids):
+                word_ids = word_ids[: self.words].to(device)
+                tokens[row, : len(word_ids)] = F.embedding(word_ids, self.embed.weight)
+            return tokens
+        offsets = torch.tensor([0, *[len(i) for i in ids[:-1]]]).cumsum(0)
+        return self.embed(torch.cat(ids).to(device), offsets.to(device))[:, None]
 
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
