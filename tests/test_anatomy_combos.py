@@ -184,3 +184,27 @@ def test_loss_falls_on_a_fixed_batch(substrate, backbone, coupling, ds):
         opt.step()
         model.after_step()
     assert loss_at_fixed_noise() < 0.7 * before
+
+
+@pytest.mark.parametrize("granularity", ["chunk", "step"])
+@pytest.mark.parametrize("proposal", ["prior", "noise", "uniform"])
+@pytest.mark.parametrize("objective", ["progress", "goal", "success"])
+def test_rollout_plans_with_every_proposal_and_objective(granularity, proposal, objective, ds):
+    from wam.train.loop import goal_targets
+
+    model = tiny({"substrate": "geometric", "coupling": "rollout"}, ds)
+    model.coupling.planner = type(model.coupling.planner)(granularity=granularity, proposal=proposal,
+                                                          objective=objective, candidates=4, iterations=2, elites=2)
+    model.eval()
+    windows = model.windows(ds)
+    model.coupling.set_goals(goal_targets(model, windows))
+    assert model.coupling.goal_0.abs().sum() > 0  # goals were fitted from the demonstrations' last frames
+    batch = windows.batch(np.arange(2))
+    proposals = model.coupling.propose(model.backbone, model._context(batch), model.config.inference_steps, 4,
+                                       torch.Generator().manual_seed(0))
+    first = model.act(batch, generator=torch.Generator().manual_seed(0))
+    second = model.act(batch, generator=torch.Generator().manual_seed(0))  # 'noise' now perturbs the last plan
+    assert first.shape == second.shape == (2, 16, 4)
+    if granularity == "step" and proposal == "prior":
+        # Only the next action was searched: the rest of the chunk is the first proposal, the prior's sample.
+        assert torch.allclose(model.normalizer.normalize("action", first)[:, 1:], proposals[:, 0, 1:], atol=1e-5)

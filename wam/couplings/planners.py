@@ -25,6 +25,9 @@ class PlannerConfig:
     objective: Literal["progress", "goal", "success"] = "progress"
     """progress: a learned progress/value head; goal: distance to the task's goal in substrate space; success: a
     learned success classifier."""
+    granularity: Literal["chunk", "step"] = "chunk"
+    """chunk: search whole action chunks; step: search only the next action (the rest of the chunk is the
+    proposal's), the step-wise form meant for single-step deployment."""
     candidates: int = 16
     iterations: int = 2
     elites: int = 4

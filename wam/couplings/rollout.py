@@ -2,11 +2,13 @@
 picks the one to execute.
 
 The backbone learns a prior policy stream (``action``, reading nothing) and a forward model (the futures read the
-action). At inference a proposal draws candidates (samples of the prior, noise around the last plan, or uniform),
-the forward model predicts each candidate's future, an objective scores it, and CEM, MPPI or best-of-N picks.
-Objectives: a progress/value head and a success classifier trained on the clean future targets (labels: episode
-progress and success at ``t + max(offsets)``), or the distance to the task's goal in substrate space (the mean
-future target of the demonstrations' last frames, fitted after training). Chunk-level: one plan per model call.
+action). At inference a proposal draws candidates (samples of the prior, noise around the last plan, or
+uniform), the forward model predicts each candidate's future, an objective scores it, and CEM, MPPI or
+best-of-N picks: over whole chunks (``granularity="chunk"``), or over the next action only with the rest of the
+chunk fixed (``"step"``, the step-wise form for single-step deployment). Objectives: a progress/value head and a
+success classifier trained on the clean future targets (labels: episode progress and success at
+``t + max(offsets)``), or the distance to the task's goal in substrate space (the mean future target of the
+demonstrations' last frames, fitted after training).
 """
 
 from __future__ import annotations
@@ -96,13 +98,19 @@ class Rollout(Coupling):
         task = torch.zeros(b, dtype=torch.long, device=context.device) if task is None else task
         n = cfg.candidates
 
-        def evaluate(candidates: torch.Tensor) -> torch.Tensor:
-            flat = candidates.flatten(0, 1)
-            futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps, given={ACTION: flat},
-                                      generator=generator)
+        candidates = self.propose(backbone, context, steps, n, generator)
+        # Step-wise: only the next action is searched; the rest of every candidate is the first proposal's.
+        tail = candidates[:, :1, 1:] if cfg.granularity == "step" else None
+
+        def evaluate(searched: torch.Tensor) -> torch.Tensor:
+            chunks = searched if tail is None else torch.cat([searched, tail.expand(-1, n, -1, -1)], dim=2)
+            futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps,
+                                      given={ACTION: chunks.flatten(0, 1)}, generator=generator)
             return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
 
-        plan = PLANNERS[cfg.planner](self.propose(backbone, context, steps, n, generator), evaluate, cfg, generator)
+        searched = candidates if tail is None else candidates[:, :, :1]
+        plan = PLANNERS[cfg.planner](searched, evaluate, cfg, generator)
+        plan = plan if tail is None else torch.cat([plan, tail[:, 0]], dim=1)
         self._last_plan = plan
         return plan, {}
 
