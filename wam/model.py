@@ -178,6 +178,12 @@ class WorldActionModel(nn.Module):
                             "--future skip or predict")
         self.config.future_at_inference = self.coupling.future_at_inference = mode
 
+    def set_planner(self, planner: PlannerConfig) -> None:
+        """Change a rollout model's search (proposal, planner, objective, sizes); the weights stay."""
+        self.config.planner = planner
+        if isinstance(self.coupling, Rollout):
+            self.coupling.planner = planner
+
     @property
     def observation_keys(self) -> list[str]:
         return sorted(self.config.observation_shapes)

@@ -35,6 +35,23 @@ class PlannerConfig:
     temperature: float = 0.05
 
 
+@dataclass
+class PlannerOverrides:
+    """Command-line overrides of a rollout model's ``PlannerConfig`` (unset fields keep the model's)."""
+
+    planner: Literal["cem", "mppi", "best-of-n"] | None = None
+    proposal: Literal["prior", "noise", "uniform"] | None = None
+    objective: Literal["progress", "goal", "success"] | None = None
+    granularity: Literal["chunk", "step"] | None = None
+    candidates: int | None = None
+    iterations: int | None = None
+
+    def apply(self, config: PlannerConfig) -> PlannerConfig:
+        from dataclasses import asdict, replace
+
+        return replace(config, **{k: v for k, v in asdict(self).items() if v is not None})
+
+
 def _pick(candidates: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return candidates[torch.arange(candidates.shape[0]), scores.argmax(1)]
 

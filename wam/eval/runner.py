@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
+from wam.anatomy import Coupling
+from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
 from wam.deployment import make_policy
@@ -52,6 +54,8 @@ class EvalConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
+    planner: PlannerOverrides = field(default_factory=PlannerOverrides)
+    """Rollout models: change the search at evaluation time (the weights stay)."""
     offline: bool = False
     """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
     --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
@@ -68,6 +72,14 @@ def _check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation se
     overlap = seeds & {e["seed"] for e in episodes}
     if overlap:
         raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
+
+
+def _model_block(model: WorldActionModel, run: Path) -> dict[str, Any]:
+    """What was evaluated: the 4-tuple and the runtime knobs in force."""
+    c = model.config
+    return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
+            "future_at_inference": c.future_at_inference,
+            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None, "run": str(run)}
 
 
 def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> dict[str, Any]:
@@ -91,8 +103,7 @@ def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> d
     start = time.perf_counter()
     screens = offline_screens(model, dataset, seed=cfg.seed)
     info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
-            "model": {"spec": model.config.spec.to_dict(), "inference_steps": model.config.inference_steps,
-                      "future_at_inference": model.config.future_at_inference, "run": str(cfg.run)},
+            "model": _model_block(model, cfg.run),
             "machine": machine_info(model.device), "config": config_dict(cfg)}
     atomic_write_json(out / "offline_info.json", info)
     return info
@@ -105,16 +116,13 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         raise ValueError("--episodes must be at least 1")
     device = resolve_device(cfg.device)
     model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
-    if cfg.offline:
-        if cfg.inference_steps:
-            model.config.inference_steps = cfg.inference_steps
-        if cfg.future:
-            model.set_future_at_inference(cfg.future)
-        return run_offline(cfg, model, tasks)
     if cfg.inference_steps:
         model.config.inference_steps = cfg.inference_steps
     if cfg.future:
         model.set_future_at_inference(cfg.future)
+    model.set_planner(cfg.planner.apply(model.config.planner))
+    if cfg.offline:
+        return run_offline(cfg, model, tasks)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     _check_seeds_disjoint(Path(cfg.run), set(seeds))
     track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
@@ -178,9 +186,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         "budget": {**latency_block(policy.call_latencies, actions_executed, policy.n_action_steps, control_hz),
                    "peak_memory_mb": memory.peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
-        "model": {"spec": model.config.spec.to_dict(), "inference_steps": model.config.inference_steps,
-                  "horizon": model.config.horizon, "future_at_inference": model.config.future_at_inference,
-                  "run": str(cfg.run)},
+        "model": _model_block(model, cfg.run),
         "machine": machine_info(device),
         "video_paths": videos,
         "config": config_dict(cfg),

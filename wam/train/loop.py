@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
 from wam.couplings import Rollout
+from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
@@ -48,6 +49,8 @@ class TrainConfig:
     """Override the autoencoder training steps of pixel-latent and feature-token substrates."""
     post_head: Literal["shared", "separate"] | None = None
     """Post-head coupling: action stream of the shared backbone, or a separate inverse-dynamics head."""
+    planner: PlannerOverrides = field(default_factory=PlannerOverrides)
+    """Rollout coupling: proposal, planner, objective and search sizes (also changeable at `wam eval`)."""
     freeze_predictor: bool = False
     """Train only the separate post-head (with --init-from a trained run): the future predictor stays fixed."""
     steps: int = 3000
@@ -77,7 +80,7 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
-                 "post_head": self.post_head}
+                 "post_head": self.post_head, "planner": self.planner.apply(PlannerConfig())}
         return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:
