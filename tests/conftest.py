@@ -50,3 +50,26 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
     return errors[0]
+
+
+def train_on_fixed_batch(model, batch: dict, steps: int, lr: float = 2e-3) -> tuple[float, float, dict[str, float]]:
+    """Loss before and after ``steps`` Adam steps on one batch (each measured with the same noise, levels and
+    dropout draws, so they compare), and the loss parts of the last step."""
+    import torch
+
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+
+    def loss_at_fixed_noise() -> float:
+        torch.manual_seed(123)
+        return model.loss(batch)[0].item()
+
+    before = loss_at_fixed_noise()
+    for step in range(steps):
+        torch.manual_seed(step)
+        loss, info = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step()
+    return before, loss_at_fixed_noise(), info

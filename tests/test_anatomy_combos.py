@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import train_on_fixed_batch
 from wam.anatomy import Backbone, Coupling, SpecError, Substrate, WAMSpec
 from wam.data.lerobot import LeRobotDataset
 from wam.model import WorldActionModel
@@ -168,22 +169,8 @@ def test_loss_falls_on_a_fixed_batch(substrate, backbone, coupling, ds):
     model = tiny({"substrate": substrate, "backbone": backbone, "coupling": coupling}, ds)
     model.add_caches(ds)
     batch = model.windows(ds).batch(np.arange(0, 64, 4))
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    model.train()
-
-    def loss_at_fixed_noise() -> float:
-        torch.manual_seed(123)  # the same noise, levels and dropout every time, so the loss is comparable
-        return model.loss(batch)[0].item()
-
-    before = loss_at_fixed_noise()
-    for step in range(40):
-        torch.manual_seed(step)
-        loss, _ = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step()
-    assert loss_at_fixed_noise() < 0.7 * before
+    before, after, _ = train_on_fixed_batch(model, batch, 40)
+    assert after < 0.7 * before
 
 
 @pytest.mark.parametrize("granularity", ["chunk", "step"])

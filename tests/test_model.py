@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import train_on_fixed_batch
 from wam.anatomy import SpecError
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
@@ -76,22 +77,10 @@ def test_save_load_round_trip(preset, ds, tmp_path):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_loss_falls_on_a_fixed_batch(preset, ds):
-    model = small(preset, ds, dropout=0.0, augment_pad=0).train()
+    model = small(preset, ds, dropout=0.0, augment_pad=0)
     batch = windows(model, ds).batch(np.arange(0, 64, 4))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-
-    def loss_at_fixed_noise() -> float:
-        torch.manual_seed(123)  # the same noise and timesteps every time, so the loss is comparable
-        return model.loss(batch)[0].item()
-
-    before = loss_at_fixed_noise()
-    for step in range(60):
-        torch.manual_seed(step)
-        loss, info = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss_at_fixed_noise() < 0.6 * before
+    before, after, info = train_on_fixed_batch(model, batch, 60)
+    assert after < 0.6 * before
     assert set(info) == ({"loss/action", "loss/future.feature-encoder-only"} if preset == "fast-wam" else {"loss/action"})
     # The trained model scores the demonstrated chunk above random ones.
     model.eval()

@@ -248,12 +248,11 @@ class WorldActionModel(nn.Module):
         obs, futures = self.targets(batch)
         context = self.encoder(obs, batch["task"])
         action = self.normalizer.normalize("action", batch["action"].to(self.device))
-        if isinstance(self.coupling, Rollout):
+        labels = None
+        if "future.progress" in batch and "future.next.success" in batch:  # objective heads of a rollout coupling
             labels = {"progress": batch["future.progress"][:, -1].to(self.device),
                       "success": batch["future.next.success"][:, -1].reshape(-1).float().to(self.device)}
-            losses = self.coupling.loss(self.backbone, context, action, futures, step, labels)
-        else:
-            losses = self.coupling.loss(self.backbone, context, action, futures, step)
+        losses = self.coupling.loss(self.backbone, context, action, futures, step, labels)
         total = sum(losses.values())
         return total, {f"loss/{k}": v.item() for k, v in losses.items()}
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from wam.backbones.base import Stream, StreamBackbone, _key, per_sample_error, regression_loss
+from wam.backbones.base import Stream, StreamBackbone, module_key, per_sample_error, regression_loss
 from wam.nn.transformer import KVCache, Transformer, stream_mask
 
 
@@ -25,12 +25,12 @@ class AutoregressiveBackbone(StreamBackbone):
     def __init__(self, d_model: int, n_layers: int, n_heads: int, context_len: int, streams: Mapping[str, Stream],
                  reads: Mapping[str, tuple[str, ...]], dropout: float = 0.1, order: tuple[str, ...] = ()):
         super().__init__(d_model, context_len, streams, reads, order)
-        self.start = nn.ParameterDict({_key(n): nn.Parameter(torch.randn(1, d_model) * 0.02) for n in self.streams})
+        self.start = nn.ParameterDict({module_key(n): nn.Parameter(torch.randn(1, d_model) * 0.02) for n in self.streams})
         self.trunk = Transformer(d_model, n_layers, n_heads, dropout)
         self.n_layers = n_layers
 
     def _tokens(self, name: str, values: torch.Tensor | None, b: int) -> torch.Tensor:
-        start = self.start[_key(name)][None].expand(b, -1, -1)
+        start = self.start[module_key(name)][None].expand(b, -1, -1)
         return start if values is None else torch.cat([start, self.embed_stream(name, values)], dim=1)
 
     def hidden(self, context: torch.Tensor, values: Mapping[str, torch.Tensor],
@@ -92,7 +92,7 @@ class AutoregressiveBackbone(StreamBackbone):
                 y = self._choose(n, self.read_out(n, h[:, -1:]), temperature, generator)
                 values.append(y)
                 if j + 1 < self.streams[n].length or later:
-                    h = self._feed(self.embed[_key(n)](y) + self.pos[_key(n)][None, j:j + 1], cache, spans, n)
+                    h = self._feed(self.embed[module_key(n)](y) + self.pos[module_key(n)][None, j:j + 1], cache, spans, n)
                     hidden.append(h)
             out[n] = torch.cat(values, dim=1)
         return out, torch.cat(hidden, dim=1), spans, cache

@@ -42,17 +42,17 @@ class StreamBackbone(nn.Module):
         self.streams = dict(streams)
         self.reads = {name: tuple(r for r in reads.get(name, ()) if r in self.streams) for name in self.streams}
         self.order = tuple(n for n in order if n in self.streams) + tuple(n for n in self.streams if n not in order)
-        self.embed = nn.ModuleDict({_key(n): (nn.Embedding(s.vocab, d_model) if s.vocab else nn.Linear(s.dim, d_model))
+        self.embed = nn.ModuleDict({module_key(n): (nn.Embedding(s.vocab, d_model) if s.vocab else nn.Linear(s.dim, d_model))
                                     for n, s in self.streams.items()})
-        self.head = nn.ModuleDict({_key(n): nn.Linear(d_model, s.vocab or s.dim) for n, s in self.streams.items()})
-        self.pos = nn.ParameterDict({_key(n): nn.Parameter(torch.randn(s.length, d_model) * 0.02)
+        self.head = nn.ModuleDict({module_key(n): nn.Linear(d_model, s.vocab or s.dim) for n, s in self.streams.items()})
+        self.pos = nn.ParameterDict({module_key(n): nn.Parameter(torch.randn(s.length, d_model) * 0.02)
                                      for n, s in self.streams.items()})
 
     def embed_stream(self, name: str, values: torch.Tensor) -> torch.Tensor:
-        return self.embed[_key(name)](values) + self.pos[_key(name)][None, : values.shape[1]]
+        return self.embed[module_key(name)](values) + self.pos[module_key(name)][None, : values.shape[1]]
 
     def read_out(self, name: str, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head[_key(name)](hidden)
+        return self.head[module_key(name)](hidden)
 
     def loss(self, context: torch.Tensor, targets: Mapping[str, torch.Tensor],
              given: Mapping[str, torch.Tensor] | None = None,
@@ -69,7 +69,7 @@ class StreamBackbone(nn.Module):
         raise NotImplementedError
 
 
-def _key(name: str) -> str:
+def module_key(name: str) -> str:
     """Module dictionaries do not accept '.' in keys; stream names such as 'future.geometric' contain one."""
     return name.replace(".", "__")
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wam.backbones.base import Stream, StreamBackbone, _key, per_sample_error, regression_loss
+from wam.backbones.base import Stream, StreamBackbone, module_key, per_sample_error, regression_loss
 from wam.backbones.noise import NoiseProcess, Parameterization
 from wam.nn.layers import timestep_embedding
 from wam.nn.transformer import Transformer, stream_mask
@@ -34,7 +34,7 @@ class QueryBackbone(StreamBackbone):
     def __init__(self, d_model: int, n_layers: int, n_heads: int, context_len: int, streams: Mapping[str, Stream],
                  reads: Mapping[str, tuple[str, ...]], dropout: float = 0.1, order: tuple[str, ...] = ()):
         super().__init__(d_model, context_len, streams, reads, order)
-        self.query = nn.ParameterDict({_key(n): nn.Parameter(torch.randn(s.length, d_model) * 0.02)
+        self.query = nn.ParameterDict({module_key(n): nn.Parameter(torch.randn(s.length, d_model) * 0.02)
                                        for n, s in self.streams.items()})
         self.trunk = Transformer(d_model, n_layers, n_heads, dropout)
 
@@ -49,7 +49,7 @@ class QueryBackbone(StreamBackbone):
         b = context.shape[0]
         tokens, spans, start = [context], {}, self.context_len
         for n in present:
-            query = (self.query[_key(n)] + self.pos[_key(n)])[None].expand(b, -1, -1)
+            query = (self.query[module_key(n)] + self.pos[module_key(n)])[None].expand(b, -1, -1)
             if n in values:
                 value = self.embed_stream(n, values[n])
                 mask = (given_mask or {}).get(n)
@@ -97,11 +97,11 @@ class HybridBackbone(QueryBackbone):
                  parameterization: Parameterization = "flow", dropout: float = 0.1, order: tuple[str, ...] = ()):
         super().__init__(d_model, n_layers, n_heads, context_len, streams, reads, dropout, order)
         self.process = NoiseProcess(train_timesteps, parameterization, {n: s.clip for n, s in self.streams.items()})
-        self.denoisers = nn.ModuleDict({_key(n): _DenoiserHead(s.dim, d_model) for n, s in self.streams.items()
+        self.denoisers = nn.ModuleDict({module_key(n): _DenoiserHead(s.dim, d_model) for n, s in self.streams.items()
                                         if not s.regress})
 
     def _denoise(self, name: str, feature: torch.Tensor, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        return self.denoisers[_key(name)](feature, x, level)
+        return self.denoisers[module_key(name)](feature, x, level)
 
     def _head_loss(self, name, feature, target):
         if self.streams[name].regress:

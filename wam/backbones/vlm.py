@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from wam.backbones.autoregressive import AutoregressiveBackbone
-from wam.backbones.base import Stream
+from wam.backbones.base import Stream, regression_loss
 from wam.backbones.diffusion import DiffusionBackbone
 
 ACTION = "action"
@@ -69,7 +69,7 @@ class VLMBackbone(nn.Module):
             lo, hi = spans[n]
             prediction = self.trunk.read_out(n, hidden[:, lo:hi - 1])
             key = "action_tokens" if n == ACTION else n
-            losses[key] = _loss(prediction, values[n], self.trunk.streams[n])
+            losses[key] = regression_loss(prediction, values[n], self.trunk.streams[n])
         if ACTION in targets:
             ctx, memory, expert_hide = self._expert_inputs(hidden, spans, hide)
             losses[ACTION] = self.expert.loss(ctx, {ACTION: targets[ACTION]}, memory, expert_hide)[ACTION]
@@ -103,9 +103,3 @@ class VLMBackbone(nn.Module):
 
 def _memory(name: str) -> str:
     return f"memory.{name}"
-
-
-def _loss(prediction, target, stream):
-    from wam.backbones.base import regression_loss
-
-    return regression_loss(prediction, target, stream)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from wam.couplings.base import ACTION, Coupling
+from wam.couplings.base import ACTION, BaseCoupling
 
 
-class ActionOnly(Coupling):
-    def loss(self, backbone, context, action, futures, step=None):
+class ActionOnly(BaseCoupling):
+    def loss(self, backbone, context, action, futures, step=None, labels=None):
         return backbone.loss(context, {ACTION: action})
 
     def act(self, backbone, context, steps, generator=None):

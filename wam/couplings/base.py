@@ -12,7 +12,7 @@ from torch import nn
 ACTION = "action"
 
 
-class Coupling(nn.Module):
+class BaseCoupling(nn.Module):
     """Base class; the default is the VLA case (no future). Subclasses override ``reads``/``order`` and the methods."""
 
     def __init__(self, futures: tuple[str, ...] = ()):
@@ -28,7 +28,8 @@ class Coupling(nn.Module):
         return (ACTION, *self.futures)
 
     def loss(self, backbone, context: torch.Tensor, action: torch.Tensor, futures: dict[str, torch.Tensor],
-             step: int | None = None) -> dict[str, torch.Tensor]:
+             step: int | None = None, labels: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Loss parts; ``step`` drives weight schedules, ``labels`` (progress, success) train objective heads."""
         raise NotImplementedError
 
     def act(self, backbone, context: torch.Tensor, steps: int, generator: torch.Generator | None = None,

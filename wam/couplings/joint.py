@@ -16,12 +16,12 @@ from typing import Literal
 
 from torch import nn
 
-from wam.couplings.base import ACTION, Coupling, dropout_mask
+from wam.couplings.base import ACTION, BaseCoupling, dropout_mask
 
 FutureMode = Literal["skip", "predict", "truncate"]
 
 
-class Joint(Coupling):
+class Joint(BaseCoupling):
     def __init__(self, futures: tuple[str, ...], future_weight: float = 1.0, future_dropout: float = 0.5,
                  future_at_inference: FutureMode = "skip", truncate_steps: int = 2, substrate_first_steps: int = 0):
         super().__init__(futures)
@@ -43,7 +43,7 @@ class Joint(Coupling):
             return 1.0
         return min(1.0, max(0.0, (step - self.substrate_first_steps) / self.substrate_first_steps))
 
-    def loss(self, backbone, context, action, futures, step=None):
+    def loss(self, backbone, context, action, futures, step=None, labels=None):
         hide = dropout_mask(self.futures, self.future_dropout, context)
         losses = backbone.loss(context, {**futures, ACTION: action}, hide=hide)
         weight = self.action_weight(step)
@@ -91,7 +91,7 @@ class PostHead(Joint):
     def _actor(self, backbone):
         return self.head if self.head is not None else backbone
 
-    def loss(self, backbone, context, action, futures, step=None):
+    def loss(self, backbone, context, action, futures, step=None, labels=None):
         if self.head is None:
             return super().loss(backbone, context, action, futures, step)
         losses = {n: self.future_weight * v for n, v in backbone.loss(context, futures).items()}

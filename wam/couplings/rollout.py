@@ -17,18 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wam.backbones.base import Stream, _key
-from wam.couplings.base import ACTION, Coupling
+from wam.backbones.base import Stream, module_key
+from wam.couplings.base import ACTION, BaseCoupling
 from wam.couplings.planners import PLANNERS, PlannerConfig
 
 
-class Rollout(Coupling):
+class Rollout(BaseCoupling):
     def __init__(self, futures: tuple[str, ...], streams: dict[str, Stream], d_model: int, planner: PlannerConfig,
                  n_action_steps: int, n_tasks: int, future_weight: float = 1.0):
         super().__init__(futures)
         self.planner, self.n_action_steps, self.future_weight = planner, n_action_steps, future_weight
         self.streams = {f: streams[f] for f in futures}
-        self.embed = nn.ModuleDict({_key(f): nn.Linear(self._width(f), d_model) for f in futures})
+        self.embed = nn.ModuleDict({module_key(f): nn.Linear(self._width(f), d_model) for f in futures})
         self.value = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, 2))
         for i, f in enumerate(futures):
             self.register_buffer(f"goal_{i}", torch.zeros(n_tasks, streams[f].length, self._width(f)))
@@ -52,7 +52,7 @@ class Rollout(Coupling):
 
     def heads(self, futures: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted (progress, success logit) ``[B, 2]`` of a future."""
-        pooled = sum(self.embed[_key(f)](self._continuous(f, futures[f])).mean(1) for f in self.futures)
+        pooled = sum(self.embed[module_key(f)](self._continuous(f, futures[f])).mean(1) for f in self.futures)
         return self.value(pooled)
 
     def loss(self, backbone, context, action, futures, step=None, labels=None):
