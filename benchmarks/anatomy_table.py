@@ -22,8 +22,14 @@ def row(run: Path) -> str:
     psnr = f"{future['psnr']:.1f} ({future['ceiling_psnr']:.1f})" if "ceiling_psnr" in future else (
         f"{future['psnr']:.1f}" if "psnr" in future else "–")
     n = len(ev["per_episode"])
+    imagined = run / "eval_info_future_predict.json"
+    predict = "–"
+    if imagined.exists():
+        pe = json.loads(imagined.read_text())
+        predict = f"{pe['aggregated']['pc_success']:.0f} %, {pe['budget']['latency_per_call_ms']['p50']:.1f} ms"
     return (f"| {run.name} | {spec['substrate']} | {spec['backbone']} | {spec['coupling']} | "
             f"{ev['aggregated']['pc_success']:.0f} % ({n}) | {ev['budget']['latency_per_call_ms']['p50']:.1f} ms | "
+            f"{predict} | "
             f"{train['train_time_s']:.0f} s (+{train.get('substrate_prepare_time_s', 0):.0f} s) | "
             f"{train['parameters'] / 1e6:.2f} M | {screens.get('action_mse_executed', float('nan')):.3f} | "
             + ("–" if error is None else f"{error:.3f} {kind}") + f" | {psnr} |")
@@ -32,9 +38,10 @@ def row(run: Path) -> str:
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/anatomy")
     runs = sorted(p for p in root.iterdir() if (p / "eval_info.json").exists())
-    print("| run | substrate | backbone | coupling | success (episodes) | latency / call p50 | training (+ substrate "
-          "fit) | parameters | action mse (executed) | future error | PSNR dB (ceiling) |")
-    print("|---" * 11 + "|")
+    print("| run | substrate | backbone | coupling | success (episodes) | latency / call p50 | future predicted: "
+          "success, latency | training (+ substrate fit) | parameters | action mse (executed) | future error | "
+          "PSNR dB (ceiling) |")
+    print("|---" * 12 + "|")
     for run in runs:
         print(row(run))
 
