@@ -228,3 +228,26 @@ def test_instructions_as_one_token_or_word_by_word():
     assert out.shape == (2, 3, 8)
     assert torch.equal(out[0, 0], words.embed.weight[2]) and torch.equal(out[0, 2], words.pad)  # padded
     assert torch.equal(out[1, 2], words.embed.weight[0])  # 'now' is unknown; 'please' is cut
+
+
+def test_latent_codes_are_cached_on_disk_per_autoencoder(vision_data, tmp_path):
+    import shutil
+
+    from wam.data.lerobot import LeRobotDataset
+    from wam.substrates.pixel import LatentFrames
+
+    shutil.copytree(vision_data, tmp_path / "data")
+    ds = LeRobotDataset.load(tmp_path / "data")
+    substrate = LatentFrames(2, "observation.images.corner2", 64)
+    substrate.fit(ds, 2)
+    codes = substrate.cache(ds)["cache.pixel-latent"]
+    assert codes.shape == (ds.num_frames, 16, 32)
+    assert len(list((tmp_path / "data/cache").glob("pixel-latent-*.npy"))) == 1
+    substrate._encode = None  # a second call must read the file, not encode
+    assert np.array_equal(substrate.cache(ds)["cache.pixel-latent"], codes)
+    with torch.no_grad():
+        next(substrate.autoencoder.parameters()).add_(1.0)  # other weights: other codes, never the stale file
+    del substrate._encode
+    substrate.cache(ds)
+    assert len(list((tmp_path / "data/cache").glob("pixel-latent-*.npy"))) == 2
+    assert LeRobotDataset.load(tmp_path / "data").num_frames == ds.num_frames  # the reader ignores cache/

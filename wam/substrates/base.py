@@ -11,6 +11,7 @@ instead of re-encoding images every step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,37 @@ class FutureSubstrate(nn.Module):
 
     def after_step(self, encoder: nn.Module) -> None:
         """Called after every optimizer step (an EMA teacher updates here)."""
+
+
+def disk_cached(dataset, name: str, parts: list[bytes], compute) -> np.ndarray:
+    """``compute()``, stored under ``<dataset>/cache/<name>-<hash of parts>.npy`` and read from there next time.
+
+    The hash covers whatever determines the result (autoencoder weights, the frames), so a stale file is never
+    read; a dataset directory that cannot be written to just goes uncached.
+    """
+    import hashlib
+    import io
+
+    from wam.io import atomic_write_bytes
+
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    path = Path(dataset.root) / "cache" / f"{name}-{digest.hexdigest()[:16]}.npy"
+    if path.exists():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            pass  # torn or foreign file: recompute and overwrite
+    array = compute()
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:
+        pass
+    return array
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:

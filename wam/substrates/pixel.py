@@ -8,7 +8,7 @@ import torch
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
 from wam.substrates.autoencoder import AutoencoderConfig, FrameAutoencoder
-from wam.substrates.base import FutureSubstrate, SubstrateInputs, patchify, unpatchify
+from wam.substrates.base import FutureSubstrate, SubstrateInputs, disk_cached, patchify, unpatchify
 
 PATCHES_PER_SIDE = 4  # 16 tokens per frame whatever the resolution: the sequence stays short on a CPU
 
@@ -37,8 +37,9 @@ class DecodedFrames(FutureSubstrate):
 class LatentFrames(FutureSubstrate):
     """Codes of a small VAE fitted on the dataset's frames and then frozen; 2x2 latent cells per token.
 
-    ``fit`` trains the autoencoder on the training frames; ``cache`` encodes every frame of a dataset once, added
-    as ``cache.pixel-latent`` so training reads codes by index instead of re-encoding images every step.
+    ``fit`` trains the autoencoder on the training frames; ``cache`` encodes every frame of a dataset once (kept in
+    ``<dataset>/cache/`` for later runs with the same autoencoder), added as ``cache.pixel-latent`` so training
+    reads codes by index instead of re-encoding images every step.
     """
 
     kind = Substrate.PIXEL_LATENT
@@ -79,7 +80,11 @@ class LatentFrames(FutureSubstrate):
         self.autoencoder.fit(dataset.frames[self.image_key], steps, seed=seed)
 
     def cache(self, dataset) -> dict[str, np.ndarray]:
-        return {self.cache_key: self._encode(dataset.frames[self.image_key])}
+        """Codes of every frame, computed once per (autoencoder, dataset) and kept in ``<dataset>/cache/``."""
+        images = dataset.frames[self.image_key]
+        weights = [t.detach().cpu().numpy().tobytes() for t in self.autoencoder.state_dict().values()]
+        return {self.cache_key: disk_cached(dataset, self.kind.value, [*weights, images.tobytes()],
+                                            lambda: self._encode(images))}
 
     def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
         codes = inputs.batch[f"future.{self.cache_key}"]  # [B, F, tokens_per_frame, dim]
