@@ -2,9 +2,10 @@
 
 Contract (LeRobot-style, extended for WAMs):
 
-- ``loss(batch) -> (loss, info)``: the training objective ``L_act + lambda L_gen`` of the coupling;
+- ``loss(batch, step) -> (loss, info)``: the coupling's objective, e.g. ``lambda_gen L_gen + lambda_act L_act``;
 - ``act(observation) -> action chunk [B, H, d_a]`` in environment units;
-- ``predict(observation, actions=None) -> future tokens`` in the substrate space;
+- ``predict(observation, actions=None) -> {stream: future tokens}`` in the substrate space (``p(s | c)``, or
+  ``p(s | c, a)`` for couplings that model it); ``decode(futures)`` turns them into frames, keypoints or maps;
 - ``score(observation, candidates) -> [B, N]``: how likely the model finds each candidate action chunk;
 - ``save(dir)`` / ``WorldActionModel.load(dir)``: ``config.json`` + ``model.safetensors``, no pickle.
 
@@ -24,9 +25,9 @@ import torch
 from torch import nn
 
 from wam.anatomy import Backbone, Coupling, SpecError, WAMSpec
-from wam.backbones import DiffusionBackbone, build_backbone
+from wam.backbones import build_backbone
 from wam.backbones.base import Stream
-from wam.couplings import ACTION, ActionOnly, Joint, PostHead, Rollout
+from wam.couplings import ACTION, Joint, Rollout, build_coupling
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
@@ -37,24 +38,6 @@ from wam.substrates import SubstrateInputs, build_substrates
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 INSTRUCTION_WORDS = 8  # MetaWorld instructions have 2-4 words
-
-
-def _build_coupling(kind: Coupling, futures: tuple[str, ...], streams: dict[str, Stream], config: ModelConfig,
-                    context_len: int):
-    if kind is Coupling.NONE:
-        return ActionOnly()
-    if kind is Coupling.ROLLOUT:
-        return Rollout(futures, streams, config.d_model, config.planner, config.n_action_steps,
-                       max(1, len(config.tasks)), config.future_weight)
-    knobs = (futures, config.future_weight, config.future_dropout, config.future_at_inference, config.truncate_steps,
-             config.substrate_first_steps)
-    if kind is Coupling.JOINT:
-        return Joint(*knobs)
-    head = None
-    if config.post_head == "separate":  # a small diffusion inverse-dynamics network reading context and futures
-        head = DiffusionBackbone(config.d_model, 2, config.n_heads, context_len, streams, {ACTION: futures},
-                                 config.train_timesteps, config.parameterization, config.dropout)
-    return PostHead(*knobs, head=head)
 
 
 class CheckpointError(RuntimeError):
@@ -161,7 +144,7 @@ class WorldActionModel(nn.Module):
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=True),
                    **{s.name: s.stream for s in self.substrates.values()}}
         futures = tuple(s.name for s in self.substrates.values())
-        self.coupling = _build_coupling(spec.coupling, futures, streams, config, self.encoder.n_tokens)
+        self.coupling = build_coupling(spec.coupling, futures, streams, config, self.encoder.n_tokens)
         self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
                                        self.coupling.order)
         self._task_index = {t: i for i, t in enumerate(config.tasks)}
