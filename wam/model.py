@@ -141,7 +141,7 @@ class WorldActionModel(nn.Module):
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
                                       config.image_channels, words)
         self.substrates = build_substrates(spec, config, self.encoder)
-        streams = {ACTION: Stream(config.horizon, config.action_dim, clip=True),
+        streams = {ACTION: Stream(config.horizon, config.action_dim, clip=1.0),
                    **{s.name: s.stream for s in self.substrates.values()}}
         futures = tuple(s.name for s in self.substrates.values())
         self.coupling = build_coupling(spec.coupling, futures, streams, config, self.encoder.n_tokens)

@@ -100,7 +100,7 @@ class AutoregressiveBackbone(StreamBackbone):
     def _choose(self, name: str, output: torch.Tensor, temperature: float, generator) -> torch.Tensor:
         stream = self.streams[name]
         if not stream.vocab:
-            return output.clamp(-1, 1) if stream.clip else output
+            return output.clamp(-stream.clip, stream.clip) if stream.clip else output
         if temperature <= 0:
             return output.argmax(-1)
         probs = torch.softmax(output[:, 0] / temperature, dim=-1)

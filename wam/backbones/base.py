@@ -26,8 +26,9 @@ class Stream:
     dim: int
     vocab: int = 0
     """Discrete when > 0: values are token ids in ``[0, vocab)`` and ``dim`` is unused."""
-    clip: bool = False
-    """Generated values are clipped to [-1, 1] (normalized actions)."""
+    clip: float = 0.0
+    """Generated values (and a sampler's intermediate clean estimates) stay within ``[-clip, clip]``; 0: unbounded.
+    1 for normalized actions and images, a few units for standardized substrates."""
     regress: bool = False
     """Predicted in one pass from learned queries and read as trunk activations (a feature tap), never sampled."""
 

@@ -191,7 +191,8 @@ class JEPABackbone(QueryBackbone):
         out = self.read_out(name, feature)
         if self.streams[name].vocab:
             return out.argmax(-1)
-        return out.clamp(-1, 1) if self.streams[name].clip else out
+        clip = self.streams[name].clip
+        return out.clamp(-clip, clip) if clip else out
 
     @torch.no_grad()
     def error(self, context, targets, given=None):

@@ -21,6 +21,9 @@ from torch import nn
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
 
+UNIT_RANGE = 1.0  # tokens in [-1, 1]: pixels, maps
+STANDARD_RANGE = 6.0  # standardized or layer-normed tokens (measured on MetaWorld: |x| <= 5)
+
 
 @dataclass
 class SubstrateInputs:

@@ -20,7 +20,7 @@ from torch import nn
 
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
-from wam.substrates.base import FutureSubstrate, SubstrateInputs, patchify
+from wam.substrates.base import STANDARD_RANGE, FutureSubstrate, SubstrateInputs, patchify
 from wam.substrates.pixel import LatentFrames
 
 
@@ -32,7 +32,7 @@ class EncoderFeatures(FutureSubstrate):
 
     def __init__(self, n_future: int, n_keys: int, dim: int):
         super().__init__()
-        self.stream = Stream(n_future * n_keys, dim, regress=self.kind is Substrate.FEATURE_TAP)
+        self.stream = Stream(n_future * n_keys, dim, clip=STANDARD_RANGE, regress=self.kind is Substrate.FEATURE_TAP)
 
     def _encoder(self, inputs: SubstrateInputs) -> nn.Module:
         return inputs.encoder
@@ -77,7 +77,8 @@ class TokenCodes(LatentFrames):
         super().__init__(n_future, image_key, image_size)
 
     def _stream(self, length: int, dim: int) -> Stream:
-        return Stream(length, dim, vocab=self.autoencoder.config.codebook_size if self.discrete else 0)
+        return Stream(length, dim, vocab=self.autoencoder.config.codebook_size if self.discrete else 0,
+                      clip=STANDARD_RANGE)
 
     def _codes(self, x: torch.Tensor) -> torch.Tensor:
         return self.autoencoder.encode_ids(x)  # cached as ids; vectors are looked up when needed

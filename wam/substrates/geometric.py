@@ -17,7 +17,7 @@ import torch
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
 from wam.envs.metaworld import KEYPOINTS
-from wam.substrates.base import FutureSubstrate, SubstrateInputs, patchify, unpatchify
+from wam.substrates.base import STANDARD_RANGE, UNIT_RANGE, FutureSubstrate, SubstrateInputs, patchify, unpatchify
 
 XYZ, UV = "groundtruth.keypoints_xyz", "groundtruth.keypoints_uv"
 FLOW_SCALE = 4.0  # flow is divided by image_size / 4 so typical motions are O(1)
@@ -33,7 +33,7 @@ class KeypointTracks(FutureSubstrate):
     def __init__(self, n_future: int, image_size: int):
         super().__init__()
         self.n_future, self.image_size = n_future, image_size
-        self.stream = Stream(n_future * len(KEYPOINTS), 5)
+        self.stream = Stream(n_future * len(KEYPOINTS), 5, clip=STANDARD_RANGE)
         self.register_buffer("xyz_mean", torch.zeros(len(KEYPOINTS), 3))
         self.register_buffer("xyz_std", torch.ones(len(KEYPOINTS), 3))
 
@@ -66,7 +66,7 @@ class AffordanceMaps(FutureSubstrate):
         super().__init__()
         self.n_future, self.image_size, self.map_size, self.sigma = n_future, image_size, map_size, sigma
         self.patch = map_size // 4
-        self.stream = Stream(n_future * 16, len(self.channels) * self.patch ** 2)
+        self.stream = Stream(n_future * 16, len(self.channels) * self.patch ** 2, clip=UNIT_RANGE)
 
     def maps(self, uv: torch.Tensor, progress: torch.Tensor) -> torch.Tensor:
         """Keypoints ``[B, F, K, 2]`` (pixels) and progress ``[B, F]`` -> maps ``[B, F, 3, m, m]`` in [-1, 1]."""

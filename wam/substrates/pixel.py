@@ -8,7 +8,15 @@ import torch
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
 from wam.substrates.autoencoder import AutoencoderConfig, FrameAutoencoder
-from wam.substrates.base import FutureSubstrate, SubstrateInputs, disk_cached, patchify, unpatchify
+from wam.substrates.base import (
+    STANDARD_RANGE,
+    UNIT_RANGE,
+    FutureSubstrate,
+    SubstrateInputs,
+    disk_cached,
+    patchify,
+    unpatchify,
+)
 
 PATCHES_PER_SIDE = 4  # 16 tokens per frame whatever the resolution: the sequence stays short on a CPU
 
@@ -22,7 +30,7 @@ class DecodedFrames(FutureSubstrate):
         super().__init__()
         self.n_future, self.image_key, self.size = n_future, image_key, image_size
         self.patch = image_size // PATCHES_PER_SIDE
-        self.stream = Stream(n_future * PATCHES_PER_SIDE ** 2, 3 * self.patch ** 2)
+        self.stream = Stream(n_future * PATCHES_PER_SIDE ** 2, 3 * self.patch ** 2, clip=UNIT_RANGE)
         self.future_keys = (image_key,)
 
     def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
@@ -61,7 +69,7 @@ class LatentFrames(FutureSubstrate):
         self.future_keys = (self.cache_key,)
 
     def _stream(self, length: int, dim: int) -> Stream:
-        return Stream(length, dim)
+        return Stream(length, dim, clip=STANDARD_RANGE)
 
     def _encode(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
         out, device = [], next(self.autoencoder.parameters()).device
