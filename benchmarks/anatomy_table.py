@@ -1,5 +1,8 @@
 """Print the anatomy benchmark as a Markdown table: closed-loop success next to budget and offline screens.
 
+Joint and post-head rows also show the same weights acting after imagining the future (``--future predict``);
+rollout rows the same weights acting with their prior policy alone (one candidate, no search).
+
     usage: python benchmarks/anatomy_table.py [RESULTS_DIR]     (default: results/anatomy)
 """
 
@@ -22,11 +25,12 @@ def row(run: Path) -> str:
     psnr = f"{future['psnr']:.1f} ({future['ceiling_psnr']:.1f})" if "ceiling_psnr" in future else (
         f"{future['psnr']:.1f}" if "psnr" in future else "–")
     n = len(ev["per_episode"])
-    imagined = run / "eval_info_future_predict.json"
-    predict = "–"
-    if imagined.exists():
-        pe = json.loads(imagined.read_text())
-        predict = f"{pe['aggregated']['pc_success']:.0f} %, {pe['budget']['latency_per_call_ms']['p50']:.1f} ms"
+    predict = "–"  # the same weights evaluated the other way: imagining the future first, or without the planner
+    for label, name in (("future predicted", "eval_info_future_predict.json"), ("prior only", "eval_info_prior_only.json")):
+        if (run / name).exists():
+            alt = json.loads((run / name).read_text())
+            predict = (f"{label}: {alt['aggregated']['pc_success']:.0f} %, "
+                       f"{alt['budget']['latency_per_call_ms']['p50']:.1f} ms")
     return (f"| {run.name} | {spec['substrate']} | {spec['backbone']} | {spec['coupling']} | "
             f"{ev['aggregated']['pc_success']:.0f} % ({n}) | {ev['budget']['latency_per_call_ms']['p50']:.1f} ms | "
             f"{predict} | "
@@ -38,8 +42,8 @@ def row(run: Path) -> str:
 def main() -> None:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/anatomy")
     runs = sorted(p for p in root.iterdir() if (p / "eval_info.json").exists())
-    print("| run | substrate | backbone | coupling | success (episodes) | latency / call p50 | future predicted: "
-          "success, latency | training (+ substrate fit) | parameters | action mse (executed) | future error | "
+    print("| run | substrate | backbone | coupling | success (episodes) | latency / call p50 | same weights, other "
+          "way: success, latency | training (+ substrate fit) | parameters | action mse (executed) | future error | "
           "PSNR dB (ceiling) |")
     print("|---" * 12 + "|")
     for run in runs:
