@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Anatomy benchmark: every backbone family under every coupling it supports, trained on 50 scripted
 # drawer-open-v3 demonstrations (vision track) and evaluated closed-loop on held-out seeds, plus the vla
-# baseline, with offline screens on 10 held-out demonstrations. Two runs at a time, one thread each. Writes
-# results/anatomy/<row>/{train_summary,eval_info,offline_info}.json;
-# `python benchmarks/anatomy_table.py` prints the table. About 95 minutes on 2 CPU cores at the defaults.
+# baseline, with offline screens on 10 held-out demonstrations; joint and post-head models are evaluated twice,
+# with the future skipped (their default) and predicted first, and rollout models also with their prior policy
+# alone. Two runs at a time, one thread each. Writes results/anatomy/<row>/{train_summary,eval_info,
+# offline_info,eval_info_future_predict,eval_info_prior_only}.json;
+# `python benchmarks/anatomy_table.py` prints the table. About 110 minutes on 2 CPU cores at the defaults.
 #   usage: bash benchmarks/anatomy.sh            (after `bash scripts/setup.sh`)
 #   knobs: OUT=outputs/anatomy STEPS=2000 EPISODES=20 ROWS="diffusion-joint ..." (a subset of the row names)
 set -euo pipefail
@@ -35,7 +37,7 @@ vlm-rollout|feature-teacher|vlm|rollout|
 run_row() {
   IFS='|' read -r name substrate backbone coupling extra <<< "$1"
   local run="$OUT/$name" dest="$RESULTS/$name"
-  if [[ -f "$dest/eval_info.json" ]]; then echo "$name: done already"; return; fi
+  if [[ -f "$dest/eval_info.json" ]]; then echo "$name: done already"; return; fi  # resumable
   # shellcheck disable=SC2086
   wam train --preset fast-wam --data "$OUT/data" --out "$run" --steps "$STEPS" --substrate "$substrate" \
     --backbone "$backbone" --coupling "$coupling" $extra > "$run.train.log" 2>&1
@@ -45,6 +47,16 @@ run_row() {
     > "$run.offline.log" 2>&1
   mkdir -p "$dest"
   cp "$run/train_summary.json" "$run/eval/eval_info.json" "$run/offline/offline_info.json" "$dest/"
+  if [[ "$coupling" == joint || "$coupling" == post-head ]]; then  # the same weights, imagining the future first
+    wam eval --run "$run" --tasks "$TASK" --episodes "$EPISODES" --max-steps 300 --future predict \
+      --out "$run/eval-predict" > "$run.eval-predict.log" 2>&1
+    cp "$run/eval-predict/eval_info.json" "$dest/eval_info_future_predict.json"
+  fi
+  if [[ "$coupling" == rollout ]]; then  # the same weights acting with the prior alone: what the search adds
+    wam eval --run "$run" --tasks "$TASK" --episodes "$EPISODES" --max-steps 300 --planner.planner best-of-n \
+      --planner.candidates 1 --out "$run/eval-prior" > "$run.eval-prior.log" 2>&1
+    cp "$run/eval-prior/eval_info.json" "$dest/eval_info_prior_only.json"
+  fi
   echo "$name: $(python -c "import json;print(json.load(open('$dest/eval_info.json'))['aggregated']['pc_success'])")% success"
 }
 export -f run_row
