@@ -236,7 +236,7 @@ def test_latent_codes_are_cached_on_disk_per_autoencoder(vision_data, tmp_path):
     from wam.data.lerobot import LeRobotDataset
     from wam.substrates.pixel import LatentFrames
 
-    shutil.copytree(vision_data, tmp_path / "data")
+    shutil.copytree(vision_data, tmp_path / "data", ignore=shutil.ignore_patterns("cache"))  # other tests fill it
     ds = LeRobotDataset.load(tmp_path / "data")
     substrate = LatentFrames(2, "observation.images.corner2", 64)
     substrate.fit(ds, 2)
