@@ -251,3 +251,20 @@ def test_latent_codes_are_cached_on_disk_per_autoencoder(vision_data, tmp_path):
     substrate.cache(ds)
     assert len(list((tmp_path / "data/cache").glob("pixel-latent-*.npy"))) == 2
     assert LeRobotDataset.load(tmp_path / "data").num_frames == ds.num_frames  # the reader ignores cache/
+
+
+@pytest.mark.parametrize("reads", [{}, {"action": ("future",)}, {"future": ("action",)}])
+def test_query_backbones_train_on_what_they_sample(reads):
+    """A target must enter the trunk as a query, as at inference, not as its own value (which it would copy)."""
+    torch.manual_seed(0)
+    backbone = JEPABackbone(D, 1, 2, CTX, streams(), reads, dropout=0.0, collapse_weight=0.0).eval()
+    ctx, action = context(), torch.rand(2, 4, 2) * 2 - 1
+    loss = backbone.loss(ctx, {"action": action})["action"]
+    sampled = backbone.sample(ctx, ("action",), 1)["action"]
+    assert loss.item() == pytest.approx(nn_mse(backbone, ctx, action), rel=1e-5)
+    assert not torch.allclose(sampled, action, atol=1e-3)
+
+
+def nn_mse(backbone, ctx, action) -> float:
+    prediction = backbone.read_out("action", backbone.features(ctx, ("action",), {})["action"])
+    return (prediction - action).pow(2).mean().item()

@@ -64,11 +64,14 @@ class QueryBackbone(StreamBackbone):
         return {n: h[:, lo:hi] for n, (lo, hi) in spans.items()}
 
     def _teacher_masks(self, targets: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Half of the samples see a target stream as its clean value, if some other target stream reads it."""
+        """Per target stream, the samples in which it enters as its clean value: half of them if another target
+        stream reads it, none otherwise. Everywhere else it is a query, as at inference: a target that entered as
+        its own value would be copied through the trunk instead of predicted."""
         read = {r for n in targets for r in self.reads[n]}
         b = next(iter(targets.values())).shape[0]
         device = next(iter(targets.values())).device
-        return {n: torch.rand(b, device=device) < 0.5 for n in targets if n in read}
+        return {n: (torch.rand(b, device=device) < 0.5) if n in read else torch.zeros(b, dtype=torch.bool, device=device)
+                for n in targets}
 
     def _head_loss(self, name: str, feature: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -80,12 +83,11 @@ class QueryBackbone(StreamBackbone):
         feats = self.features(context, present, {**given, **targets}, teacher, hide)
         losses = {}
         for n, target in targets.items():
-            keep = ~teacher[n] if n in teacher else None
-            if keep is not None and not keep.any():
+            keep = ~teacher[n]  # the loss is taken where the stream was a query
+            if not keep.any():
                 losses[n] = feats[n].sum() * 0.0
                 continue
-            f, t = (feats[n], target) if keep is None else (feats[n][keep], target[keep])
-            losses[n] = self._head_loss(n, f, t)
+            losses[n] = self._head_loss(n, feats[n][keep], target[keep])
         return losses
 
 
