@@ -38,7 +38,7 @@ class Rollout(BaseCoupling):
         s = self.streams[name]
         return s.vocab or s.dim
 
-    def _continuous(self, name: str, x: torch.Tensor) -> torch.Tensor:
+    def as_continuous(self, name: str, x: torch.Tensor) -> torch.Tensor:
         s = self.streams[name]
         return F.one_hot(x.long(), s.vocab).float() if s.vocab else x.float()
 
@@ -52,7 +52,7 @@ class Rollout(BaseCoupling):
 
     def heads(self, futures: dict[str, torch.Tensor]) -> torch.Tensor:
         """Predicted (progress, success logit) ``[B, 2]`` of a future."""
-        pooled = sum(self.embed[module_key(f)](self._continuous(f, futures[f])).mean(1) for f in self.futures)
+        pooled = sum(self.embed[module_key(f)](self.as_continuous(f, futures[f])).mean(1) for f in self.futures)
         return self.value(pooled)
 
     def loss(self, backbone, context, action, futures, step=None, labels=None):
@@ -68,7 +68,7 @@ class Rollout(BaseCoupling):
         """Score ``[B]`` of predicted futures, higher is better."""
         kind = self.planner.objective
         if kind == "goal":
-            return -sum((self._continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task]).pow(2).flatten(1).mean(1)
+            return -sum((self.as_continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task]).pow(2).flatten(1).mean(1)
                         for i, f in enumerate(self.futures))
         out = self.heads(futures)
         return out[:, 0] if kind == "progress" else torch.sigmoid(out[:, 1])
@@ -76,7 +76,7 @@ class Rollout(BaseCoupling):
     def set_goals(self, goals: dict[str, torch.Tensor]) -> None:
         """Per-task goal tokens ``[n_tasks, L, width]`` for every future stream."""
         for i, f in enumerate(self.futures):
-            getattr(self, f"goal_{i}").copy_(self._continuous(f, goals[f]) if goals[f].dtype == torch.long else goals[f])
+            getattr(self, f"goal_{i}").copy_(self.as_continuous(f, goals[f]) if goals[f].dtype == torch.long else goals[f])
 
     def propose(self, backbone, context, steps, n, generator=None) -> torch.Tensor:
         b = context.shape[0]

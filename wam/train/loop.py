@@ -142,7 +142,7 @@ def goal_targets(model: WorldActionModel, windows: WindowDataset) -> dict[str, t
     task = torch.as_tensor(dataset.frames["task_index"][windows.anchors[positions]], device=model.device)
     goals = {}
     for name, x in futures.items():
-        x = model.coupling._continuous(name, x)
+        x = model.coupling.as_continuous(name, x)
         goal = torch.zeros(len(model.config.tasks) or 1, *x.shape[1:], device=x.device)
         goal.index_add_(0, task, x)
         goals[name] = goal / torch.bincount(task, minlength=goal.shape[0]).clamp_min(1).view(-1, 1, 1)
