@@ -135,14 +135,14 @@ def test_freeze_predictor_fine_tunes_only_the_head(vision_data, tmp_path):
 
 @pytest.mark.parametrize("deployment, k", [("open-loop", 16), ("chunked", 8), ("single-step", 1)])
 def test_deployment_sets_how_many_actions_run_per_call(deployment, k, ds):
-    from wam.deployment import make_policy
+    from wam.deployment import DeploymentConfig, make_policy
 
     model = tiny({"substrate": "geometric", "coupling": "rollout", "deployment": deployment}, ds)
     policy = make_policy(model)
     assert policy.n_action_steps == k
     if deployment != "chunked":
         with pytest.raises(ValueError, match=f"executes {k} action"):
-            make_policy(model, n_action_steps=3)
+            make_policy(model, DeploymentConfig(n_action_steps=3))
     batch = model.windows(ds).batch(np.arange(1))
     observation = {key: batch[key][0, -1].numpy() for key in model.observation_keys}
     observation["task"] = batch["task"][0]

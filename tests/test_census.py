@@ -155,17 +155,6 @@ def test_audio_row_is_not_runnable():
         census_spec(row)
 
 
-def test_interactive_row_reason_is_the_require_implemented_message():
-    (row,) = filter_census(load_census(), deployment="interactive")
-    spec = WAMSpec(substrate="pixel-latent", coupling="post-head", backbone="hybrid", deployment="interactive")
-    try:
-        spec.require_implemented()
-    except SpecError as err:
-        assert runnable(row) == (False, str(err))
-    else:
-        assert runnable(row) == (True, None)
-
-
 @pytest.mark.parametrize(
     ("method", "expected"),
     [

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import assert_one_line_error, wam_cli
 
-COMMANDS = ["quickstart", "census", "collect", "train", "eval"]
+COMMANDS = ["quickstart", "census", "collect", "train", "eval", "dream"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -57,6 +57,67 @@ def test_train_then_eval_closed_loop(preset, vision_data, tmp_path):
     assert "pc_success" in info["aggregated"] and set(info["per_task"]) == {"drawer-open-v3",
                                                                            "button-press-topdown-v3"}
     assert len(info["video_paths"]) == 2 and all((out / "videos").glob("*.mp4"))
+    assert info["model"]["deployment"] == {"regime": "chunked", "n_action_steps": 8, "ensemble": None,
+                                           "decode": False}
+    cost = budget["cost_model"]
+    assert cost["calls_per_episode_mean"] == 2 and cost["episode_steps_mean"] == 12
+    assert cost["predicted_model_time_per_episode_s"] > 0 and cost["model_time_per_episode_s"] > 0
+
+
+@pytest.mark.e2e
+def test_sweep_writes_the_fidelity_latency_curve(vision_data, tmp_path):
+    run = tmp_path / "run"
+    result = wam_cli("train", "--data", vision_data, "--out", run, "--steps", "2", "--batch-size", "4",
+                     "--device", "cpu", "--substrate", "pixel-latent", "--coupling", "joint", "--backbone", "hybrid",
+                     "--substrate-fit-steps", "2", "--parameterization", "flow")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "sweep"
+    args = ("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--max-steps", "8", "--out", out,
+            "--device", "cpu", "--sweep", "inference-steps=1,3", "n-action-steps=4,8", "future=skip,predict")
+    result = wam_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "fidelity-latency sweep" in result.stdout
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert len(sweep["points"]) == 8 and (out / "sweep.png").stat().st_size > 10_000
+    by_name = {p["name"]: p for p in sweep["points"]}
+    point = by_name["inference-steps=3_n-action-steps=4_future=predict"]
+    info = json.loads((out / "points" / point["name"] / "eval_info.json").read_text())
+    assert info["model"]["inference_steps"] == 3 and info["model"]["future_at_inference"] == "predict"
+    assert info["budget"]["model_calls"] == 2 and point["calls_per_episode"] == 2
+    assert by_name["inference-steps=1_n-action-steps=8_future=skip"]["calls_per_episode"] == 1
+    # A finished point is not redone: resuming leaves its file untouched.
+    stamp = (out / "points" / point["name"] / "eval_info.json").stat().st_mtime_ns
+    assert wam_cli(*args).returncode == 0
+    assert (out / "points" / point["name"] / "eval_info.json").stat().st_mtime_ns == stamp
+
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--out", out,
+                     "--sweep", "sampler=1,2")
+    assert_one_line_error(result, "sampler=1,2", "inference-steps")
+
+
+@pytest.mark.e2e
+def test_streaming_and_adaptive_deployments_on_the_command_line(vision_data, tmp_path):
+    run = tmp_path / "run"
+    result = wam_cli("train", "--data", vision_data, "--out", run, "--steps", "2", "--batch-size", "4",
+                     "--device", "cpu", "--substrate", "feature-encoder-only", "--coupling", "joint",
+                     "--backbone", "autoregressive", "--n-obs", "4", "--future-offsets", "2", "4", "8", "16")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "stream"
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--max-steps", "10",
+                     "--out", out, "--device", "cpu", "--deployment", "single-step")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "eval_info.json").read_text())
+    assert info["model"]["deployment"] == {"regime": "single-step", "n_action_steps": 1, "kv_cache": True,
+                                           "window": 4, "cache_tokens_max": 4 * 2}
+    assert info["budget"]["model_calls"] == 10 and info["budget"]["n_action_steps"] == 1
+
+    out = tmp_path / "adaptive"
+    result = wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--max-steps", "16",
+                     "--out", out, "--device", "cpu", "--n-action-steps", "16", "--surprise", "0")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "eval_info.json").read_text())
+    assert info["model"]["deployment"]["regime"] == "adaptive"
+    assert info["model"]["deployment"]["checks"] == [2, 4, 8] and info["budget"]["model_calls"] == 8
 
 
 def test_impossible_tuple_on_the_command_line(vision_data, tmp_path):

@@ -73,14 +73,6 @@ _BACKBONE_SUBSTRATES: dict[Backbone, frozenset[Substrate]] = {
     Backbone.JEPA: _EMBEDDING_SUBSTRATES,
 }
 
-# Components that exist in code today; the validity rules above are the survey's, this is our coverage.
-IMPLEMENTED: dict[str, frozenset] = {
-    "substrate": frozenset(Substrate),
-    "backbone": frozenset(Backbone),
-    "coupling": frozenset(Coupling),
-    "deployment": frozenset({Deployment.OPEN_LOOP, Deployment.CHUNKED, Deployment.SINGLE_STEP}),
-}
-
 CONJUNCTION = "+"
 
 
@@ -157,14 +149,6 @@ class WAMSpec:
         if components == (Substrate.FEATURE_ENCODER_ONLY,) and self.coupling is Coupling.ROLLOUT:
             raise SpecError("substrate 'feature-encoder-only' is a training-time target only and cannot score "
                             "rollouts; use substrate 'feature-teacher' for action-conditioned rollout")
-
-    def require_implemented(self) -> None:
-        """Raise ``SpecError`` when a valid 4-tuple needs a component this version does not ship yet."""
-        for axis, have in IMPLEMENTED.items():
-            for value in (self.substrates if axis == "substrate" else (getattr(self, axis),)):
-                if value not in have:
-                    choices = ", ".join(sorted(v.value for v in have))
-                    raise SpecError(f"{axis} {value.value!r} is valid but not implemented yet; available: {choices}")
 
     def to_dict(self) -> dict[str, str]:
         return {"substrate": self.substrate, "coupling": self.coupling.value,

@@ -12,18 +12,20 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def _commands() -> dict[str, type]:
     from wam.data.collect import CollectConfig
+    from wam.eval.dream import DreamConfig
     from wam.eval.runner import EvalConfig
     from wam.presets.census import CensusConfig
     from wam.quickstart import QuickstartConfig
     from wam.train.loop import TrainConfig
 
     return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
-            "train": TrainConfig, "eval": EvalConfig}
+            "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig}
 
 
 def run(cfg: Any) -> Any:
     """Dispatch a parsed config to its job."""
     from wam.data.collect import CollectConfig, run_collect
+    from wam.eval.dream import DreamConfig, print_dream, run_dream
     from wam.eval.runner import EvalConfig, run_eval
     from wam.presets.census import CensusConfig, run_census
     from wam.quickstart import QuickstartConfig, run_quickstart
@@ -41,18 +43,26 @@ def run(cfg: Any) -> Any:
               f"{summary['train_time_s']:.0f} s, final loss {summary['final_loss_smooth']:.4f}")
         return summary
     if isinstance(cfg, EvalConfig):
-        from wam.eval.report import print_offline, print_report
+        from wam.eval.report import print_offline, print_report, print_sweep
 
         info = run_eval(cfg)
         if cfg.offline:
             print_offline(info)
             print(f"wrote {cfg.out}/offline_info.json")
+        elif cfg.sweep:
+            print_sweep(info)
+            print(f"wrote {cfg.out}/sweep.json and {cfg.out}/sweep.png")
         else:
             print_report(info)
             print(f"wrote {cfg.out}/eval_info.json")
         return info
     if isinstance(cfg, QuickstartConfig):
         return run_quickstart(cfg)
+    if isinstance(cfg, DreamConfig):
+        info = run_dream(cfg)
+        print_dream(info)
+        print(f"wrote {cfg.out}/dream.mp4 and {cfg.out}/dream_info.json")
+        return info
     raise TypeError(f"no job for {type(cfg).__name__}")
 
 

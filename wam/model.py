@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from wam.anatomy import Backbone, Coupling, SpecError, WAMSpec
-from wam.backbones import build_backbone
+from wam.backbones import CachedContext, build_backbone
 from wam.backbones.base import Stream
 from wam.couplings import ACTION, Joint, Rollout, build_coupling
 from wam.couplings.planners import PlannerConfig
@@ -64,6 +64,9 @@ class ModelConfig:
     n_layers: int = 4
     n_heads: int = 4
     image_channels: tuple[int, ...] = (16, 32, 64, 128)
+    image_tokens: int = 1
+    """Context tokens per image: 1 (the pooled feature vector) or a square number (a grid over the last feature
+    map, as ViT-style encoders give; GR-1 keeps about ten per frame)."""
     dropout: float = 0.1
     train_timesteps: int = 100
     inference_steps: int = 10
@@ -101,13 +104,16 @@ class ModelConfig:
             self.planner = PlannerConfig(**self.planner)
         self.future_offsets = tuple(self.future_offsets)
         self.image_channels = tuple(self.image_channels)
-        self.spec.require_implemented()
         if self.spec.is_wam and not self.future_offsets:
             raise SpecError(f"substrate {self.spec.substrate!r} needs future_offsets (which future frames to "
                             "predict), e.g. (8, 16)")
         if self.post_head == "separate" and self.spec.coupling is not Coupling.POST_HEAD:
             raise SpecError(f"post_head='separate' is an option of coupling 'post-head', not "
                             f"{self.spec.coupling.value!r}; drop it or use --coupling post-head")
+        if any(k < 1 for k in self.future_offsets) or list(self.future_offsets) != sorted(set(self.future_offsets)):
+            raise SpecError(f"future_offsets {list(self.future_offsets)} must be positive and increasing, e.g. 8 16")
+        if self.n_obs < 1:
+            raise SpecError(f"n_obs={self.n_obs}: the model must see at least the current observation")
         if not 1 <= self.n_action_steps <= self.horizon:
             raise SpecError(f"n_action_steps (K={self.n_action_steps}) must lie in [1, horizon={self.horizon}]")
 
@@ -139,14 +145,15 @@ class WorldActionModel(nn.Module):
         # A VLM reads the instruction word by word, in the same sequence as substrate and action tokens.
         words = INSTRUCTION_WORDS if spec.backbone is Backbone.VLM else 0
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
-                                      config.image_channels, words)
+                                      config.image_channels, words, config.image_tokens,
+                                      time_positions=spec.backbone is Backbone.AUTOREGRESSIVE)
         self.substrates = build_substrates(spec, config, self.encoder)
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=1.0),
                    **{s.name: s.stream for s in self.substrates.values()}}
         futures = tuple(s.name for s in self.substrates.values())
         self.coupling = build_coupling(spec.coupling, futures, streams, config, self.encoder.n_tokens)
         self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
-                                       self.coupling.order)
+                                       self.coupling.order, self.encoder.tokens_per_frame)
         self._task_index = {t: i for i, t in enumerate(config.tasks)}
 
     def set_future_at_inference(self, mode: Literal["skip", "predict", "truncate"]) -> None:
@@ -263,15 +270,36 @@ class WorldActionModel(nn.Module):
     def task_index(self, instructions: list[str]) -> torch.Tensor:
         return torch.tensor([self._task_index.get(t, 0) for t in instructions], device=self.device)
 
-    @torch.no_grad()
-    def act(self, observation: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
-        """An action chunk ``[B, H, d_a]`` in environment units for an observation history batch."""
-        context, steps = self._context(observation), self.config.inference_steps
+    def _act(self, observation: dict[str, Any], generator: torch.Generator | None,
+             context: torch.Tensor | CachedContext | None):
+        context = self._context(observation) if context is None else context
+        steps = self.config.inference_steps
         if isinstance(self.coupling, Rollout):
-            action, _ = self.coupling.act(self.backbone, context, steps, generator, self.task_index(observation["task"]))
+            action, futures = self.coupling.act(self.backbone, context, steps, generator,
+                                                self.task_index(observation["task"]))
         else:
-            action, _ = self.coupling.act(self.backbone, context, steps, generator)
-        return self.normalizer.unnormalize("action", action)
+            action, futures = self.coupling.act(self.backbone, context, steps, generator)
+        return context, action, futures
+
+    @torch.no_grad()
+    def act(self, observation: dict[str, Any], generator: torch.Generator | None = None,
+            context: torch.Tensor | CachedContext | None = None) -> torch.Tensor:
+        """An action chunk ``[B, H, d_a]`` in environment units for an observation history batch.
+
+        ``context`` replaces encoding ``observation`` (a streaming deployment's ``CachedContext``, whose caps can
+        make the chunk shorter than H)."""
+        return self.normalizer.unnormalize("action", self._act(observation, generator, context)[1])
+
+    @torch.no_grad()
+    def plan(self, observation: dict[str, Any], generator: torch.Generator | None = None,
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``act``, plus the futures (substrate space) the model expects along the chunk: those generated on the
+        way (empty when the future is skipped), or for a rollout coupling the forward model's prediction of the
+        chosen chunk."""
+        context, action, futures = self._act(observation, generator, None)
+        if isinstance(self.coupling, Rollout):
+            futures = self.coupling.predict(self.backbone, context, self.config.inference_steps, action, generator)
+        return self.normalizer.unnormalize("action", action), futures
 
     @torch.no_grad()
     def predict(self, observation: dict[str, Any], actions: torch.Tensor | None = None,
@@ -289,6 +317,28 @@ class WorldActionModel(nn.Module):
                                          actions, generator)
         except ValueError as e:
             raise SpecError(str(e)) from None
+
+    @torch.no_grad()
+    def surprise(self, futures: dict[str, torch.Tensor], observation: dict[str, Any], offset_index: int) -> float:
+        """How far the newest frame of ``observation`` is from the prediction ``futures`` made for it (the future
+        at ``future_offsets[offset_index]``), in substrate space: ``||pred - obs||^2 / ||obs||^2`` over that
+        offset's tokens, or the fraction of differing codes for discrete ones; the mean over streams."""
+        now = {k: observation[k][:, -1:] for k in self.observation_keys}
+        n = len(self.config.future_offsets)
+        batch = {**now, **{f"future.{k}": v.expand(-1, n, *v.shape[2:]) for k, v in now.items()},
+                 "task": observation["task"]}
+        inputs = SubstrateInputs(self._observations(batch, future=True), batch, self.encoder)
+        values = []
+        for s in self.substrates.values():
+            observed, predicted = s.observe(inputs), futures[s.name]
+            per_offset = observed.shape[1] // n
+            window = slice(offset_index * per_offset, (offset_index + 1) * per_offset)
+            o, p = observed[:, window], predicted[:, window].to(observed.dtype)
+            if s.stream.vocab:
+                values.append(float((o != p).float().mean()))
+            else:
+                values.append(float((p - o).pow(2).sum() / o.pow(2).sum().clamp_min(1e-8)))
+        return sum(values) / len(values)
 
     def decode(self, futures: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
         """Decode predicted futures for inspection, for the substrates that have a decoder."""

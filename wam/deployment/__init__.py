@@ -1,22 +1,82 @@
-"""Deployment: runtime wrappers that turn a trained model into a policy and own its timing."""
+"""Deployment: runtime wrappers that turn a trained model into a policy and own its timing.
+
+Regimes (the fourth axis of the 4-tuple, plus the runtime dials that trade generated future for time):
+
+- ``open-loop``: one call plans the whole horizon, then executes it (K = H);
+- ``chunked``: replan every K steps, optionally with temporal ensembling of overlapping chunks (``ensemble``), or
+  adaptively (``surprise``): up to K steps, replanning early when the observation departs from the prediction;
+- ``single-step``: one call per step; autoregressive backbones stream their context through a sliding-window KV
+  cache (``kv_cache``), other backbones are chunked with K = 1;
+- ``interactive``: the model runs in lockstep with the world: every step it imagines what comes next and acts,
+  and the real observation then takes the imagined one's place (single-step with the future predicted); without
+  the world, ``wam.deployment.dream.DreamEnv`` steps the same model as a simulator.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 from wam.anatomy import Deployment
-from wam.deployment.chunked import ChunkedPolicy
+from wam.couplings import Joint
+from wam.deployment.base import Policy
+from wam.deployment.chunked import AdaptivePolicy, ChunkedPolicy
+from wam.deployment.streaming import StreamingPolicy
 from wam.model import WorldActionModel
 
 
-def make_policy(model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0) -> ChunkedPolicy:
-    """The policy for the model's deployment regime: chunked replans every K steps, single-step every step, and
-    open-loop executes the whole predicted horizon before it looks again (K = H)."""
-    regime = model.config.spec.deployment
-    fixed = {Deployment.SINGLE_STEP: 1, Deployment.OPEN_LOOP: model.config.horizon}.get(regime)
-    if fixed is not None:
-        if n_action_steps not in (None, fixed):
-            raise ValueError(f"{regime.value} deployment executes {fixed} action(s) per call; got K={n_action_steps}")
-        n_action_steps = fixed
-    return ChunkedPolicy(model, n_action_steps, seed=seed)
+@dataclass
+class DeploymentConfig:
+    """How a model is run in the loop; every field defaults to the model's own setting."""
+
+    deployment: Literal["open-loop", "chunked", "single-step", "interactive"] | None = None
+    """Deployment regime; default: the one in the model's 4-tuple."""
+    n_action_steps: int | None = None
+    """Actions executed per model call (K) under chunked deployment (the longest run between calls when adaptive)."""
+    ensemble: float | None = None
+    """Chunked: temporal ensembling of overlapping chunks with weights exp(-m * i), oldest first (ACT: m = 0.01)."""
+    surprise: float | None = None
+    """Chunked: adaptive chunking; replan as soon as the surprise (relative error between the predicted and the
+    observed future in substrate space) exceeds this threshold."""
+    kv_cache: bool = True
+    """Single-step, autoregressive backbones: reuse the key/value cache (False: re-encode the context every step)."""
+    window: int | None = None
+    """Single-step streaming: frames kept in the KV cache (default: the model's n_obs)."""
+    decode: bool = False
+    """Chunked: also decode the predicted future to pixels at every call (what a render-and-decode model pays)."""
 
 
-__all__ = ["ChunkedPolicy", "make_policy"]
+def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None, seed: int = 0) -> Policy:
+    """The policy for ``config`` (default: the model's own deployment regime and K)."""
+    cfg = config or DeploymentConfig()
+    regime = Deployment(cfg.deployment) if cfg.deployment else model.config.spec.deployment
+    fixed = {Deployment.SINGLE_STEP: 1, Deployment.INTERACTIVE: 1, Deployment.OPEN_LOOP: model.config.horizon}.get(regime)
+    if fixed is not None and cfg.n_action_steps not in (None, fixed):
+        raise ValueError(f"{regime.value} deployment executes {fixed} action(s) per call; got K={cfg.n_action_steps}")
+    if regime is not Deployment.CHUNKED and (cfg.ensemble is not None or cfg.surprise is not None):
+        raise ValueError("temporal ensembling and adaptive chunking are options of chunked deployment; add "
+                         "--deployment chunked")
+    if cfg.ensemble is not None and cfg.surprise is not None:
+        raise ValueError("choose temporal ensembling or adaptive chunking, not both")
+    if regime is Deployment.INTERACTIVE and isinstance(model.coupling, Joint):
+        model.set_future_at_inference("predict")  # imagine the next observation; the real one then replaces it
+    if regime in (Deployment.SINGLE_STEP, Deployment.INTERACTIVE):
+        return _single_step(model, cfg, seed, regime)
+    if cfg.surprise is not None:
+        return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode)
+    policy = ChunkedPolicy(model, fixed or cfg.n_action_steps, seed, cfg.ensemble, cfg.decode)
+    policy.regime = regime.value
+    return policy
+
+
+def _single_step(model: WorldActionModel, cfg: DeploymentConfig, seed: int, regime: Deployment) -> Policy:
+    """One call per step: streamed through the KV cache where the backbone allows it, else chunked with K = 1."""
+    if StreamingPolicy.why_not(model) is None and not cfg.decode:
+        policy = StreamingPolicy(model, seed, cfg.kv_cache, cfg.window)
+    else:
+        policy = ChunkedPolicy(model, 1, seed, decode=cfg.decode)
+    policy.regime = regime.value
+    return policy
+
+
+__all__ = ["AdaptivePolicy", "ChunkedPolicy", "DeploymentConfig", "Policy", "StreamingPolicy", "make_policy"]

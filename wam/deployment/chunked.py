@@ -1,50 +1,141 @@
 """Chunked closed-loop deployment: call the model every K steps and execute the first K actions of its chunk.
 
-``C = ceil(T / K) * N_fwd(K)``; single-step closed loop is the case ``K = 1``. The wrapper owns timing (every
-model call is measured) and never changes weights. It is a gymnasium-facing policy in LeRobot's shape:
-``reset()`` at episode start, ``select_action(observation) -> action``.
+``C = ceil(T / K) * N_fwd(K)``; single-step closed loop is the case ``K = 1`` and open loop the case ``K = H``.
+
+- **Temporal ensembling** (ACT): every chunk that covers the current step votes for its action, with weight
+  ``exp(-m * i)`` where ``i = 0`` is the oldest chunk, so replanning every K < H steps smooths the motion.
+- **Adaptive chunking** (``AdaptivePolicy``): run up to K actions of a chunk, but at every step for which the model
+  predicted the future (its ``future_offsets``) compare what it predicted with what it now observes, in its own
+  substrate space, and replan at once when the surprise exceeds a threshold. Calls go where the world surprised
+  the model; where it did not, the chunk runs on.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from typing import Any
 
 import numpy as np
 import torch
 
+from wam.couplings import Joint
+from wam.deployment.base import Policy
 from wam.model import WorldActionModel
 
 
-class ChunkedPolicy:
-    """Turns a ``WorldActionModel`` into a policy that replans every ``n_action_steps`` (K) steps."""
+class ChunkedPolicy(Policy):
+    """Replans every ``n_action_steps`` (K) steps; with ``ensemble = m`` overlapping chunks are averaged."""
 
-    def __init__(self, model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0):
-        self.model = model.eval()
+    keeps_futures = False  # whether select_action needs the predicted future of every chunk
+
+    def __init__(self, model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0,
+                 ensemble: float | None = None, decode: bool = False):
+        super().__init__(model, seed)
+        if decode and not any(s.has_decoder for s in model.substrates.values()):
+            raise ValueError(f"substrate {model.config.spec.substrate!r} has no decoder; --decode needs a pixel, "
+                             "token, geometric or affordance substrate")
+        if decode and isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
+            raise ValueError("--decode decodes the predicted future, but this model skips it; add --future predict")
+        self.decode = decode
         self.n_action_steps = n_action_steps or model.config.n_action_steps
         if not 1 <= self.n_action_steps <= model.config.horizon:
             raise ValueError(f"K={self.n_action_steps} must lie in [1, horizon={model.config.horizon}]")
-        self.generator = torch.Generator(device=model.device).manual_seed(seed)
-        self.call_latencies: list[float] = []  # seconds per model call, over the policy's lifetime
+        if ensemble is not None and ensemble < 0:
+            raise ValueError(f"temporal ensembling weight m={ensemble} must be >= 0 (ACT uses 0.01)")
+        self.ensemble = ensemble
         self.reset()
 
+    @property
+    def min_actions_per_call(self) -> int:
+        return self.n_action_steps
+
+    def knobs(self) -> dict[str, Any]:
+        return {"regime": self.regime, "n_action_steps": self.n_action_steps, "ensemble": self.ensemble,
+                "decode": self.decode}
+
     def reset(self) -> None:
-        self.model.reset()  # per-episode model state, such as a planner's last plan
-        self._history: deque[dict[str, Any]] = deque(maxlen=self.model.config.n_obs)
-        self._actions: deque[np.ndarray] = deque()
+        super().reset()
+        self._step = 0
+        self._chunks: list[tuple[int, np.ndarray]] = []  # (step at which it was planned, actions)
+
+    def _plan(self) -> np.ndarray:
+        def call() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            if not (self.decode or self.keeps_futures):
+                return self.model.act(self._batch(), generator=self.generator), {}
+            actions, futures = self.model.plan(self._batch(), generator=self.generator)
+            if self.decode:
+                self.model.decode(futures)
+            return actions, futures
+
+        actions, self._futures = self._timed(call)
+        return actions[0].cpu().numpy()
+
+    def _replan_now(self) -> bool:
+        return not self._chunks or self._step - self._chunks[-1][0] >= self.n_action_steps
 
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
-        """The next action for a raw environment observation (with its ``task`` instruction)."""
-        self._history.append(observation)
-        while len(self._history) < self._history.maxlen:  # first step: repeat, as the training windows do
-            self._history.appendleft(observation)
-        if not self._actions:
-            batch = {k: torch.from_numpy(np.stack([np.asarray(o[k]) for o in self._history]))[None]
-                     for k in self.model.observation_keys}
-            batch["task"] = [observation["task"]]
-            start = time.perf_counter()
-            chunk = self.model.act(batch, generator=self.generator)[0].cpu().numpy()
-            self.call_latencies.append(time.perf_counter() - start)
-            self._actions.extend(chunk[: self.n_action_steps])
-        return self._actions.popleft()
+        self._remember(observation)
+        if self._replan_now():
+            self._chunks.append((self._step, self._plan()))
+        # Chunks that still cover this step (all of them when ensembling, else only the newest).
+        live = [(s, c) for s, c in self._chunks if self._step - s < len(c)]
+        if self.ensemble is None:
+            live = live[-1:]
+        self._chunks = live
+        actions = np.stack([c[self._step - s] for s, c in live])
+        weights = np.exp(-self.ensemble * np.arange(len(live))) if self.ensemble is not None else np.ones(1)
+        self._step += 1
+        return (weights[:, None] * actions).sum(0) / weights.sum()
+
+
+class AdaptivePolicy(ChunkedPolicy):
+    """Chunked with a surprise trigger: replan before K steps when the observation departs from the prediction.
+
+    The surprise at a checked step is ``||predicted - observed||^2 / ||observed||^2`` in the model's substrate space
+    (the observed frame is turned into substrate tokens the same way the training targets are), averaged over that
+    step's tokens; for discrete codes it is the fraction of codes that differ. Checks happen at the model's future
+    offsets below K, so a model trained with offsets (4, 8, 12, 16) can replan after 4, 8 or 12 steps.
+    """
+
+    regime = "adaptive"
+    keeps_futures = True
+
+    def __init__(self, model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0,
+                 threshold: float = 0.5, decode: bool = False):
+        if not model.substrates:
+            raise ValueError("adaptive chunking compares observations with predicted futures, and a model with "
+                             "substrate 'none' predicts none; use chunked deployment")
+        for substrate in model.substrates.values():
+            if not substrate.observable:
+                substrate.observe(None)  # raises the substrate's own explanation
+        if isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
+            model.set_future_at_inference("predict")  # the surprise needs the prediction
+        super().__init__(model, n_action_steps or model.config.horizon, seed, decode=decode)
+        self.threshold = threshold
+        self.checks = [k for k in model.config.future_offsets if k < self.n_action_steps]
+        if not self.checks:
+            raise ValueError(f"no future offset of the model {model.config.future_offsets} lies before K="
+                             f"{self.n_action_steps}, so nothing can trigger an early replan; raise K")
+        self.early_replans = 0
+        self.surprises: list[float] = []
+
+    @property
+    def min_actions_per_call(self) -> int:
+        return self.checks[0]
+
+    def knobs(self) -> dict[str, Any]:
+        return {**super().knobs(), "surprise_threshold": self.threshold, "checks": self.checks,
+                "early_replans": self.early_replans}
+
+    def _replan_now(self) -> bool:
+        if super()._replan_now():
+            return True
+        age = self._step - self._chunks[-1][0]
+        if age not in self.checks:
+            return False
+        index = list(self.model.config.future_offsets).index(age)
+        surprise = self.model.surprise(self._futures, self._batch(), index)
+        self.surprises.append(surprise)
+        if surprise > self.threshold:
+            self.early_replans += 1
+            return True
+        return False

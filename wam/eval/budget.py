@@ -20,17 +20,21 @@ import torch
 
 
 def latency_block(call_latencies: list[float], actions_executed: int, n_action_steps: int,
-                  control_hz: float) -> dict[str, Any]:
-    """Latency per call and per executed action, effective control rate and the chunked feasibility test."""
+                  control_hz: float, episode_calls: list[int] | None = None,
+                  episode_steps: list[int] | None = None) -> dict[str, Any]:
+    """Latency per call and per executed action, effective control rate, the chunked feasibility test with
+    ``n_action_steps`` the fewest actions a call must cover, and the cost model per episode: calls, measured model
+    time, and ``C = ceil(T / K) * N_fwd(K)`` predicted from the median call (adaptive deployments vary K, so there
+    the measured time is the one to read)."""
     calls = np.asarray(call_latencies, dtype=np.float64)
     if calls.size == 0:
         raise ValueError("no model call was timed; did the evaluation run any step?")
     per_action = calls.sum() / max(actions_executed, 1)
-    p95 = float(np.percentile(calls, 95))
-    return {
+    p50, p95 = float(np.percentile(calls, 50)), float(np.percentile(calls, 95))
+    block = {
         "model_calls": int(calls.size),
         "actions_executed": int(actions_executed),
-        "latency_per_call_ms": {"p50": 1e3 * float(np.percentile(calls, 50)), "p95": 1e3 * p95,
+        "latency_per_call_ms": {"p50": 1e3 * p50, "p95": 1e3 * p95,
                                 "max": 1e3 * float(calls.max()), "mean": 1e3 * float(calls.mean())},
         "latency_per_action_ms": 1e3 * per_action,
         "effective_control_hz": 1.0 / per_action if per_action > 0 else float("inf"),
@@ -39,6 +43,16 @@ def latency_block(call_latencies: list[float], actions_executed: int, n_action_s
         "feasible_at_control_hz": bool(p95 / n_action_steps < 1.0 / control_hz),
         "feasibility_margin": (1.0 / control_hz) / (p95 / n_action_steps),
     }
+    if episode_calls and episode_steps:
+        steps = float(np.mean(episode_steps))
+        block["cost_model"] = {
+            "episode_steps_mean": steps,
+            "calls_per_episode_mean": float(np.mean(episode_calls)),
+            "model_time_per_episode_s": float(calls.sum()) / len(episode_calls),
+            "predicted_model_time_per_episode_s": float(np.mean([np.ceil(t / n_action_steps) for t in episode_steps]))
+            * p50,
+        }
+    return block
 
 
 def process_peak_memory_mb() -> float:

@@ -27,7 +27,12 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     cost = Table(title="budget", show_header=False)
     cost.add_column("metric")
     cost.add_column("value", justify="right")
+    deployment = info["model"].get("deployment") or {}
+    dials = ", ".join(f"{k}={v}" for k, v in deployment.items() if k != "regime" and v is not None)
+    calls = budget.get("cost_model", {}).get("calls_per_episode_mean")
     for name, value in (
+        ("deployment", f"{deployment.get('regime', spec['deployment'])} ({dials})"),
+        ("model calls per episode", "-" if calls is None else f"{calls:.1f}"),
         ("latency per call p50 / p95 / max", f"{lat['p50']:.1f} / {lat['p95']:.1f} / {lat['max']:.1f} ms"),
         (f"latency per action (K={budget['n_action_steps']})", f"{budget['latency_per_action_ms']:.2f} ms"),
         ("effective control rate", f"{budget['effective_control_hz']:.0f} Hz"),
@@ -52,4 +57,18 @@ def print_offline(info: dict[str, Any], console: Console | None = None) -> None:
     table.add_column("value", justify="right")
     for key, value in info["offline"].items():
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+
+
+def print_sweep(sweep: dict[str, Any], console: Console | None = None) -> None:
+    """One row per operating point of a fidelity-latency sweep."""
+    console = console or Console()
+    table = Table(title=f"fidelity-latency sweep: {' '.join(sweep['grid'])}")
+    for name in ("operating point", "success", "latency/call p50", "latency/action", "calls/episode", "feasible"):
+        table.add_column(name, justify="left" if name == "operating point" else "right")
+    for row in sweep["points"]:
+        calls = row["calls_per_episode"]
+        table.add_row(row["name"], f"{row['pc_success']:.0f}%", f"{row['latency_per_call_ms_p50']:.1f} ms",
+                      f"{row['latency_per_action_ms']:.2f} ms", "-" if calls is None else f"{calls:.1f}",
+                      "yes" if row["feasible_at_control_hz"] else "no")
     console.print(table)

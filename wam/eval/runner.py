@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import tyro
 from tqdm import tqdm
 
 from wam.anatomy import Coupling
 from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
-from wam.deployment import make_policy
+from wam.deployment import DeploymentConfig, Policy, make_policy
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_json, config_dict
@@ -45,8 +46,6 @@ class EvalConfig:
     """Write rollout videos of the first K episodes of each task."""
     max_steps: int = 500
     """Episode cap in control steps (MetaWorld's own limit is 500)."""
-    n_action_steps: int | None = None
-    """Actions executed per model call (K); default: the model's."""
     inference_steps: int | None = None
     """Sampler steps per call; default: the model's."""
     future: Literal["skip", "predict", "truncate"] | None = None
@@ -54,6 +53,12 @@ class EvalConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
+    deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)
+    """Deployment regime and its dials (K, temporal ensembling, adaptive surprise threshold, KV cache, decode)."""
+    sweep: tuple[str, ...] = ()
+    """Evaluate a grid of operating points instead of one, e.g. --sweep inference-steps=2,5,10 n-action-steps=4,8
+    (dials: inference-steps, future, n-action-steps, deployment, ensemble, surprise, decode, kv-cache); writes
+    sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
     planner: PlannerOverrides = field(default_factory=PlannerOverrides)
     """Rollout models: change the search at evaluation time (the weights stay)."""
     offline: bool = False
@@ -74,12 +79,13 @@ def _check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation se
         raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
 
 
-def _model_block(model: WorldActionModel, run: Path) -> dict[str, Any]:
-    """What was evaluated: the 4-tuple and the runtime knobs in force."""
+def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None) -> dict[str, Any]:
+    """What was evaluated: the 4-tuple, the runtime knobs in force and the deployment regime with its dials."""
     c = model.config
     return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
-            "future_at_inference": c.future_at_inference,
-            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None, "run": str(run)}
+            "future_offsets": list(c.future_offsets), "future_at_inference": c.future_at_inference,
+            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None,
+            "deployment": None if policy is None else policy.knobs(), "run": str(run)}
 
 
 def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> dict[str, Any]:
@@ -103,7 +109,7 @@ def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> d
     start = time.perf_counter()
     screens = offline_screens(model, dataset, seed=cfg.seed)
     info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
-            "model": _model_block(model, cfg.run),
+            "model": model_block(model, cfg.run),
             "machine": machine_info(model.device), "config": config_dict(cfg)}
     atomic_write_json(out / "offline_info.json", info)
     return info
@@ -114,6 +120,10 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     tasks = check_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
     if cfg.episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    if cfg.sweep:
+        from wam.eval.sweep import run_sweep
+
+        return run_sweep(cfg)
     device = resolve_device(cfg.device)
     model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
     if cfg.inference_steps:
@@ -129,7 +139,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy = make_policy(model, cfg.n_action_steps, seed=cfg.seed)
+    policy = make_policy(model, cfg.deploy, seed=cfg.seed)
 
     per_episode: list[dict[str, Any]] = []
     videos: list[str] = []
@@ -147,6 +157,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         for j, seed in enumerate(seeds):
             obs, _ = env.reset(seed=seed)
             policy.reset()
+            calls_before = len(policy.call_latencies)
             frames, rewards, success, steps = [], [], False, 0
             t0 = time.perf_counter()
             while True:
@@ -161,10 +172,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                     break
             actions_executed += steps
             per_episode.append({"episode_ix": len(per_episode), "task": task, "seed": seed, "success": success,
-                                "steps": steps, "sum_reward": float(np.sum(rewards)),
+                                "steps": steps, "model_calls": len(policy.call_latencies) - calls_before,
+                                "sum_reward": float(np.sum(rewards)),
                                 "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0})
             if frames:
-                videos.append(str(_write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames)))
+                videos.append(str(write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames)))
             bar.update()
             bar.set_postfix(success=f"{np.mean([e['success'] for e in per_episode]):.2f}")
         env.close()
@@ -183,10 +195,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "avg_steps": float(np.mean([e["steps"] for e in per_episode])),
             "eval_s": wall, "eval_ep_s": wall / len(per_episode),
         },
-        "budget": {**latency_block(policy.call_latencies, actions_executed, policy.n_action_steps, control_hz),
+        "budget": {**latency_block(policy.call_latencies, actions_executed, policy.min_actions_per_call, control_hz,
+                                   [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
                    "peak_memory_mb": memory.peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
-        "model": _model_block(model, cfg.run),
+        "model": model_block(model, cfg.run, policy),
         "machine": machine_info(device),
         "video_paths": videos,
         "config": config_dict(cfg),
@@ -195,7 +208,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return info
 
 
-def _write_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> Path:
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,16 @@ from torch import nn
 
 
 class ImageEncoder(nn.Module):
-    """A compact conv net: ``[B, 3, H, W]`` -> ``[B, d]``; four stride-2 stages, GroupNorm and SiLU.
+    """A compact conv net: ``[B, 3, H, W]`` -> ``[B, tokens, d]``; four stride-2 stages, GroupNorm and SiLU.
 
     Small on purpose: at 64x64 it runs in about a millisecond per frame on one CPU core, and the future features
-    that encoder-only substrates regress are its outputs.
+    that encoder-only substrates regress are its outputs. With ``tokens = 1`` the whole last feature map is
+    projected to one vector; with ``tokens = g * g`` it is pooled to a ``g x g`` grid and every cell becomes a token
+    (with a learned position).
     """
 
-    def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64):
+    def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64,
+                 tokens: int = 1):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
@@ -25,10 +28,23 @@ class ImageEncoder(nn.Module):
             c_in = c
         self.conv = nn.Sequential(*layers)
         side = image_size // 2 ** len(channels)
-        self.proj = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dim), nn.LayerNorm(dim))
+        self.grid = math.isqrt(tokens)
+        if self.grid ** 2 != tokens or not 1 <= self.grid <= side:
+            raise ValueError(f"image_tokens={tokens} must be a square number from 1 to {side * side} (the last "
+                             f"feature map is {side}x{side})")
+        self.tokens = tokens
+        if tokens == 1:
+            self.proj = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dim), nn.LayerNorm(dim))
+        else:
+            self.pool = nn.AdaptiveAvgPool2d(self.grid)
+            self.proj = nn.Sequential(nn.Linear(c_in, dim), nn.LayerNorm(dim))
+            self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.conv(images))
+        features = self.conv(images)
+        if self.tokens == 1:
+            return self.proj(features)[:, None]
+        return self.proj(self.pool(features).flatten(2).transpose(1, 2)) + self.pos
 
 
 class InstructionEncoder(nn.Module):

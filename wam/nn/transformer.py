@@ -1,12 +1,14 @@
-"""A pre-norm transformer with an optional key/value cache, and the attention mask of named token streams.
+"""A pre-norm transformer with an optional key/value cache and rotary positions, and the attention mask of named
+token streams.
 
-``nn.TransformerEncoder`` serves the one-pass backbones; autoregressive ones need to feed one token at a time and
-reuse the keys and values of everything before it, which this module's ``KVCache`` provides.
+Autoregressive backbones feed a few tokens at a time and reuse the keys and values of everything before them,
+which ``KVCache`` provides. With rotary positions (RoPE) attention depends only on the distance between two
+tokens, so cached keys stay valid while the window of observations slides (see ``wam.deployment.streaming``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,16 +17,22 @@ from torch import nn
 
 def stream_mask(context_len: int, spans: Mapping[str, tuple[int, int]], reads: Mapping[str, tuple[str, ...]],
                 batch: int, hide: Mapping[tuple[str, str], torch.Tensor] | None = None, causal: bool = False,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+                device: torch.device | str = "cpu",
+                context_groups: Sequence[tuple[int, int]] | None = None) -> torch.Tensor:
     """Who may attend to whom, ``[B, T, T]`` with True = allowed (``scaled_dot_product_attention``'s convention).
 
-    Context tokens see only the context. A stream sees the context, itself and the streams it ``reads``;
-    ``hide[(reader, read)]`` is a ``[B]`` bool mask of samples in which ``reader`` must not see ``read``. With
-    ``causal`` every stream token additionally sees nothing after itself (serialized streams).
+    Context tokens see only the context (with ``context_groups``, only their own group: one observation frame, or
+    the instruction). A stream sees the context, itself and the streams it ``reads``; ``hide[(reader, read)]`` is
+    a ``[B]`` bool mask of samples in which ``reader`` must not see ``read``. With ``causal`` every stream token
+    additionally sees nothing after itself (serialized streams).
     """
     length = max([context_len, *(hi for _, hi in spans.values())])
     allowed = torch.zeros(batch, length, length, dtype=torch.bool, device=device)
     allowed[:, :, :context_len] = True
+    if context_groups is not None:
+        allowed[:, :context_len, :context_len] = False
+        for lo, hi in context_groups:
+            allowed[:, lo:hi, lo:hi] = True
     for name, (lo, hi) in spans.items():
         allowed[:, lo:hi, lo:hi] = True
         for other in reads.get(name, ()):
@@ -41,13 +49,28 @@ def stream_mask(context_len: int, spans: Mapping[str, tuple[int, int]], reads: M
     return allowed
 
 
-class KVCache:
-    """Keys and values of every layer for the tokens fed so far; ``window`` bounds how many are kept."""
+def rotary_tables(positions: torch.Tensor, dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines ``[T, dim / 2]`` of the rotary position embedding at integer ``positions [T]``."""
+    half = dim // 2
+    freqs = base ** (-torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.to(torch.float32)[:, None] * freqs[None]
+    return angles.cos(), angles.sin()
 
-    def __init__(self, n_layers: int, window: int | None = None):
+
+def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Apply the rotary embedding ``tables`` to ``x [B, heads, T, d_head]`` (half-split form)."""
+    cos, sin = (t.to(x.dtype) for t in tables)
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class KVCache:
+    """Keys (already rotated) and values of every layer for the tokens fed so far."""
+
+    def __init__(self, n_layers: int):
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
-        self.window = window
 
     def __len__(self) -> int:
         return 0 if self.keys[0] is None else self.keys[0].shape[2]
@@ -64,6 +87,14 @@ class KVCache:
         self.keys = [None if k is None else k[:, :, :length] for k in self.keys]
         self.values = [None if v is None else v[:, :, :length] for v in self.values]
 
+    def drop_front(self, count: int) -> None:
+        """Forget the first ``count`` tokens (the oldest observation leaving a sliding window)."""
+        self.keys = [None if k is None else k[:, :, count:] for k in self.keys]
+        self.values = [None if v is None else v[:, :, count:] for v in self.values]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self.keys, *self.values] if t is not None)
+
 
 class Block(nn.Module):
     """Pre-norm self-attention + GELU MLP."""
@@ -77,9 +108,11 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+                layer: int = 0, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
@@ -96,8 +129,11 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
-        """``mask`` is ``[B, T_new, T_cached + T_new]`` (True = attend) or None for full attention."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, cache: KVCache | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` is ``[B, T_new, T_cached + T_new]`` (True = attend) or None for full attention; ``positions``
+        ``[T_new]`` switches on rotary positions."""
+        rope = None if positions is None else rotary_tables(positions.to(x.device), x.shape[-1] // self.blocks[0].heads)
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i)
+            x = block(x, mask, cache, i, rope)
         return self.norm(x)

@@ -34,11 +34,11 @@ def build_substrates(spec: WAMSpec, config, encoder: nn.Module) -> nn.ModuleDict
         elif kind is Substrate.FEATURE_TOKEN:
             module = TokenCodes(n_future, image_key, size, discrete)
         elif kind is Substrate.FEATURE_ENCODER_ONLY:
-            module = EncoderFeatures(n_future, len(config.observation_shapes), config.d_model)
+            module = EncoderFeatures(n_future, encoder.tokens_per_frame, config.d_model)
         elif kind is Substrate.FEATURE_TAP:
-            module = TapFeatures(n_future, len(config.observation_shapes), config.d_model)
+            module = TapFeatures(n_future, encoder.tokens_per_frame, config.d_model)
         elif kind is Substrate.FEATURE_TEACHER:
-            module = TeacherFeatures(n_future, len(config.observation_shapes), config.d_model, encoder)
+            module = TeacherFeatures(n_future, encoder.tokens_per_frame, config.d_model, encoder)
         elif kind is Substrate.GEOMETRIC:
             module = KeypointTracks(n_future, size)
         else:

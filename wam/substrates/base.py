@@ -55,6 +55,20 @@ class FutureSubstrate(nn.Module):
     def targets(self, inputs: SubstrateInputs) -> torch.Tensor:
         raise NotImplementedError
 
+    @property
+    def observable(self) -> bool:
+        """Whether a deployed robot can compute the targets from its own observations (see ``observe``)."""
+        return (type(self).observe is not FutureSubstrate.observe or self.reads_observations
+                or all(k.startswith("observation.") for k in self.future_keys))
+
+    def observe(self, inputs: SubstrateInputs) -> torch.Tensor:
+        """The targets computed from observations alone (``future.<observation key>`` in ``inputs``), as a deployed
+        robot can: what adaptive chunking compares a prediction with."""
+        if not self.observable:
+            raise ValueError(f"substrate {self.kind.value!r} is built from simulator ground truth that a deployed "
+                             "robot does not observe; adaptive chunking needs a pixel or feature substrate")
+        return self.targets(inputs)
+
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tokens -> something to inspect (frames, keypoints, maps); substrates without a decoder raise."""
         raise NotImplementedError(f"substrate {self.kind.value!r} has no decoder")

@@ -25,14 +25,15 @@ from wam.substrates.pixel import LatentFrames
 
 
 class EncoderFeatures(FutureSubstrate):
-    """Future tokens ``[B, n_future * n_keys, d]``: encoder features of the frames at ``t + k``."""
+    """Future tokens ``[B, n_future * tokens_per_frame, d]``: encoder features of the frames at ``t + k``."""
 
     kind = Substrate.FEATURE_ENCODER_ONLY
     reads_observations = True
 
-    def __init__(self, n_future: int, n_keys: int, dim: int):
+    def __init__(self, n_future: int, tokens_per_frame: int, dim: int):
         super().__init__()
-        self.stream = Stream(n_future * n_keys, dim, clip=STANDARD_RANGE, regress=self.kind is Substrate.FEATURE_TAP)
+        self.stream = Stream(n_future * tokens_per_frame, dim, clip=STANDARD_RANGE,
+                             regress=self.kind is Substrate.FEATURE_TAP)
 
     def _encoder(self, inputs: SubstrateInputs) -> nn.Module:
         return inputs.encoder
@@ -52,8 +53,8 @@ class TeacherFeatures(EncoderFeatures):
 
     kind = Substrate.FEATURE_TEACHER
 
-    def __init__(self, n_future: int, n_keys: int, dim: int, encoder: nn.Module, decay: float = 0.99):
-        super().__init__(n_future, n_keys, dim)
+    def __init__(self, n_future: int, tokens_per_frame: int, dim: int, encoder: nn.Module, decay: float = 0.99):
+        super().__init__(n_future, tokens_per_frame, dim)
         self.teacher = copy.deepcopy(encoder).requires_grad_(False)
         self.decay = decay
 

@@ -98,6 +98,15 @@ class LatentFrames(FutureSubstrate):
         codes = inputs.batch[f"future.{self.cache_key}"]  # [B, F, tokens_per_frame, dim]
         return codes.flatten(1, 2).to(inputs.observations[self.image_key].device)
 
+    @torch.no_grad()
+    def observe(self, inputs: SubstrateInputs) -> torch.Tensor:
+        frames = inputs.batch[f"future.{self.image_key}"]  # raw [B, F, H, W, 3]
+        b, f = frames.shape[:2]
+        device = next(self.autoencoder.parameters()).device
+        codes = self._codes(frames.flatten(0, 1).to(device).permute(0, 3, 1, 2).float() / 255)
+        batch = {f"future.{self.cache_key}": codes.reshape(b, f, *codes.shape[1:])}
+        return self.targets(SubstrateInputs(inputs.observations, batch, inputs.encoder))
+
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         b = tokens.shape[0]
         z = unpatchify(tokens.reshape(b * self.n_future, -1, tokens.shape[-1]), 1, 8, self.grid, self.cell)[:, 0]

@@ -51,6 +51,12 @@ class TrainConfig:
     """Post-head coupling: action stream of the shared backbone, or a separate inverse-dynamics head."""
     planner: PlannerOverrides = field(default_factory=PlannerOverrides)
     """Rollout coupling: proposal, planner, objective and search sizes (also changeable at `wam eval`)."""
+    n_obs: int | None = None
+    """Override the observation history length (the context window of a streaming deployment)."""
+    future_offsets: tuple[int, ...] | None = None
+    """Override which future frames t+k the substrate predicts, e.g. 4 8 12 16 (adaptive chunking checks there)."""
+    image_tokens: int | None = None
+    """Override the context tokens per image: 1, or a square number for a grid of spatial tokens."""
     freeze_predictor: bool = False
     """Train only the separate post-head (with --init-from a trained run): the future predictor stays fixed."""
     steps: int = 3000
@@ -80,7 +86,8 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
-                 "post_head": self.post_head, "planner": self.planner.apply(PlannerConfig())}
+                 "post_head": self.post_head, "planner": self.planner.apply(PlannerConfig()), "n_obs": self.n_obs,
+                 "future_offsets": self.future_offsets, "image_tokens": self.image_tokens}
         return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:

@@ -1,0 +1,66 @@
+"""What every deployment policy shares: the observation history, timed model calls and the regime record.
+
+A policy is gymnasium-facing in LeRobot's shape: ``reset()`` at episode start, ``select_action(observation) ->
+action``. It owns timing (every model call is measured) and never changes weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from wam.model import WorldActionModel
+
+T = TypeVar("T")
+
+
+class Policy:
+    """Base class: keeps the last ``n_obs`` observations and times every model call."""
+
+    regime = "chunked"
+
+    def __init__(self, model: WorldActionModel, seed: int = 0):
+        self.model = model.eval()
+        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+        self.call_latencies: list[float] = []  # seconds per model call, over the policy's lifetime
+        self._history: deque[dict[str, Any]] = deque(maxlen=model.config.n_obs)
+
+    @property
+    def min_actions_per_call(self) -> int:
+        """The fewest actions a call may have to cover: what the feasibility test at the control rate divides by."""
+        return 1
+
+    def knobs(self) -> dict[str, Any]:
+        """The regime and its settings, for ``eval_info.json``."""
+        return {"regime": self.regime}
+
+    def reset(self) -> None:
+        self.model.reset()  # per-episode model state, such as a planner's last plan
+        self._history.clear()
+
+    def select_action(self, observation: dict[str, Any]) -> np.ndarray:
+        """The next action for a raw environment observation (with its ``task`` instruction)."""
+        raise NotImplementedError
+
+    def _remember(self, observation: dict[str, Any]) -> None:
+        self._history.append(observation)
+        while len(self._history) < self._history.maxlen:  # first step: repeat, as the training windows do
+            self._history.appendleft(observation)
+
+    def _batch(self) -> dict[str, Any]:
+        """The observation history as a batch of one: ``{key: [1, n_obs, ...]}`` plus the instruction."""
+        batch: dict[str, Any] = {k: torch.from_numpy(np.stack([np.asarray(o[k]) for o in self._history]))[None]
+                                 for k in self.model.observation_keys}
+        batch["task"] = [self._history[-1]["task"]]
+        return batch
+
+    def _timed(self, call: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        out = call()
+        self.call_latencies.append(time.perf_counter() - start)
+        return out

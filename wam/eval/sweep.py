@@ -1,0 +1,106 @@
+"""``wam eval --sweep``: the fidelity-latency curve, one closed-loop evaluation per operating point.
+
+Every model exposes dials that trade generated future for time: sampler steps, how much of the future stream is
+generated (``future``: skip, truncate, predict), whether it is decoded to pixels, the chunk length K, adaptive
+chunking and the KV cache. A sweep names some of them with their values, e.g.
+``--sweep inference-steps=2,5,10 n-action-steps=4,8``, and evaluates every combination (the grid) on the same
+seeds. Each point lands in ``<out>/points/<name>/eval_info.json`` (a finished point is not redone, so a sweep can
+be resumed); ``<out>/sweep.json`` holds success, latency per call and per action, calls per episode and the
+feasibility at the control rate per point, and ``<out>/sweep.png`` plots success against latency per action.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from wam.io import atomic_write_json
+
+# Sweepable dials: command-line name -> (EvalConfig field, DeploymentConfig field?, parser).
+_FLAG = {"true": True, "false": False}
+DIALS: dict[str, tuple[str, bool, Any]] = {
+    "inference-steps": ("inference_steps", False, int),
+    "future": ("future", False, str),
+    "n-action-steps": ("n_action_steps", True, int),
+    "deployment": ("deployment", True, str),
+    "ensemble": ("ensemble", True, float),
+    "surprise": ("surprise", True, float),
+    "decode": ("decode", True, lambda v: _FLAG[v.lower()]),
+    "kv-cache": ("kv_cache", True, lambda v: _FLAG[v.lower()]),
+}
+
+
+def parse_grid(entries: tuple[str, ...]) -> list[dict[str, Any]]:
+    """``("inference-steps=2,5", "future=skip,predict")`` -> the 4 operating points of their product."""
+    axes: list[tuple[str, list[Any]]] = []
+    for entry in entries:
+        name, sep, values = entry.partition("=")
+        if not sep or not values or name not in DIALS:
+            raise ValueError(f"--sweep entry {entry!r} must read DIAL=V1,V2,... with DIAL one of {', '.join(DIALS)}")
+        if name in dict(axes):
+            raise ValueError(f"--sweep names the dial {name!r} twice; give all its values in one entry")
+        try:
+            axes.append((name, [DIALS[name][2](v.strip()) for v in values.split(",")]))
+        except (ValueError, KeyError):
+            raise ValueError(f"--sweep {entry!r}: a value is not a valid {name} (e.g. {name}=2,5)") from None
+    return [dict(zip([n for n, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
+
+
+def point_name(point: dict[str, Any]) -> str:
+    return "_".join(f"{k}={v}" for k, v in point.items()) or "default"
+
+
+def run_sweep(cfg) -> dict[str, Any]:
+    """Evaluate ``cfg`` (an ``EvalConfig``) at every point of ``cfg.sweep``; writes and returns ``sweep.json``."""
+    from wam.eval.runner import run_eval
+
+    points = parse_grid(cfg.sweep)
+    out = Path(cfg.out)
+    rows = []
+    for point in points:
+        name = point_name(point)
+        deploy = {DIALS[k][0]: v for k, v in point.items() if DIALS[k][1]}
+        direct = {DIALS[k][0]: v for k, v in point.items() if not DIALS[k][1]}
+        point_cfg = replace(cfg, sweep=(), out=out / "points" / name, deploy=replace(cfg.deploy, **deploy), **direct)
+        done = point_cfg.out / "eval_info.json"
+        info = json.loads(done.read_text()) if done.exists() else run_eval(point_cfg)
+        budget = info["budget"]
+        rows.append({"point": point, "name": name, "pc_success": info["aggregated"]["pc_success"],
+                     "latency_per_call_ms_p50": budget["latency_per_call_ms"]["p50"],
+                     "latency_per_action_ms": budget["latency_per_action_ms"],
+                     "calls_per_episode": budget.get("cost_model", {}).get("calls_per_episode_mean"),
+                     "feasible_at_control_hz": budget["feasible_at_control_hz"],
+                     "deployment": info["model"]["deployment"], "eval_info": str(done)})
+    sweep = {"grid": list(cfg.sweep), "points": rows, "plot": str(plot_sweep(rows, out / "sweep.png", cfg.run))}
+    atomic_write_json(out / "sweep.json", sweep)
+    return sweep
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str | Path = "") -> Path:
+    """Success against latency per executed action, one labelled marker per operating point."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on a server
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    x = [r["latency_per_action_ms"] for r in rows]
+    y = [r["pc_success"] for r in rows]
+    ax.plot(x, y, "o", color="tab:blue")
+    for r in rows:
+        ax.annotate(r["name"], (r["latency_per_action_ms"], r["pc_success"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("latency per executed action (ms, log scale)")
+    ax.set_ylabel("success (%)")
+    ax.set_ylim(-5, 105)
+    ax.set_title(f"fidelity-latency: {title}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
