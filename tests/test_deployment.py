@@ -125,7 +125,7 @@ def test_surprise_is_zero_for_a_perfect_prediction_and_adaptive_replans_on_it(ds
     batch = {k: torch.from_numpy(np.asarray(obs[k]))[None, None].repeat(1, model.config.n_obs, *[1] * np.ndim(obs[k]))
              for k in model.observation_keys}
     batch["task"] = [obs["task"]]
-    observed = {s.name: s.observe(_inputs(model, batch)) for s in model.substrates.values()}
+    observed = model.observe(batch)
     assert model.surprise(observed, batch, 1) == pytest.approx(0.0, abs=1e-6)
     assert model.surprise({n: v + 1.0 for n, v in observed.items()}, batch, 1) > 0.01
 
@@ -136,15 +136,6 @@ def test_surprise_is_zero_for_a_perfect_prediction_and_adaptive_replans_on_it(ds
     assert len(always.call_latencies) == 8 and always.early_replans == 7  # at every first check, 2 steps in
     assert always.min_actions_per_call == 2 and always.knobs()["checks"] == [2, 4, 6]
     assert model.config.future_at_inference == "predict"  # the surprise needs the prediction
-
-
-def _inputs(model: WorldActionModel, batch: dict):
-    from wam.substrates import SubstrateInputs
-
-    n = len(model.config.future_offsets)
-    full = {**batch, **{f"future.{k}": batch[k][:, -1:].expand(-1, n, *batch[k].shape[2:])
-                        for k in model.observation_keys}}
-    return SubstrateInputs(model._observations(full, future=True), full, model.encoder)
 
 
 def test_interactive_deployment_steps_with_the_future_predicted(ds, env):

@@ -211,7 +211,7 @@ class WorldActionModel(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _observations(self, batch: dict[str, Any], future: bool) -> dict[str, torch.Tensor]:
+    def normalize_observations(self, batch: dict[str, Any], future: bool) -> dict[str, torch.Tensor]:
         """Normalize (and, in training, augment) the observation history and optional future frames."""
         device = self.device
         out = {}
@@ -229,7 +229,7 @@ class WorldActionModel(nn.Module):
     def targets(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Normalized observations and the future targets of every substrate stream for a batch of windows."""
         reads = any(s.reads_observations for s in self.substrates.values())
-        obs = self._observations(batch, future=reads)
+        obs = self.normalize_observations(batch, future=reads)
         inputs = SubstrateInputs(obs, batch, self.encoder)
         return obs, {s.name: s.targets(inputs) for s in self.substrates.values()}
 
@@ -265,7 +265,7 @@ class WorldActionModel(nn.Module):
         self.coupling.reset()
 
     def _context(self, observation: dict[str, Any]) -> torch.Tensor:
-        return self.encoder(self._observations(observation, future=False), observation["task"])
+        return self.encoder(self.normalize_observations(observation, future=False), observation["task"])
 
     def task_index(self, instructions: list[str]) -> torch.Tensor:
         return torch.tensor([self._task_index.get(t, 0) for t in instructions], device=self.device)
@@ -319,22 +319,26 @@ class WorldActionModel(nn.Module):
             raise SpecError(str(e)) from None
 
     @torch.no_grad()
-    def surprise(self, futures: dict[str, torch.Tensor], observation: dict[str, Any], offset_index: int) -> float:
-        """How far the newest frame of ``observation`` is from the prediction ``futures`` made for it (the future
-        at ``future_offsets[offset_index]``), in substrate space: ``||pred - obs||^2 / ||obs||^2`` over that
-        offset's tokens, or the fraction of differing codes for discrete ones; the mean over streams."""
+    def observe(self, observation: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The substrate tokens of the newest frame of ``observation``, laid out like a prediction with that frame
+        at every future offset: what a deployed robot sees of its substrate (raises for ground-truth substrates)."""
         now = {k: observation[k][:, -1:] for k in self.observation_keys}
         n = len(self.config.future_offsets)
         batch = {**now, **{f"future.{k}": v.expand(-1, n, *v.shape[2:]) for k, v in now.items()},
                  "task": observation["task"]}
-        inputs = SubstrateInputs(self._observations(batch, future=True), batch, self.encoder)
+        inputs = SubstrateInputs(self.normalize_observations(batch, future=True), batch, self.encoder)
+        return {s.name: s.observe(inputs) for s in self.substrates.values()}
+
+    def surprise(self, futures: dict[str, torch.Tensor], observation: dict[str, Any], offset_index: int) -> float:
+        """How far the newest frame of ``observation`` is from the prediction ``futures`` made for it (the future
+        at ``future_offsets[offset_index]``), in substrate space: ``||pred - obs||^2 / ||obs||^2`` over that
+        offset's tokens, or the fraction of differing codes for discrete ones; the mean over streams."""
         values = []
-        for s in self.substrates.values():
-            observed, predicted = s.observe(inputs), futures[s.name]
-            per_offset = observed.shape[1] // n
+        for name, observed in self.observe(observation).items():
+            per_offset = observed.shape[1] // len(self.config.future_offsets)
             window = slice(offset_index * per_offset, (offset_index + 1) * per_offset)
-            o, p = observed[:, window], predicted[:, window].to(observed.dtype)
-            if s.stream.vocab:
+            o, p = observed[:, window], futures[name][:, window].to(observed.dtype)
+            if self.backbone.streams[name].vocab:
                 values.append(float((o != p).float().mean()))
             else:
                 values.append(float((p - o).pow(2).sum() / o.pow(2).sum().clamp_min(1e-8)))

@@ -64,11 +64,11 @@ class StreamingPolicy(Policy):
         super().reset()
         self._step = 0
         self._cache: KVCache | None = None
-        self._frames: deque[torch.Tensor] = deque(maxlen=self.window)  # raw frames, for the recompute path
+        self._frames: deque[dict[str, torch.Tensor]] = deque(maxlen=self.window)  # raw frames, to recompute
 
     def _frame_tokens(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """Context tokens of raw frames ``{key: [1, T, ...]}``: ``[1, T * tokens_per_frame, d]``."""
-        return self.model.encoder.frame_tokens(self.model._observations(observations, future=False))
+        return self.model.encoder.frame_tokens(self.model.normalize_observations(observations, future=False))
 
     def _context(self, observation: dict[str, Any]) -> CachedContext:
         frame = {k: torch.as_tensor(np.asarray(observation[k]))[None, None] for k in self.model.observation_keys}
@@ -92,7 +92,7 @@ class StreamingPolicy(Policy):
         return CachedContext(cache, tokens, self.frame_tokens, self._step - new_frames + 1, instruction, self._step,
                              lengths={ACTION: 1})
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         def call() -> np.ndarray:
             context = self._context(observation)

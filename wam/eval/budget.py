@@ -22,10 +22,10 @@ import torch
 def latency_block(call_latencies: list[float], actions_executed: int, n_action_steps: int,
                   control_hz: float, episode_calls: list[int] | None = None,
                   episode_steps: list[int] | None = None) -> dict[str, Any]:
-    """Latency per call and per executed action, effective control rate, the chunked feasibility test with
-    ``n_action_steps`` the fewest actions a call must cover, and the cost model per episode: calls, measured model
-    time, and ``C = ceil(T / K) * N_fwd(K)`` predicted from the median call (adaptive deployments vary K, so there
-    the measured time is the one to read)."""
+    """Latency per call and per executed action, effective control rate, the chunked feasibility test, and the
+    cost model per episode: calls, measured model time, and ``C = ceil(T / K) * N_fwd(K)`` predicted from the
+    median call. ``n_action_steps`` is the fewest actions a call may have to cover (K; 1 for single-step; the
+    first check for adaptive chunking, whose predicted cost is therefore an upper bound)."""
     calls = np.asarray(call_latencies, dtype=np.float64)
     if calls.size == 0:
         raise ValueError("no model call was timed; did the evaluation run any step?")

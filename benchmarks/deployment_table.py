@@ -1,0 +1,74 @@
+"""Print the deployment benchmark (benchmarks/deployment.sh, benchmarks/kv_cache.py) as Markdown tables.
+
+    usage: python benchmarks/deployment_table.py [RESULTS_DIR]     (default: results/deployment)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def adaptive(results: Path) -> None:
+    rows = [("K=1 (every step)", "k1"), ("fixed K=8", "k8"), ("adaptive (K<=16, checks at 4/8/12)", "adaptive")]
+    infos = {key: json.loads((results / "adaptive" / f"{key}.json").read_text()) for _, key in rows
+             if (results / "adaptive" / f"{key}.json").exists()}
+    if not infos:
+        return
+    tasks = list(next(iter(infos.values()))["per_task"])
+    print("| deployment | " + " | ".join(f"{t}: success, calls/episode" for t in tasks)
+          + " | latency/call p50 | model time/episode |")
+    print("|---|" + "---|" * len(tasks) + "---|---|")
+    for label, key in rows:
+        if key not in infos:
+            continue
+        info = infos[key]
+        cells = []
+        for t in tasks:
+            episodes = [e for e in info["per_episode"] if e["task"] == t]
+            calls = sum(e["model_calls"] for e in episodes) / len(episodes)
+            cells.append(f"{info['per_task'][t]['pc_success']:.0f} % ({len(episodes)}), {calls:.1f}")
+        budget = info["budget"]
+        print(f"| {label} | " + " | ".join(cells) + f" | {budget['latency_per_call_ms']['p50']:.1f} ms | "
+              f"{budget['cost_model']['model_time_per_episode_s']:.2f} s |")
+    if "adaptive" in infos:
+        d = infos["adaptive"]["model"]["deployment"]
+        print(f"\nadaptive: surprise threshold {d['surprise_threshold']:.4g} (calibration p75), "
+              f"{d['early_replans']} early replans; surprise quantiles in evaluation {d['surprise_quantiles']}")
+
+
+def sweeps(results: Path) -> None:
+    for sweep_file in sorted(results.glob("sweep-*/**/sweep.json")):
+        sweep = json.loads(sweep_file.read_text())
+        print(f"\n{sweep_file.parent.relative_to(results)}: --sweep {' '.join(sweep['grid'])}\n")
+        print("| operating point | success | latency/call p50 | latency/action | calls/episode | feasible at 80 Hz |")
+        print("|---|---|---|---|---|---|")
+        for p in sweep["points"]:
+            print(f"| {p['name']} | {p['pc_success']:.0f} % | {p['latency_per_call_ms_p50']:.1f} ms | "
+                  f"{p['latency_per_action_ms']:.2f} ms | {p['calls_per_episode']:.1f} | "
+                  f"{'yes' if p['feasible_at_control_hz'] else 'no'} |")
+
+
+def kv_cache(results: Path) -> None:
+    path = results / "kv_cache.json"
+    if not path.exists():
+        return
+    kv = json.loads(path.read_text())
+    print(f"\nKV-cache observation replacement, {kv['context_steps']}-step context, {kv['machine']['cpu']}:\n")
+    print("| tokens/frame | width x layers | image encoder channels | cached | recomputed | ratio | "
+          "chunk K=1 (whole chunk) | ratio | max action difference |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in kv["rows"]:
+        ms = r["latency_per_tick_ms"]
+        print(f"| {r['tokens_per_frame']} | {r['d_model']} x {r['n_layers']} | "
+              f"{'-'.join(map(str, r['image_channels']))} | {ms['cached']:.2f} ms | "
+              f"{ms['recomputed']:.2f} ms | {r['speedup_vs_recomputed']:.1f}x | {ms['ordinary_chunk']:.2f} ms | "
+              f"{r['speedup_vs_ordinary_chunk']:.1f}x | {r['max_action_difference']:.1e} |")
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "results/deployment")
+    adaptive(root)
+    sweeps(root)
+    kv_cache(root)
