@@ -6,9 +6,10 @@
 #    (a call every step), fixed K=8, and adaptive (up to 16 steps, replanning at step 4, 8 or 12 as soon as the
 #    surprise exceeds a threshold). The threshold is the 75th percentile of the surprises the same model shows on
 #    10 calibration episodes per task (other seeds), i.e. it replans early on the most surprising quarter of checks.
-# 2. The fidelity-latency dial (`wam eval --sweep`) for that fast-wam (sampler steps x future skipped/predicted
-#    x K) and for a render-and-decode model (pixel-latent, diffusion, joint: sampler steps x future skipped,
-#    truncated or predicted-and-decoded), on drawer-open-v3, 20 episodes per point.
+# 2. The fidelity-latency dial (`wam eval --sweep`) for that fast-wam (future skipped: sampler steps x K; future
+#    predicted: prediction horizon x sampler steps) and for a render-and-decode model (pixel-latent, diffusion,
+#    joint: sampler steps x future skipped, truncated or predicted-and-decoded), on drawer-open-v3, 20 episodes
+#    per point.
 # 3. The render-and-decode model as a simulator: `wam dream` on one real episode of its own policy.
 # Writes results/deployment/{adaptive/*.json,sweep-fast-wam/,sweep-render/,dream/}; then
 # `python benchmarks/deployment_table.py` prints the tables. The KV-cache ratio is benchmarks/kv_cache.py.
@@ -41,8 +42,10 @@ evaluate k8 --episodes "$EPISODES" --n-action-steps 8
 evaluate adaptive --episodes "$EPISODES" --n-action-steps 16 --surprise "$threshold"
 
 # The fidelity-latency dial on fast-wam, and on a render-and-decode model trained on drawer-open-v3.
-wam eval --run "$run" --tasks drawer-open-v3 --episodes "$SWEEP_EPISODES" --max-steps 300 --out "$RESULTS/sweep-fast-wam" \
-  --sweep inference-steps=2,5,10 future=skip,predict n-action-steps=4,8
+wam eval --run "$run" --tasks drawer-open-v3 --episodes "$SWEEP_EPISODES" --max-steps 300 \
+  --out "$RESULTS/sweep-fast-wam/skipped" --sweep inference-steps=2,5,10 n-action-steps=4,8
+wam eval --run "$run" --tasks drawer-open-v3 --episodes "$SWEEP_EPISODES" --max-steps 300 \
+  --out "$RESULTS/sweep-fast-wam/predicted" --future predict --sweep future-horizon=1,2,4 inference-steps=2,10
 render=${RENDER_RUN:-$OUT/render}
 [[ -f "$render/model/model.safetensors" ]] || \
   wam train --data "$OUT/data" --out "$render" --steps "$STEPS" --substrate pixel-latent --coupling joint \

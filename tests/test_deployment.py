@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from wam.anatomy import SpecError
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import AdaptivePolicy, ChunkedPolicy, DeploymentConfig, Policy, StreamingPolicy, make_policy
 from wam.envs.metaworld import MetaWorldEnv, instruction
@@ -178,3 +179,29 @@ def test_streaming_refuses_what_it_cannot_stream_and_single_step_falls_back(ds):
     assert isinstance(fallback, ChunkedPolicy) and fallback.n_action_steps == 1 and fallback.regime == "single-step"
     with pytest.raises(ValueError, match="'autoregressive' backbone"):
         StreamingPolicy(small(ds, {"substrate": "none", "coupling": "none", "backbone": "diffusion"}))
+
+
+@pytest.mark.parametrize("coupling", ["joint", "post-head", "rollout"])
+@pytest.mark.parametrize("backbone", ["diffusion", "autoregressive", "hybrid", "jepa", "vlm"])
+def test_a_shorter_prediction_horizon_generates_a_prefix_of_the_future(ds, backbone, coupling):
+    model = small(ds, {"substrate": "feature-teacher", "coupling": coupling, "backbone": backbone})
+    if coupling != "rollout":
+        model.set_future_at_inference("predict")
+    batch = model.windows(ds).batch(np.arange(2))
+    name = "future.feature-teacher"
+    full = model.plan(batch, generator=torch.Generator().manual_seed(0))[1][name]
+    model.set_future_horizon(1)
+    actions, futures = model.plan(batch, generator=torch.Generator().manual_seed(0))
+    assert actions.shape == (2, 16, 4) and futures[name].shape == (2, full.shape[1] // 2, full.shape[2])
+    if backbone == "autoregressive" and coupling == "joint":  # action first, then the future left to right
+        torch.testing.assert_close(futures[name], full[:, :full.shape[1] // 2])
+    with pytest.raises(SpecError, match=re.escape("future horizon 3 must lie in [1, 2]")):
+        model.set_future_horizon(3)
+
+
+def test_a_shortened_pixel_future_still_decodes(ds):
+    model = small(ds, {"substrate": "pixel-latent", "coupling": "joint", "backbone": "hybrid"})
+    model.set_future_horizon(1)
+    model.add_caches(ds)
+    futures = model.predict(model.windows(ds).batch(np.arange(2)), generator=torch.Generator().manual_seed(0))
+    assert model.decode(futures)["future.pixel-latent"]["frames"].shape == (2, 1, 3, 64, 64)

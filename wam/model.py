@@ -79,6 +79,8 @@ class ModelConfig:
     future_at_inference: Literal["skip", "predict", "truncate"] = "skip"
     """Joint and post-head couplings: skip the future, generate it fully, or give it only ``truncate_steps``."""
     truncate_steps: int = 2
+    future_horizon: int | None = None
+    """Prediction horizon at inference: generate only the first this many future offsets (None: all of them)."""
     substrate_first_steps: int = 0
     """Joint coupling: train the substrate alone for this many steps, then ramp the action loss in as long."""
     parameterization: Literal["epsilon", "flow"] = "epsilon"
@@ -155,6 +157,7 @@ class WorldActionModel(nn.Module):
         self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
                                        self.coupling.order, self.encoder.tokens_per_frame)
         self._task_index = {t: i for i, t in enumerate(config.tasks)}
+        self.set_future_horizon(config.future_horizon)
 
     def set_future_at_inference(self, mode: Literal["skip", "predict", "truncate"]) -> None:
         """Choose how ``act`` treats the future stream; a model without one refuses anything but ``skip``."""
@@ -167,6 +170,18 @@ class WorldActionModel(nn.Module):
             raise SpecError(f"backbone {self.config.spec.backbone.value!r} has no sampler steps to truncate; use "
                             "--future skip or predict")
         self.config.future_at_inference = self.coupling.future_at_inference = mode
+
+    def set_future_horizon(self, offsets: int | None) -> None:
+        """Generate only the first ``offsets`` future offsets at inference (None: all): a shorter prediction
+        horizon costs fewer future tokens per call."""
+        n = len(self.config.future_offsets)
+        if offsets is not None and not (self.substrates and 1 <= offsets <= n):
+            raise SpecError(f"future horizon {offsets} must lie in [1, {n}] (the model predicts the offsets "
+                            f"{list(self.config.future_offsets)})" if self.substrates else
+                            "this model has substrate 'none': it predicts no future to shorten")
+        self.config.future_horizon = offsets
+        self.coupling.future_lengths = {} if offsets is None else {
+            s.name: s.stream.length * offsets // n for s in self.substrates.values()}
 
     def set_planner(self, planner: PlannerConfig) -> None:
         """Change a rollout model's search (proposal, planner, objective, sizes); the weights stay."""

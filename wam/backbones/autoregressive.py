@@ -120,8 +120,9 @@ class AutoregressiveBackbone(StreamBackbone):
 
     # -- generation ------------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, context, generate, steps=1, given=None, generator=None, partial=None, temperature: float = 0.0):
-        return self.generate(context, generate, given, generator, temperature)[0]
+    def sample(self, context, generate, steps=1, given=None, generator=None, partial=None, lengths=None,
+               temperature: float = 0.0):
+        return self.generate(context, generate, given, generator, temperature, lengths=lengths)[0]
 
     def feed_context(self, x: torch.Tensor, cache: KVCache, sizes: list[int],
                      positions: torch.Tensor | None) -> torch.Tensor:
@@ -132,20 +133,21 @@ class AutoregressiveBackbone(StreamBackbone):
     @torch.no_grad()
     def generate(self, context: torch.Tensor | CachedContext, generate: tuple[str, ...],
                  given: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-                 temperature: float = 0.0, stop_before: str | None = None,
+                 temperature: float = 0.0, stop_before: str | None = None, lengths: Mapping[str, int] | None = None,
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, tuple[int, int]], KVCache]:
         """Incremental generation with a KV cache.
 
         Returns the generated streams, the hidden states of every token fed (context first; for a
         ``CachedContext`` the new frames and the instruction), their spans and the cache. With ``stop_before``
         generation halts when that stream's turn comes (a caller such as the VLM's action expert produces it
-        instead). The context goes through the trunk in the same pass as the first stream token: on a CPU every
-        pass reads all the weights, so a control tick costs one pass per generated token and no more.
+        instead). ``lengths`` shortens the prediction horizon of a stream. The context goes through the trunk in
+        the same pass as the first stream token: on a CPU every pass reads all the weights, so a control tick costs
+        one pass per generated token and no more.
         """
         given, b = dict(given or {}), context.shape[0]
-        lengths: Mapping[str, int] = {}
+        caps: Mapping[str, int] = {}
         if isinstance(context, CachedContext):
-            cache, now, lengths = context.cache, context.position, context.lengths
+            cache, now, caps = context.cache, context.position, context.lengths
             n_frames, n_words = context.frames.shape[1] // context.frame_size, context.instruction.shape[1]
             rollback = len(cache) + context.frames.shape[1]
             positions = torch.cat([context.first_position + torch.arange(n_frames).repeat_interleave(context.frame_size),
@@ -171,7 +173,9 @@ class AutoregressiveBackbone(StreamBackbone):
                 hidden.append(self._feed(self._tokens(n, given[n], b), cache, spans, n, context_end, now, prefix))
                 prefix = None
                 continue
-            length = self.streams[n].length if later else min(self.streams[n].length, lengths.get(n, 10**9))
+            length = self.length(n, lengths)
+            if not later:  # a single-step deployment needs only the first action
+                length = min(length, caps.get(n, length))
             values, h = [], self._feed(self._tokens(n, None, b), cache, spans, n, context_end, now, prefix)
             prefix = None
             hidden.append(h)

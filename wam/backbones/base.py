@@ -5,7 +5,8 @@ tensor (``action``, ``future.pixel-decoded``, ...), or ``[B, L]`` token ids when
 says who reads whom (``reads``) and in which order sequential backbones serialize the streams (``order``):
 
 - ``loss(context, targets, given, hide)`` -> one loss per target stream;
-- ``sample(context, generate, steps, given, ...)`` -> the generated streams;
+- ``sample(context, generate, steps, given, ..., lengths)`` -> the generated streams (``lengths[name] = n``
+  generates only the first ``n`` tokens of a stream: a shorter prediction horizon);
 - ``error(context, targets, given)`` -> ``[B]``, a per-sample negative-likelihood proxy (lower is likelier).
 """
 
@@ -49,6 +50,10 @@ class StreamBackbone(nn.Module):
         self.pos = nn.ParameterDict({module_key(n): nn.Parameter(torch.randn(s.length, d_model) * 0.02)
                                      for n, s in self.streams.items()})
 
+    def length(self, name: str, lengths: Mapping[str, int] | None) -> int:
+        """Tokens of ``name`` to generate: all of them, or the prefix ``lengths`` asks for."""
+        return min(self.streams[name].length, (lengths or {}).get(name, self.streams[name].length))
+
     def embed_stream(self, name: str, values: torch.Tensor) -> torch.Tensor:
         return self.embed[module_key(name)](values) + self.pos[module_key(name)][None, : values.shape[1]]
 
@@ -62,7 +67,8 @@ class StreamBackbone(nn.Module):
 
     def sample(self, context: torch.Tensor, generate: tuple[str, ...], steps: int,
                given: Mapping[str, torch.Tensor] | None = None, generator: torch.Generator | None = None,
-               partial: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
+               partial: Mapping[str, int] | None = None,
+               lengths: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def error(self, context: torch.Tensor, targets: Mapping[str, torch.Tensor],

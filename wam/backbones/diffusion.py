@@ -73,7 +73,7 @@ class DiffusionBackbone(StreamBackbone):
         return {n: F.mse_loss(out[n], goals[n]) for n in targets}
 
     @torch.no_grad()
-    def sample(self, context, generate, steps, given=None, generator=None, partial=None):
+    def sample(self, context, generate, steps, given=None, generator=None, partial=None, lengths=None):
         """Generate ``generate`` with ``steps`` sampler steps given clean ``given`` streams.
 
         ``partial[name] = k`` stops denoising that stream after ``k`` steps: it stays at the noise level it reached
@@ -81,7 +81,8 @@ class DiffusionBackbone(StreamBackbone):
         """
         b, device = context.shape[0], context.device
         given, partial = dict(given or {}), dict(partial or {})
-        x = {n: torch.randn(b, *self._shape(n), device=device, generator=generator) for n in generate}
+        x = {n: torch.randn(b, self.length(n, lengths), self.streams[n].dim, device=device, generator=generator)
+             for n in generate}
         level = {n: torch.zeros(b, device=device) for n in given}
         level.update({n: torch.zeros(b, device=device) for n in generate})
         denoised = [n for n in generate if not self.streams[n].regress]
@@ -98,10 +99,6 @@ class DiffusionBackbone(StreamBackbone):
         for n in generate:
             x[n] = out[n] if self.streams[n].regress else self.process.finish(n, x[n])
         return x
-
-    def _shape(self, name: str) -> tuple[int, int]:
-        s = self.streams[name]
-        return (s.length, s.dim)
 
     @torch.no_grad()
     def error(self, context, targets, given=None, levels: int = 4, seed: int = 0):

@@ -40,16 +40,18 @@ class QueryBackbone(StreamBackbone):
 
     def features(self, context: torch.Tensor, present: tuple[str, ...], values: Mapping[str, torch.Tensor],
                  given_mask: Mapping[str, torch.Tensor] | None = None,
-                 hide: Mapping[tuple[str, str], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 hide: Mapping[tuple[str, str], torch.Tensor] | None = None,
+                 lengths: Mapping[str, int] | None = None) -> dict[str, torch.Tensor]:
         """Trunk features of the streams in ``present``.
 
         A stream with a value in ``values`` enters as that value in the samples where ``given_mask[name]`` is True
-        (all samples if it has no mask), and as its learned query elsewhere.
+        (all samples if it has no mask), and as its learned query elsewhere (only the first ``lengths[name]``
+        queries when the prediction horizon is shortened).
         """
         b = context.shape[0]
         tokens, spans, start = [context], {}, self.context_len
         for n in present:
-            query = (self.query[module_key(n)] + self.pos[module_key(n)])[None].expand(b, -1, -1)
+            query = (self.query[module_key(n)] + self.pos[module_key(n)])[None, :self.length(n, lengths)].expand(b, -1, -1)
             if n in values:
                 value = self.embed_stream(n, values[n])
                 mask = (given_mask or {}).get(n)
@@ -113,10 +115,10 @@ class HybridBackbone(QueryBackbone):
         return F.mse_loss(self._denoise(name, feature, noisy, level), goal)
 
     @torch.no_grad()
-    def sample(self, context, generate, steps, given=None, generator=None, partial=None):
+    def sample(self, context, generate, steps, given=None, generator=None, partial=None, lengths=None):
         given = dict(given or {})
         present = tuple(n for n in self.order if n in generate or n in given)
-        feats = self.features(context, present, given)  # the trunk runs once; only the heads iterate
+        feats = self.features(context, present, given, lengths=lengths)  # the trunk runs once; the heads iterate
         b, device = context.shape[0], context.device
         out = {}
         denoised = [n for n in generate if not self.streams[n].regress]
@@ -125,7 +127,7 @@ class HybridBackbone(QueryBackbone):
             if self.streams[n].regress:
                 out[n] = self.read_out(n, feats[n])
                 continue
-            x = torch.randn(b, self.streams[n].length, self.streams[n].dim, device=device, generator=generator)
+            x = torch.randn(b, feats[n].shape[1], self.streams[n].dim, device=device, generator=generator)
             for i in range(min(steps, (partial or {}).get(n, steps))):
                 x = self.process.step(n, i, self._denoise(n, feats[n], x, torch.full((b,), schedule[i], device=device)),
                                       x)
@@ -183,10 +185,10 @@ class JEPABackbone(QueryBackbone):
         return loss
 
     @torch.no_grad()
-    def sample(self, context, generate, steps, given=None, generator=None, partial=None):
+    def sample(self, context, generate, steps, given=None, generator=None, partial=None, lengths=None):
         given = dict(given or {})
         present = tuple(n for n in self.order if n in generate or n in given)
-        feats = self.features(context, present, given)
+        feats = self.features(context, present, given, lengths=lengths)
         return {n: self._readout_value(n, feats[n]) for n in generate}
 
     def _readout_value(self, name: str, feature: torch.Tensor) -> torch.Tensor:

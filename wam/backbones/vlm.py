@@ -76,18 +76,19 @@ class VLMBackbone(nn.Module):
         return losses
 
     @torch.no_grad()
-    def sample(self, context, generate, steps, given=None, generator=None, partial=None):
+    def sample(self, context, generate, steps, given=None, generator=None, partial=None, lengths=None):
         given = dict(given or {})
         if ACTION not in generate:
-            return self.trunk.sample(context, generate, given=self._trunk_values(given), generator=generator)
+            return self.trunk.sample(context, generate, given=self._trunk_values(given), generator=generator,
+                                     lengths=lengths)
         before = tuple(n for n in generate if n != ACTION)
         out, hidden, spans, _ = self.trunk.generate(context, before, self._trunk_values(given), generator,
-                                                    stop_before=ACTION)
+                                                    stop_before=ACTION, lengths=lengths)
         ctx, memory, _ = self._expert_inputs(hidden, spans)
         out[ACTION] = self.expert.sample(ctx, (ACTION,), steps, given=memory, generator=generator)[ACTION]
         rest = tuple(n for n in before if n not in out)
         if rest:  # streams serialized after the action, e.g. the future of the chosen action under rollout
-            out.update(self.sample(context, rest, steps, {**given, **out}, generator))
+            out.update(self.sample(context, rest, steps, {**given, **out}, generator, lengths=lengths))
         return out
 
     @torch.no_grad()

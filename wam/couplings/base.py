@@ -18,6 +18,7 @@ class BaseCoupling(nn.Module):
     def __init__(self, futures: tuple[str, ...] = ()):
         super().__init__()
         self.futures = tuple(futures)
+        self.future_lengths: dict[str, int] = {}  # a shortened prediction horizon: tokens generated per future
 
     @property
     def reads(self) -> dict[str, tuple[str, ...]]:

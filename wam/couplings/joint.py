@@ -54,13 +54,14 @@ class Joint(BaseCoupling):
         if mode == "skip":
             return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
         partial = {f: self.truncate_steps for f in self.futures} if mode == "truncate" else None
-        out = backbone.sample(context, (*self.futures, ACTION), steps, generator=generator, partial=partial)
+        out = backbone.sample(context, (*self.futures, ACTION), steps, generator=generator, partial=partial,
+                              lengths=self.future_lengths)
         return out.pop(ACTION), out
 
     def predict(self, backbone, context, steps, actions=None, generator=None):
         given = None if actions is None else {ACTION: actions}
         out = backbone.sample(context, self.futures if given else (*self.futures, ACTION), steps, given=given,
-                              generator=generator)
+                              generator=generator, lengths=self.future_lengths)
         return {f: out[f] for f in self.futures}
 
 
@@ -104,7 +105,7 @@ class PostHead(Joint):
         if self.future_at_inference == "skip":
             return actor.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
         future_steps = self.truncate_steps if self.future_at_inference == "truncate" else steps
-        futures = backbone.sample(context, self.futures, future_steps, generator=generator)
+        futures = backbone.sample(context, self.futures, future_steps, generator=generator, lengths=self.future_lengths)
         action = actor.sample(context, (ACTION,), steps, given=futures, generator=generator)[ACTION]
         return action, futures
 
@@ -112,4 +113,4 @@ class PostHead(Joint):
         if actions is not None:
             raise ValueError("coupling 'post-head' predicts p(s|c), not p(s|c,a); action-conditioned prediction needs "
                              "coupling 'rollout' or 'joint'")
-        return backbone.sample(context, self.futures, steps, generator=generator)
+        return backbone.sample(context, self.futures, steps, generator=generator, lengths=self.future_lengths)

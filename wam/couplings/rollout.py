@@ -68,8 +68,8 @@ class Rollout(BaseCoupling):
         """Score ``[B]`` of predicted futures, higher is better."""
         kind = self.planner.objective
         if kind == "goal":
-            return -sum((self.as_continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task]).pow(2).flatten(1).mean(1)
-                        for i, f in enumerate(self.futures))
+            return -sum((self.as_continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task, :futures[f].shape[1]])
+                        .pow(2).flatten(1).mean(1) for i, f in enumerate(self.futures))
         out = self.heads(futures)
         return out[:, 0] if kind == "progress" else torch.sigmoid(out[:, 1])
 
@@ -105,7 +105,8 @@ class Rollout(BaseCoupling):
         def evaluate(searched: torch.Tensor) -> torch.Tensor:
             chunks = searched if tail is None else torch.cat([searched, tail.expand(-1, n, -1, -1)], dim=2)
             futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps,
-                                      given={ACTION: chunks.flatten(0, 1)}, generator=generator)
+                                      given={ACTION: chunks.flatten(0, 1)}, generator=generator,
+                                      lengths=self.future_lengths)
             return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
 
         searched = candidates if tail is None else candidates[:, :, :1]
@@ -117,7 +118,8 @@ class Rollout(BaseCoupling):
     def predict(self, backbone, context, steps, actions=None, generator=None):
         if actions is None:
             actions = backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION]
-        return backbone.sample(context, self.futures, steps, given={ACTION: actions}, generator=generator)
+        return backbone.sample(context, self.futures, steps, given={ACTION: actions}, generator=generator,
+                               lengths=self.future_lengths)
 
     def reset(self) -> None:
         self._last_plan = None

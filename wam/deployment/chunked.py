@@ -111,7 +111,8 @@ class AdaptivePolicy(ChunkedPolicy):
             model.set_future_at_inference("predict")  # the surprise needs the prediction
         super().__init__(model, n_action_steps or model.config.horizon, seed, decode=decode)
         self.threshold = threshold
-        self.checks = [k for k in model.config.future_offsets if k < self.n_action_steps]
+        horizon = model.config.future_offsets[:model.config.future_horizon]  # offsets the model still predicts
+        self.checks = [k for k in horizon if k < self.n_action_steps]
         if not self.checks:
             raise ValueError(f"no future offset of the model {model.config.future_offsets} lies before K="
                              f"{self.n_action_steps}, so nothing can trigger an early replan; raise K")

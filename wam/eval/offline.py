@@ -59,7 +59,8 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
         given = batch["action"] if isinstance(model.coupling, Rollout) else None
         predicted = model.predict(batch, actions=given, generator=generator)
         for substrate in model.substrates.values():
-            name, pred, target = substrate.name, predicted[substrate.name], targets[substrate.name]
+            name, pred = substrate.name, predicted[substrate.name]
+            target = targets[name][:, :pred.shape[1]]  # the predicted horizon may be shortened
             if substrate.stream.vocab:
                 add(f"{name}/token_error", (pred != target).float().mean(), b)
             else:
@@ -69,7 +70,8 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
             decoded = substrate.decode(pred)
             if "frames" in decoded:
                 key = getattr(substrate, "image_key")
-                real = batch[f"future.{key}"].to(model.device).permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
+                real = batch[f"future.{key}"][:, :substrate.frames_in(pred)].to(model.device)
+                real = real.permute(0, 1, 4, 2, 3).float().div(255).flatten(0, 1)
                 for label, frames in (("", decoded["frames"]), ("ceiling_", _ceiling(substrate, target))):
                     if frames is None:
                         continue
@@ -77,7 +79,7 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
                     add(f"{name}/{label}psnr", peak_signal_noise_ratio(frames, real, data_range=1.0), b)
                     add(f"{name}/{label}ssim", structural_similarity_index_measure(frames, real, data_range=1.0), b)
             if "keypoints_xyz" in decoded:
-                real = batch["future.groundtruth.keypoints_xyz"].to(model.device)
+                real = batch["future.groundtruth.keypoints_xyz"][:, :substrate.frames_in(pred)].to(model.device)
                 add(f"{name}/keypoint_error_cm", 100 * (decoded["keypoints_xyz"] - real).norm(dim=-1).mean(), b)
     screens = {key: total / count for key, (total, count) in sums.items()}
     screens["windows"] = int(len(positions))

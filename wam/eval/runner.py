@@ -48,6 +48,8 @@ class EvalConfig:
     """Episode cap in control steps (MetaWorld's own limit is 500)."""
     inference_steps: int | None = None
     """Sampler steps per call; default: the model's."""
+    future_horizon: int | None = None
+    """Generate only the first N future offsets at inference (a shorter prediction horizon); default: all."""
     future: Literal["skip", "predict", "truncate"] | None = None
     """For models with a future stream: skip it (act directly) or predict it first (imagine, then act)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -57,8 +59,8 @@ class EvalConfig:
     """Deployment regime and its dials (K, temporal ensembling, adaptive surprise threshold, KV cache, decode)."""
     sweep: tuple[str, ...] = ()
     """Evaluate a grid of operating points instead of one, e.g. --sweep inference-steps=2,5,10 n-action-steps=4,8
-    (dials: inference-steps, future, n-action-steps, deployment, ensemble, surprise, decode, kv-cache); writes
-    sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
+    (dials: inference-steps, future, future-horizon, n-action-steps, deployment, ensemble, surprise, decode,
+    kv-cache); writes sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
     planner: PlannerOverrides = field(default_factory=PlannerOverrides)
     """Rollout models: change the search at evaluation time (the weights stay)."""
     offline: bool = False
@@ -83,7 +85,8 @@ def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None
     """What was evaluated: the 4-tuple, the runtime knobs in force and the deployment regime with its dials."""
     c = model.config
     return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
-            "future_offsets": list(c.future_offsets), "future_at_inference": c.future_at_inference,
+            "future_offsets": list(c.future_offsets), "future_horizon": c.future_horizon,
+            "future_at_inference": c.future_at_inference,
             "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None,
             "deployment": None if policy is None else policy.knobs(), "run": str(run)}
 
@@ -130,6 +133,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         model.config.inference_steps = cfg.inference_steps
     if cfg.future:
         model.set_future_at_inference(cfg.future)
+    if cfg.future_horizon:
+        model.set_future_horizon(cfg.future_horizon)
     model.set_planner(cfg.planner.apply(model.config.planner))
     if cfg.offline:
         return run_offline(cfg, model, tasks)

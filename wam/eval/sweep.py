@@ -1,12 +1,12 @@
 """``wam eval --sweep``: the fidelity-latency curve, one closed-loop evaluation per operating point.
 
 Every model exposes dials that trade generated future for time: sampler steps, how much of the future stream is
-generated (``future``: skip, truncate, predict), whether it is decoded to pixels, the chunk length K, adaptive
-chunking and the KV cache. A sweep names some of them with their values, e.g.
-``--sweep inference-steps=2,5,10 n-action-steps=4,8``, and evaluates every combination (the grid) on the same
-seeds. Each point lands in ``<out>/points/<name>/eval_info.json`` (a finished point is not redone, so a sweep can
-be resumed); ``<out>/sweep.json`` holds success, latency per call and per action, calls per episode and the
-feasibility at the control rate per point, and ``<out>/sweep.png`` plots success against latency per action.
+generated (``future``: skip, truncate or predict; ``future-horizon``: how many future offsets), whether it is
+decoded to pixels, the chunk length K, adaptive chunking and the KV cache. A sweep names some of them with their
+values, e.g. ``--sweep inference-steps=2,5,10 n-action-steps=4,8``, and evaluates every combination (the grid) on
+the same seeds. Each point lands in ``<out>/points/<name>/eval_info.json`` (a finished point is not redone, so a
+sweep can be resumed); ``<out>/sweep.json`` holds success, latency per call and per action, calls per episode and
+the feasibility at the control rate per point, and ``<out>/sweep.png`` plots success against latency per action.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ _FLAG = {"true": True, "false": False}
 DIALS: dict[str, tuple[str, bool, Any]] = {
     "inference-steps": ("inference_steps", False, int),
     "future": ("future", False, str),
+    "future-horizon": ("future_horizon", False, int),
     "n-action-steps": ("n_action_steps", True, int),
     "deployment": ("deployment", True, str),
     "ensemble": ("ensemble", True, float),

@@ -69,6 +69,10 @@ class FutureSubstrate(nn.Module):
                              "robot does not observe; adaptive chunking needs a pixel or feature substrate")
         return self.targets(inputs)
 
+    def frames_in(self, tokens: torch.Tensor) -> int:
+        """How many future frames ``tokens`` hold (fewer than ``n_future`` under a shortened prediction horizon)."""
+        return tokens.shape[1] * self.n_future // self.stream.length
+
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """Tokens -> something to inspect (frames, keypoints, maps); substrates without a decoder raise."""
         raise NotImplementedError(f"substrate {self.kind.value!r} has no decoder")

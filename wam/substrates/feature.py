@@ -32,6 +32,7 @@ class EncoderFeatures(FutureSubstrate):
 
     def __init__(self, n_future: int, tokens_per_frame: int, dim: int):
         super().__init__()
+        self.n_future = n_future
         self.stream = Stream(n_future * tokens_per_frame, dim, clip=STANDARD_RANGE,
                              regress=self.kind is Substrate.FEATURE_TAP)
 
@@ -101,5 +102,6 @@ class TokenCodes(LatentFrames):
             book = F.normalize(self.autoencoder.codebook, dim=-1) * self.autoencoder.scale
             tokens = torch.cdist(tokens.reshape(-1, tokens.shape[-1]), book).argmin(-1).reshape(b, -1)
         b = tokens.shape[0]
-        frames = self.autoencoder.decode(self.autoencoder.embed_ids(tokens.reshape(b * self.n_future, -1)))
-        return {"frames": frames.reshape(b, self.n_future, *frames.shape[1:])}
+        n = self.frames_in(tokens)
+        frames = self.autoencoder.decode(self.autoencoder.embed_ids(tokens.reshape(b * n, -1)))
+        return {"frames": frames.reshape(b, n, *frames.shape[1:])}

@@ -50,7 +50,7 @@ class KeypointTracks(FutureSubstrate):
         return torch.cat([xyz, flow], dim=-1).flatten(1, 2)
 
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        t = tokens.reshape(tokens.shape[0], self.n_future, len(KEYPOINTS), 5)
+        t = tokens.reshape(tokens.shape[0], self.frames_in(tokens), len(KEYPOINTS), 5)
         return {"keypoints_xyz": t[..., :3] * self.xyz_std + self.xyz_mean,
                 "flow_uv": t[..., 3:] * self.image_size / FLOW_SCALE}
 
@@ -86,5 +86,5 @@ class AffordanceMaps(FutureSubstrate):
         return patchify(maps, self.patch)
 
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        maps = unpatchify(tokens, self.n_future, len(self.channels), self.map_size, self.patch)
+        maps = unpatchify(tokens, self.frames_in(tokens), len(self.channels), self.map_size, self.patch)
         return {"maps": ((maps + 1) / 2).clamp(0, 1)}

@@ -38,7 +38,7 @@ class DecodedFrames(FutureSubstrate):
         return patchify(frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1, self.patch)
 
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-        frames = unpatchify(tokens, self.n_future, 3, self.size, self.patch)
+        frames = unpatchify(tokens, self.frames_in(tokens), 3, self.size, self.patch)
         return {"frames": ((frames + 1) / 2).clamp(0, 1)}
 
 
@@ -109,6 +109,7 @@ class LatentFrames(FutureSubstrate):
 
     def decode(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         b = tokens.shape[0]
-        z = unpatchify(tokens.reshape(b * self.n_future, -1, tokens.shape[-1]), 1, 8, self.grid, self.cell)[:, 0]
+        n = self.frames_in(tokens)
+        z = unpatchify(tokens.reshape(b * n, -1, tokens.shape[-1]), 1, 8, self.grid, self.cell)[:, 0]
         frames = self.autoencoder.decode(z)
-        return {"frames": frames.reshape(b, self.n_future, *frames.shape[1:])}
+        return {"frames": frames.reshape(b, n, *frames.shape[1:])}
