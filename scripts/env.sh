@@ -2,4 +2,6 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export MUJOCO_GL=egl
 export PIP_CONSTRAINT="$ROOT/constraints.txt"
-[ -f "$ROOT/.venv/bin/activate" ] && source "$ROOT/.venv/bin/activate"
+if [ -f "$ROOT/.venv/bin/activate" ]; then  # else: whatever environment is active (an `if` keeps `set -e` callers alive)
+  source "$ROOT/.venv/bin/activate"
+fi
