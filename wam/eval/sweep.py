@@ -81,25 +81,27 @@ def run_sweep(cfg) -> dict[str, Any]:
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str | Path = "") -> Path:
-    """Success against latency per executed action, one labelled marker per operating point."""
+    """Success against latency per executed action, one marker per operating point (named in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on a server
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    x = [r["latency_per_action_ms"] for r in rows]
-    y = [r["pc_success"] for r in rows]
-    ax.plot(x, y, "o", color="tab:blue")
-    for r in rows:
-        ax.annotate(r["name"], (r["latency_per_action_ms"], r["pc_success"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 4))
+    fig, ax = plt.subplots(figsize=(8.0, 4.2), dpi=120)
+    markers = "osD^v<>ph*"
+    for i, r in enumerate(rows):
+        ax.plot(r["latency_per_action_ms"], r["pc_success"], markers[i % len(markers)], markersize=8, alpha=0.8,
+                label=r["name"].replace("_", ", "))
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("latency per executed action (ms, log scale)")
     ax.set_ylabel("success (%)")
     ax.set_ylim(-5, 105)
     ax.set_title(f"fidelity-latency: {title}", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
