@@ -11,31 +11,36 @@ from pathlib import Path
 
 
 def adaptive(results: Path) -> None:
-    rows = [("K=1 (every step)", "k1"), ("fixed K=8", "k8"), ("adaptive (K<=16, checks at 4/8/12)", "adaptive")]
-    infos = {key: json.loads((results / "adaptive" / f"{key}.json").read_text()) for _, key in rows
-             if (results / "adaptive" / f"{key}.json").exists()}
-    if not infos:
-        return
-    tasks = list(next(iter(infos.values()))["per_task"])
-    print("| deployment | " + " | ".join(f"{t}: success, calls/episode" for t in tasks)
-          + " | latency/call p50 | model time/episode |")
-    print("|---|" + "---|" * len(tasks) + "---|---|")
-    for label, key in rows:
-        if key not in infos:
+    rows = [("K=1 (every step)", "k1"), ("fixed K=8", "k8"), ("adaptive, K<=16, checks at 4/8/12 (p75)", "adaptive"),
+            ("adaptive, K<=8, check at 4 (p50)", "adaptive-k8")]
+    for model in sorted(p for p in (results / "adaptive").glob("*") if p.is_dir()):
+        infos = {key: json.loads((model / f"{key}.json").read_text()) for _, key in rows
+                 if (model / f"{key}.json").exists()}
+        if not infos:
             continue
-        info = infos[key]
-        cells = []
-        for t in tasks:
-            episodes = [e for e in info["per_episode"] if e["task"] == t]
-            calls = sum(e["model_calls"] for e in episodes) / len(episodes)
-            cells.append(f"{info['per_task'][t]['pc_success']:.0f} % ({len(episodes)}), {calls:.1f}")
-        budget = info["budget"]
-        print(f"| {label} | " + " | ".join(cells) + f" | {budget['latency_per_call_ms']['p50']:.1f} ms | "
-              f"{budget['cost_model']['model_time_per_episode_s']:.2f} s |")
-    if "adaptive" in infos:
-        d = infos["adaptive"]["model"]["deployment"]
-        print(f"\nadaptive: surprise threshold {d['surprise_threshold']:.4g} (calibration p75), "
-              f"{d['early_replans']} early replans; surprise quantiles in evaluation {d['surprise_quantiles']}")
+        tasks = list(next(iter(infos.values()))["per_task"])
+        print(f"\n{model.name}:\n")
+        print("| deployment | " + " | ".join(f"{t}: success, calls/episode" for t in tasks)
+              + " | latency/call p50 | model time/episode |")
+        print("|---|" + "---|" * len(tasks) + "---|---|")
+        for label, key in rows:
+            if key not in infos:
+                continue
+            info = infos[key]
+            cells = []
+            for t in tasks:
+                episodes = [e for e in info["per_episode"] if e["task"] == t]
+                calls = sum(e["model_calls"] for e in episodes) / len(episodes)
+                cells.append(f"{info['per_task'][t]['pc_success']:.0f} % ({len(episodes)}), {calls:.1f}")
+            budget = info["budget"]
+            print(f"| {label} | " + " | ".join(cells) + f" | {budget['latency_per_call_ms']['p50']:.1f} ms | "
+                  f"{budget['cost_model']['model_time_per_episode_s']:.2f} s |")
+        for key in ("adaptive", "adaptive-k8"):
+            if key in infos:
+                d = infos[key]["model"]["deployment"]
+                quantiles = {k: round(v, 3) for k, v in d["surprise_quantiles"].items()}
+                print(f"\n{key}: threshold {d['surprise_threshold']:.4g}, {d['early_replans']} early replans; "
+                      f"surprise quantiles during evaluation {quantiles}")
 
 
 def sweeps(results: Path) -> None:
