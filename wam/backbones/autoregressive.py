@@ -35,7 +35,7 @@ class CachedContext:
     ``generate`` first appends ``frames`` (new observation frames, ``frame_size`` tokens each, the first at rotary
     position ``first_position``) for good, emptying ``frames``; then the ``instruction`` at ``position`` (the newest
     frame's), in the same pass. It continues with the streams and rolls the cache back to the frames, so the same
-    cache serves the next tick. ``lengths`` caps how many tokens of a stream are generated (a single-step
+    cache serves the next tick. ``caps`` limits how many tokens of a stream are generated (a single-step
     deployment needs one action, not the whole chunk); the cap applies only when no later stream of the same call
     reads that stream.
     """
@@ -46,7 +46,7 @@ class CachedContext:
     first_position: int
     instruction: torch.Tensor
     position: int
-    lengths: dict[str, int] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
 
     @property
     def shape(self) -> torch.Size:
@@ -147,7 +147,7 @@ class AutoregressiveBackbone(StreamBackbone):
         given, b = dict(given or {}), context.shape[0]
         caps: Mapping[str, int] = {}
         if isinstance(context, CachedContext):
-            cache, now, caps = context.cache, context.position, context.lengths
+            cache, now, caps = context.cache, context.position, context.caps
             n_frames, n_words = context.frames.shape[1] // context.frame_size, context.instruction.shape[1]
             rollback = len(cache) + context.frames.shape[1]
             positions = torch.cat([context.first_position + torch.arange(n_frames).repeat_interleave(context.frame_size),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -17,6 +17,13 @@ import torch
 from wam.model import WorldActionModel
 
 T = TypeVar("T")
+
+
+def history_batch(history: Sequence[dict[str, Any]], keys: Sequence[str], instruction: str) -> dict[str, Any]:
+    """Observations (oldest first) as a model batch of one: ``{key: [1, len(history), ...]}`` plus the instruction."""
+    batch: dict[str, Any] = {k: torch.from_numpy(np.stack([np.asarray(o[k]) for o in history]))[None] for k in keys}
+    batch["task"] = [instruction]
+    return batch
 
 
 class Policy:
@@ -53,11 +60,7 @@ class Policy:
             self._history.appendleft(observation)
 
     def _batch(self) -> dict[str, Any]:
-        """The observation history as a batch of one: ``{key: [1, n_obs, ...]}`` plus the instruction."""
-        batch: dict[str, Any] = {k: torch.from_numpy(np.stack([np.asarray(o[k]) for o in self._history]))[None]
-                                 for k in self.model.observation_keys}
-        batch["task"] = [self._history[-1]["task"]]
-        return batch
+        return history_batch(self._history, self.model.observation_keys, self._history[-1]["task"])
 
     def _timed(self, call: Callable[[], T]) -> T:
         start = time.perf_counter()

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from wam.anatomy import Coupling
+from wam.deployment.base import history_batch
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, STATE_KEY, MetaWorldEnv, instruction
 from wam.model import WorldActionModel
 from wam.substrates.pixel import DecodedFrames, LatentFrames
@@ -140,11 +141,7 @@ class DreamEnv(gym.Env):
         super().close()
 
     def _batch(self) -> dict[str, Any]:
-        """The history as a model batch of one: ``{key: [1, n_obs, ...]}`` plus the instruction."""
-        batch: dict[str, Any] = {k: torch.from_numpy(np.stack([o[k] for o in self._history]))[None]
-                                 for k in self.model.observation_keys}
-        batch["task"] = [self.instruction]
-        return batch
+        return history_batch(self._history, self.model.observation_keys, self.instruction)
 
     def _propagate_state(self, chunk: np.ndarray) -> np.ndarray:
         """The next proprioceptive state: hand dragged toward the moving mocap target, gripper unchanged."""

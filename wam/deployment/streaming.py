@@ -90,7 +90,7 @@ class StreamingPolicy(Policy):
         self.cache_tokens_max = max(self.cache_tokens_max, len(cache) + tokens.shape[1])
         instruction = self.model.encoder.instruction_tokens([observation["task"]])
         return CachedContext(cache, tokens, self.frame_tokens, self._step - new_frames + 1, instruction, self._step,
-                             lengths={ACTION: 1})
+                             caps={ACTION: 1})
 
     @torch.inference_mode()
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
