@@ -58,8 +58,8 @@ def rotary_tables(positions: torch.Tensor, dim: int, base: float = 10_000.0) -> 
 
 
 def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Apply the rotary embedding ``tables`` to ``x [B, heads, T, d_head]`` (half-split form)."""
-    cos, sin = (t.to(x.dtype) for t in tables)
+    """Apply the rotary embedding ``tables`` to ``x [..., T, d_head]`` (half-split form)."""
+    cos, sin = tables
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
@@ -110,9 +110,12 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None,
                 layer: int = 0, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, t, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if rope is not None:
-            q, k = rotate(q, rope), rotate(k, rope)
+        qkv = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if rope is not None:  # queries and keys together: on a CPU each operation costs more than its arithmetic
+            q, k = rotate(qkv[:2], rope).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
         if cache is not None:
             k, v = cache.extend(layer, k, v)
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
