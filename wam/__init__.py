@@ -2,7 +2,7 @@
 
 The public API, imported lazily so that ``import wam`` (and ``wam --help``) stays fast::
 
-    from wam import WAMSpec, ModelConfig, WorldActionModel, LeRobotDataset, MetaWorldEnv, make_policy
+    from wam import WAMSpec, ModelConfig, WorldActionModel, LeRobotDataset, MetaWorldEnv, make_policy, DreamEnv
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ _EXPORTS = {
     "MetaWorldEnv": "wam.envs.metaworld",
     "ScriptedExpert": "wam.envs.metaworld",
     "make_policy": "wam.deployment",
+    "DeploymentConfig": "wam.deployment",
+    "DreamEnv": "wam.deployment.dream",
 }
 
 __all__ = ["__version__", *_EXPORTS]
