@@ -49,7 +49,7 @@ class ChunkedPolicy(Policy):
         return self.n_action_steps
 
     def knobs(self) -> dict[str, Any]:
-        return {"regime": self.regime, "n_action_steps": self.n_action_steps, "ensemble": self.ensemble,
+        return {**super().knobs(), "n_action_steps": self.n_action_steps, "ensemble": self.ensemble,
                 "decode": self.decode}
 
     def reset(self) -> None:

@@ -41,6 +41,7 @@ class StreamingPolicy(Policy):
         if self.window < 1:
             raise ValueError(f"the streaming window must hold at least one frame, got {self.window}")
         self.frame_tokens = model.backbone.frames[1]
+        self._history = deque(maxlen=self.window)  # raw observations, for the recompute path
         self.cache_tokens_max = 0  # high-water mark of the cache, to show that memory stays bounded
         self.reset()
 
@@ -57,14 +58,13 @@ class StreamingPolicy(Policy):
         return None
 
     def knobs(self) -> dict[str, Any]:
-        return {"regime": self.regime, "n_action_steps": 1, "kv_cache": self.kv_cache, "window": self.window,
+        return {**super().knobs(), "n_action_steps": 1, "kv_cache": self.kv_cache, "window": self.window,
                 "cache_tokens_max": self.cache_tokens_max}
 
     def reset(self) -> None:
         super().reset()
         self._step = 0
         self._cache: KVCache | None = None
-        self._frames: deque[dict[str, torch.Tensor]] = deque(maxlen=self.window)  # raw frames, to recompute
 
     def _frame_tokens(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """Context tokens of raw frames ``{key: [1, T, ...]}``: ``[1, T * tokens_per_frame, d]``."""
@@ -81,10 +81,8 @@ class StreamingPolicy(Policy):
                 tokens = self._frame_tokens(frame)
             cache = self._cache
         else:
-            self._frames.append(frame)
-            while len(self._frames) < self.window:
-                self._frames.appendleft(frame)
-            tokens = self._frame_tokens({key: torch.cat([f[key] for f in self._frames], dim=1) for key in frame})
+            self._remember(observation)  # the window, padded with the first frame as training windows are
+            tokens = self._frame_tokens(self._batch())
             cache = KVCache(self.model.backbone.n_layers)
         new_frames = tokens.shape[1] // self.frame_tokens
         self.cache_tokens_max = max(self.cache_tokens_max, len(cache) + tokens.shape[1])
