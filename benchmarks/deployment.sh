@@ -7,7 +7,8 @@
 #    (a call every step), fixed K=8, and adaptive: up to 16 steps, replanning at step 4, 8 or 12 as soon as the
 #    surprise exceeds the 75th percentile of the surprises the same model shows on 10 calibration episodes per task
 #    (other seeds), i.e. early on the most surprising quarter of checks; and up to 8 steps, replanning at step 4
-#    above the median surprise.
+#    above the median surprise. A third model, the same hybrid trained with offsets 2 4 6 8, checks every 2 steps:
+#    fixed K=4 and K=8 against adaptive K<=8 at the median and at the 25th percentile of its calibration surprises.
 # 2. The fidelity-latency dial (`wam eval --sweep`) for that fast-wam (future skipped: sampler steps x K; future
 #    predicted: prediction horizon x sampler steps) and for a render-and-decode model (pixel-latent, diffusion,
 #    joint: sampler steps x future skipped, truncated or predicted-and-decoded), on drawer-open-v3, 20 episodes
@@ -29,12 +30,12 @@ mkdir -p "$OUT" "$RESULTS/adaptive"
 
 wam collect --tasks "$TASKS" --episodes 50 --out "$OUT/data" --track vision --workers 2
 
-adaptive_rows() {  # model name, then its `wam train` arguments; every finished result is kept (resumable)
-  local name=$1; shift
+adaptive_rows() {  # model name, its future offsets, then `wam train` arguments; finished results are kept
+  local name=$1 offsets=$2; shift 2
   local run=$OUT/$name dest=$RESULTS/adaptive/$name
   mkdir -p "$dest"
   [[ -f "$run/model/model.safetensors" ]] || \
-    wam train --data "$OUT/data" --out "$run" --steps "$STEPS" --future-offsets 4 8 12 16 "$@"
+    wam train --data "$OUT/data" --out "$run" --steps "$STEPS" --future-offsets $offsets "$@"
   evaluate() {  # result name, then wam eval arguments
     local result=$1; shift
     [[ -f "$dest/$result.json" ]] && return
@@ -42,14 +43,18 @@ adaptive_rows() {  # model name, then its `wam train` arguments; every finished 
     cp "$run/eval-$result/eval_info.json" "$dest/$result.json"
   }
   evaluate calibration --episodes 10 --seed 5000 --n-action-steps 16 --surprise inf
-  quantile() { python -c "import json; print(json.load(open('$dest/calibration.json'))['model']['deployment']['surprise_quantiles']['$1'])"; }
+  quantile() { python -c "import json; print(json.load(open('$dest/calibration.json'))['model']['deployment']['surprise_quantiles'].get('$1', ''))"; }
   evaluate k1 --episodes "$EPISODES" --deployment single-step
+  evaluate k4 --episodes "$EPISODES" --n-action-steps 4
   evaluate k8 --episodes "$EPISODES" --n-action-steps 8
   evaluate adaptive --episodes "$EPISODES" --n-action-steps 16 --surprise "$(quantile p75)"
   evaluate adaptive-k8 --episodes "$EPISODES" --n-action-steps 8 --surprise "$(quantile p50)"
+  [[ -z "$(quantile p25)" ]] || evaluate adaptive-k8-p25 --episodes "$EPISODES" --n-action-steps 8 --surprise "$(quantile p25)"
 }
-adaptive_rows fast-wam --preset fast-wam
-adaptive_rows hybrid --substrate pixel-latent --coupling joint --backbone hybrid --parameterization flow
+hybrid=(--substrate pixel-latent --coupling joint --backbone hybrid --parameterization flow)
+adaptive_rows hybrid-dense "2 4 6 8" "${hybrid[@]}"
+adaptive_rows fast-wam "4 8 12 16" --preset fast-wam
+adaptive_rows hybrid "4 8 12 16" "${hybrid[@]}"
 run=$OUT/fast-wam
 
 # The fidelity-latency dial on fast-wam, and on a render-and-decode model trained on drawer-open-v3.

@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def adaptive(results: Path) -> None:
-    rows = [("K=1 (every step)", "k1"), ("fixed K=8", "k8"), ("adaptive, K<=16, checks at 4/8/12 (p75)", "adaptive"),
-            ("adaptive, K<=8, check at 4 (p50)", "adaptive-k8")]
+    rows = [("K=1 (every step)", "k1"), ("fixed K=4", "k4"), ("fixed K=8", "k8"),
+            ("adaptive, K<=16 (p75)", "adaptive"), ("adaptive, K<=8 (p50)", "adaptive-k8"),
+            ("adaptive, K<=8 (p25)", "adaptive-k8-p25")]
     for model in sorted(p for p in (results / "adaptive").glob("*") if p.is_dir()):
         infos = {key: json.loads((model / f"{key}.json").read_text()) for _, key in rows
                  if (model / f"{key}.json").exists()}
@@ -35,11 +36,12 @@ def adaptive(results: Path) -> None:
             budget = info["budget"]
             print(f"| {label} | " + " | ".join(cells) + f" | {budget['latency_per_call_ms']['p50']:.1f} ms | "
                   f"{budget['cost_model']['model_time_per_episode_s']:.2f} s |")
-        for key in ("adaptive", "adaptive-k8"):
+        for key in ("adaptive", "adaptive-k8", "adaptive-k8-p25"):
             if key in infos:
                 d = infos[key]["model"]["deployment"]
                 quantiles = {k: round(v, 3) for k, v in d["surprise_quantiles"].items()}
-                print(f"\n{key}: threshold {d['surprise_threshold']:.4g}, {d['early_replans']} early replans; "
+                print(f"\n{key}: checks at steps {d['checks']}, threshold {d['surprise_threshold']:.4g}, "
+                      f"{d['early_replans']} early replans; "
                       f"surprise quantiles during evaluation {quantiles}")
 
 

@@ -124,7 +124,7 @@ class AdaptivePolicy(ChunkedPolicy):
         return self.checks[0]
 
     def knobs(self) -> dict[str, Any]:
-        quantiles = {f"p{q}": float(np.percentile(self.surprises, q)) for q in (50, 75, 90)} if self.surprises else {}
+        quantiles = {f"p{q}": float(np.percentile(self.surprises, q)) for q in (25, 50, 75, 90)} if self.surprises else {}
         return {**super().knobs(), "surprise_threshold": self.threshold, "checks": self.checks,
                 "early_replans": self.early_replans, "surprise_quantiles": quantiles}
 
