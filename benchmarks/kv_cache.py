@@ -30,10 +30,12 @@ from wam.model import WorldActionModel
 from wam.train.loop import build_model
 
 TASK = "drawer-open-v3"
-# (image tokens per frame, width, layers, image encoder channels): our default size, then GR-1-like token counts
-# per step, then a heavier image encoder (GR-1 encodes every frame with a ViT; ours is a 0.4 ms CNN).
+# (image tokens per frame, width, layers, image encoder channels). Our default size (one token per image); 16 tokens
+# per step as GR-1 spends on its perceiver-resampled patches; a 4x heavier image encoder (GR-1 encodes every frame
+# with a ViT, ours is a 0.4 ms CNN); and 64 tokens per frame (an 8x8 grid, three conv stages), the frame size of
+# token-based video world models, where a 16-step context is over a thousand tokens.
 SIZES = [(1, 128, 4, (16, 32, 64, 128)), (16, 128, 4, (16, 32, 64, 128)), (16, 256, 6, (16, 32, 64, 128)),
-         (16, 128, 4, (32, 64, 128, 256)), (16, 256, 6, (32, 64, 128, 256))]
+         (16, 128, 4, (32, 64, 128, 256)), (64, 128, 4, (32, 64, 128)), (64, 256, 6, (32, 64, 128))]
 
 
 def measure(model: WorldActionModel, ticks: int, warmup: int = 20) -> dict:

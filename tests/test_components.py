@@ -10,6 +10,7 @@ from wam.backbones import AutoregressiveBackbone, DiffusionBackbone, HybridBackb
 from wam.backbones.vlm import VLMBackbone
 from wam.couplings.joint import Joint
 from wam.couplings.planners import PLANNERS, PlannerConfig
+from wam.nn.transformer import KVCache
 
 CTX, D = 3, 32
 
@@ -40,6 +41,28 @@ def test_autoregressive_cache_matches_the_teacher_forced_pass(discrete):
         else:
             expected = prediction.clamp(-1, 1) if name == "action" else prediction
             assert torch.allclose(expected, out[name], atol=1e-5)
+
+
+def test_kv_cache_buffers_behave_like_concatenation():
+    # A sliding window with rollbacks, long enough to compact and grow the buffers several times.
+    torch.manual_seed(0)
+    cache, reference = KVCache(2), [torch.zeros(1, 2, 0, 4) for _ in range(2)]
+    capacities = []
+    for tick in range(40):
+        new = torch.randn(1, 2, 1 + tick % 3 + (5 if tick == 20 else 0), 4)
+        for layer in range(2):
+            keys, values = cache.extend(layer, new, -new)
+            reference[layer] = torch.cat([reference[layer], new], dim=2)
+            assert torch.equal(keys, reference[layer]) and torch.equal(values, -reference[layer])
+        if tick % 2:
+            cache.truncate(len(cache) - 1)
+            reference = [r[:, :, :-1] for r in reference]
+        if len(cache) > 6:
+            cache.drop_front(2)
+            reference = [r[:, :, 2:] for r in reference]
+        assert len(cache) == reference[0].shape[2]
+        capacities.append(cache.nbytes())
+    assert max(capacities[25:]) == capacities[-1]  # bounded once the window is full
 
 
 def test_autoregressive_generation_without_a_read_stream_ignores_it():

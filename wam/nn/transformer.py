@@ -66,34 +66,64 @@ def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.
 
 
 class KVCache:
-    """Keys (already rotated) and values of every layer for the tokens fed so far."""
+    """Keys (already rotated) and values of every layer for the tokens fed so far.
+
+    They live in preallocated buffers: appending writes in place and forgetting the oldest tokens only moves a
+    start index, so a control tick copies its new tokens and not the whole cache (as concatenation would). The
+    live part moves back to the front when a buffer fills, and buffers grow only when the live part outgrows half
+    of them, so a sliding window keeps memory bounded.
+    """
 
     def __init__(self, n_layers: int):
-        self.keys: list[torch.Tensor | None] = [None] * n_layers
-        self.values: list[torch.Tensor | None] = [None] * n_layers
+        self._keys: list[torch.Tensor | None] = [None] * n_layers
+        self._values: list[torch.Tensor | None] = [None] * n_layers
+        self._start = 0  # first live token, the same in every layer
+        self._ends = [0] * n_layers  # one past the last live token, per layer (layers are fed one after another)
 
     def __len__(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+        return self._ends[0] - self._start
 
     def extend(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+        """Append ``k, v [B, heads, T, d_head]`` to ``layer``; returns all of that layer's live keys and values."""
+        keys, end = self._keys[layer], self._ends[layer]
+        if keys is None or end + k.shape[2] > keys.shape[2]:
+            self._reserve(layer, k, v)
+            keys, end = self._keys[layer], self._ends[layer]
+        new_end = end + k.shape[2]
+        keys[:, :, end:new_end] = k
+        self._values[layer][:, :, end:new_end] = v
+        self._ends[layer] = new_end
+        return keys[:, :, self._start:new_end], self._values[layer][:, :, self._start:new_end]
+
+    def _reserve(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Make room for ``k``: move the live tokens of every layer to the front, in buffers twice what they need."""
+        live, extra = len(self), k.shape[2]
+        for i in range(len(self._keys)):
+            old_k, old_v = self._keys[i], self._values[i]
+            length = self._ends[i] - self._start if old_k is not None else 0
+            capacity = 2 * (live + extra)
+            if old_k is None or capacity > old_k.shape[2]:
+                new_k = k.new_empty(*k.shape[:2], capacity, k.shape[3])
+                new_v = v.new_empty(*v.shape[:2], capacity, v.shape[3])
+            else:
+                new_k, new_v = old_k, old_v
+            if length:  # clone: source and destination may overlap when compacting in place
+                new_k[:, :, :length] = old_k[:, :, self._start:self._ends[i]].clone()
+                new_v[:, :, :length] = old_v[:, :, self._start:self._ends[i]].clone()
+            self._keys[i], self._values[i], self._ends[i] = new_k, new_v, length
+        self._start = 0
 
     def truncate(self, length: int) -> None:
         """Forget every token after the first ``length`` (to roll back a speculative continuation)."""
-        self.keys = [None if k is None else k[:, :, :length] for k in self.keys]
-        self.values = [None if v is None else v[:, :, :length] for v in self.values]
+        self._ends = [min(end, self._start + length) for end in self._ends]
 
     def drop_front(self, count: int) -> None:
         """Forget the first ``count`` tokens (the oldest observation leaving a sliding window)."""
-        self.keys = [None if k is None else k[:, :, count:] for k in self.keys]
-        self.values = [None if v is None else v[:, :, count:] for v in self.values]
+        self._start = min(self._start + count, self._ends[0])
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in [*self.keys, *self.values] if t is not None)
+        """Bytes held, buffers included (what a long episode must keep bounded)."""
+        return sum(t.numel() * t.element_size() for t in [*self._keys, *self._values] if t is not None)
 
 
 class Block(nn.Module):
