@@ -39,7 +39,8 @@ class TrainConfig:
     out: Path
     """Run directory for the config, the log and the model."""
     preset: str | None = None
-    """Model preset: vla (the baseline) or fast-wam. Without one (or with --census) the model is the 4-tuple
+    """Model preset (docs/presets.md): a seed system such as fast-wam, gr-1 or unipi, or a baseline (vla,
+    world-model-mpc). Without one (or with --census) the model is the 4-tuple
     given by --substrate/--coupling/--backbone/--deployment (default: fast-wam's) at the standard small sizes."""
     census: str | None = None
     """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
@@ -85,8 +86,10 @@ class TrainConfig:
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
 
     def model_overrides(self) -> dict[str, Any]:
+        """The ``ModelConfig`` fields set on the command line (the planner over the preset's own)."""
+        base = preset(self.preset).get("planner", PlannerConfig()) if self.preset and not self.census else PlannerConfig()
         knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
-                 "post_head": self.post_head, "planner": self.planner.apply(PlannerConfig()), "n_obs": self.n_obs,
+                 "post_head": self.post_head, "planner": self.planner.apply(base), "n_obs": self.n_obs,
                  "future_offsets": self.future_offsets, "image_tokens": self.image_tokens}
         return {k: v for k, v in knobs.items() if v is not None}
 
