@@ -4,5 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then  # the report's browser test
+  echo "test: installing Debian's chromium and chromium-driver with apt" >&2
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 source scripts/env.sh
 python -m pytest "$@"

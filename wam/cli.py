@@ -12,6 +12,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def _commands() -> dict[str, type]:
     from wam.data.collect import CollectConfig
+    from wam.eval.bench import BenchConfig
     from wam.eval.dream import DreamConfig
     from wam.eval.runner import EvalConfig
     from wam.presets.census import CensusConfig
@@ -19,12 +20,13 @@ def _commands() -> dict[str, type]:
     from wam.train.loop import TrainConfig
 
     return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
-            "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig}
+            "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "bench": BenchConfig}
 
 
 def run(cfg: Any) -> Any:
     """Dispatch a parsed config to its job."""
     from wam.data.collect import CollectConfig, run_collect
+    from wam.eval.bench import BenchConfig, run_bench
     from wam.eval.dream import DreamConfig, print_dream, run_dream
     from wam.eval.runner import EvalConfig, run_eval
     from wam.presets.census import CensusConfig, run_census
@@ -56,6 +58,10 @@ def run(cfg: Any) -> Any:
             print_report(info)
             print(f"wrote {cfg.out}/eval_info.json")
         return info
+    if isinstance(cfg, BenchConfig):
+        board = run_bench(cfg)
+        print(f"wrote {board['results']}/leaderboard.json and report.html")
+        return board
     if isinstance(cfg, QuickstartConfig):
         return run_quickstart(cfg)
     if isinstance(cfg, DreamConfig):

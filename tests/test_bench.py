@@ -1,0 +1,103 @@
+"""`wam bench` end to end at --quick scale: two presets trained, evaluated closed-loop and screened, resumed
+without redoing anything, and the HTML report rendered in headless Chromium with its table, plots and videos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from wam.cli import main
+from wam.eval.bench import central_claim, pareto_front
+
+pytestmark = [pytest.mark.sim, pytest.mark.e2e]
+
+
+def row(preset: str, success: float, latency: float, philosophy: str = "Latent-Only") -> dict:
+    return {"preset": preset, "success": success, "latency_per_action_ms": latency, "philosophy": philosophy}
+
+
+def test_pareto_front_and_the_central_claim():
+    rows = [row("a", 0.9, 10.0, "Render-and-Decode"), row("b", 0.9, 2.0), row("c", 0.5, 1.0), row("d", 0.4, 5.0)]
+    assert pareto_front(rows) == ["b", "c"]
+    claim = central_claim(rows)
+    assert (claim["render_and_decode"], claim["lean"], claim["latency_ratio"]) == ("a", "b", 5.0)
+    assert central_claim([row("b", 0.9, 2.0)]) is None  # nothing to compare with
+
+
+def test_unknown_preset_is_refused(tmp_path, capsys):
+    assert main(["bench", "--presets", "gato", "--out", str(tmp_path)]) == 2
+    assert "unknown preset(s) gato" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    args = ["bench", "--quick", "--presets", "vla", "fast-wam", "--out", str(root / "out"),
+            "--results", str(root / "results")]
+    assert main(args) == 0
+    return root, args
+
+
+def test_bench_writes_a_leaderboard_and_resumes(bench):
+    root, args = bench
+    board = json.loads((root / "results/leaderboard.json").read_text())
+    assert {r["preset"] for r in board["rows"]} == {"vla", "fast-wam"}
+    for r in board["rows"]:
+        assert set(r["per_task"]) == {"button-press-topdown-v3", "drawer-close-v3"} and 0 <= r["success"] <= 1
+        assert r["latency_per_action_ms"] > 0 and r["parameters"] > 0 and r["train_steps"] == 20
+        assert "action_mse_executed" in r["offline"]
+    model = root / "out/fast-wam/run/model/model.safetensors"
+    evaluated = root / "out/fast-wam/eval/drawer-close-v3/eval_info.json"
+    stamps = model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns
+    assert main(args) == 0  # everything is cached: nothing is trained or evaluated again
+    assert (model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns) == stamps
+
+
+def test_bench_refuses_to_mix_training_settings(bench, capsys):
+    root, args = bench  # a finished run whose recorded settings differ from the asked ones is not reused
+    settings = root / "out/vla/bench_train.json"
+    saved = settings.read_text()
+    settings.write_text(json.dumps({**json.loads(saved), "steps": 999}))
+    try:
+        assert main(args) == 2
+        assert "was trained with" in capsys.readouterr().err
+    finally:
+        settings.write_text(saved)
+
+
+@pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromium and chromium-driver "
+                    "(scripts/test.sh installs them)")
+def test_report_renders_in_headless_chromium(bench):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    root, _ = bench
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get((root / "results/report.html").as_uri())
+        assert driver.title.startswith("WAM-Bench")
+        assert len(driver.find_elements("css selector", "#leaderboard tr")) == 1 + 2  # header + two presets
+        images = driver.find_elements("css selector", "img")
+        assert {i.get_attribute("id") for i in images} >= {"pareto", "training"}
+        for image in images:
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image), \
+                image.get_attribute("src")
+        videos = driver.find_elements("css selector", "video")
+        assert len(videos) == 2
+        for video in videos:  # wait until the browser has decoded the first frame (or failed to)
+            state = driver.execute_async_script(
+                "const v = arguments[0], done = arguments[1];"
+                "if (v.readyState >= 2) return done('ok');"
+                "v.addEventListener('loadeddata', () => done('ok')); v.addEventListener('error', () => done('error'));"
+                "v.load();", video)
+            assert state == "ok", video.get_attribute("src")
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        driver.quit()

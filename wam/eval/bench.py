@@ -1,0 +1,243 @@
+"""``wam bench``: WAM-Bench. Train every selected preset on one task set, evaluate each closed-loop and with the
+offline screens, and write the leaderboard (JSON) and the accuracy-at-budget report (HTML).
+
+Every stage writes its output and is skipped when that output exists, so a bench runs across several sittings
+and a finished preset is never redone. Layout under ``--out``::
+
+    data/                    demonstrations, one multi-task collection shared by every preset
+    heldout/                 held-out demonstrations (other seeds) for the offline screens
+    <preset>/run/            `wam train` output: model/, train_log.jsonl, train_summary.json
+    <preset>/eval/<task>/    `wam eval` output per task: eval_info.json, videos/
+    <preset>/offline/        offline_info.json
+
+The leaderboard and report go to ``--results`` (``leaderboard.json``, ``report.html`` and its figures and videos).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.eval.budget import machine_info
+from wam.eval.runner import EvalConfig, run_eval
+from wam.io import atomic_write_json, config_dict
+from wam.presets.models import PRESETS
+from wam.train.loop import TrainConfig, resolve_device, train
+
+BENCH_TASKS = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
+               "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
+QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=2, steps=20, max_steps=60,
+             offline_demos=1)
+"""The smoke-test scale of --quick: two easy tasks, a few demonstrations, episodes and training steps."""
+
+
+@dataclass
+class BenchConfig:
+    """Train the presets on a task set, evaluate each closed-loop, and write the leaderboard and HTML report."""
+
+    presets: tuple[str, ...] = ()
+    """Presets to run (docs/presets.md); default: all of them."""
+    tasks: str = ",".join(BENCH_TASKS)
+    """Comma-separated MetaWorld v3 tasks (vision track); default: the 8 tasks of WAM-Bench."""
+    demos: int = 50
+    """Demonstrations per task."""
+    episodes: int = 50
+    """Evaluation episodes per task, on seeds disjoint from the demonstrations."""
+    steps: int = 5000
+    """Training steps per preset."""
+    batch_size: int = 64
+    max_steps: int = 300
+    """Evaluation episode cap in control steps (the scripted experts finish every task in under 200)."""
+    offline_demos: int = 5
+    """Held-out demonstrations per task for the offline screens."""
+    video: int = 1
+    """Rollout videos per task and preset (the report shows the first task's)."""
+    quick: bool = False
+    """Smoke-test scale: overrides tasks, demos, episodes, steps, max_steps and offline_demos (see QUICK)."""
+    out: Path = Path("outputs/bench")
+    """Data, runs and evaluations, reused by a re-run."""
+    results: Path = Path("results/bench")
+    """Where the leaderboard and the report go."""
+    workers: int = 2
+    """Parallel collection workers."""
+    device: str = "auto"
+
+    def resolved(self) -> BenchConfig:
+        """This config with --quick applied and the preset list filled in; unknown presets are refused."""
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
+        fields = {**asdict(self), **(QUICK if self.quick else {}), "presets": self.presets or tuple(PRESETS)}
+        return BenchConfig(**fields)
+
+
+def _train_settings(cfg: BenchConfig, preset: str) -> dict[str, Any]:
+    return {"preset": preset, "steps": cfg.steps, "batch_size": cfg.batch_size, "tasks": cfg.tasks,
+            "demos": cfg.demos}
+
+
+def train_preset(cfg: BenchConfig, preset: str, data: Path) -> dict[str, Any]:
+    """Train ``preset`` unless a finished run with the same settings exists; returns its train summary."""
+    run = cfg.out / preset / "run"
+    settings_path, summary_path = cfg.out / preset / "bench_train.json", run / "train_summary.json"
+    settings = _train_settings(cfg, preset)
+    if summary_path.exists() and settings_path.exists():
+        done = json.loads(settings_path.read_text())
+        if done != settings:
+            raise ValueError(f"{run} was trained with {done}, not {settings}; delete {cfg.out / preset} to retrain "
+                             "it, or choose another --out")
+        return json.loads(summary_path.read_text())
+    summary = train(TrainConfig(data=data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
+                                device=cfg.device))  # type: ignore[arg-type]
+    atomic_write_json(settings_path, settings)
+    return summary
+
+
+def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:
+    """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
+    infos = {}
+    for task in cfg.tasks.split(","):
+        out = cfg.out / preset / "eval" / task
+        path = out / "eval_info.json"
+        if path.exists():
+            info = json.loads(path.read_text())
+            if (info["config"]["episodes"], info["config"]["max_steps"]) == (cfg.episodes, cfg.max_steps):
+                infos[task] = info
+                continue
+        infos[task] = run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=task, episodes=cfg.episodes, out=out,
+                                          video=cfg.video, max_steps=cfg.max_steps,
+                                          device=cfg.device))  # type: ignore[arg-type]
+    return infos
+
+
+def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any]:
+    """The offline screens of ``preset`` on the held-out demonstrations (kept once computed)."""
+    out = cfg.out / preset / "offline"
+    path = out / "offline_info.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks, episodes=cfg.offline_demos, out=out,
+                               offline=True, data=heldout, device=cfg.device))  # type: ignore[arg-type]
+
+
+def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[str, Any]],
+                    offline: dict[str, Any]) -> dict[str, Any]:
+    """One preset's line of the leaderboard: success per task and overall, and the budget over all tasks.
+
+    Latency per action is total model time over all executed actions; latency per call is the median of the
+    per-task medians and the worst per-task 95th percentile; feasibility must hold on every task.
+    """
+    p = PRESETS[preset]
+    budgets = [e["budget"] for e in evals.values()]
+    actions = sum(b["actions_executed"] for b in budgets)
+    model_time_ms = sum(b["latency_per_action_ms"] * b["actions_executed"] for b in budgets)
+    per_action = model_time_ms / max(actions, 1)
+    per_task = {t: e["aggregated"]["pc_success"] / 100 for t, e in evals.items()}
+    return {
+        "preset": preset, "census": p.census, "philosophy": p.resolved_philosophy(),
+        "spec": p.resolved_spec().to_dict(), "note": p.note,
+        "success": float(np.mean(list(per_task.values()))), "per_task": per_task,
+        "episodes": sum(len(e["per_episode"]) for e in evals.values()),
+        "latency_per_call_ms_p50": float(np.median([b["latency_per_call_ms"]["p50"] for b in budgets])),
+        "latency_per_call_ms_p95": float(max(b["latency_per_call_ms"]["p95"] for b in budgets)),
+        "latency_per_action_ms": per_action,
+        "effective_control_hz": 1e3 / per_action if per_action > 0 else float("inf"),
+        "control_hz": budgets[0]["control_hz"],
+        "feasible_at_control_hz": all(b["feasible_at_control_hz"] for b in budgets),
+        "calls_per_episode": float(np.mean([b["cost_model"]["calls_per_episode_mean"] for b in budgets])),
+        "deployment": next(iter(evals.values()))["model"]["deployment"],
+        "peak_memory_mb": float(max(b["peak_memory_mb"] for b in budgets)),
+        "parameters": budgets[0]["parameters"],
+        "train_time_s": summary["train_time_s"] + summary.get("substrate_prepare_time_s", 0.0),
+        "train_steps": summary["steps"],
+        "offline": {k: v for k, v in offline["offline"].items() if isinstance(v, float)},
+    }
+
+
+def screen_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Spearman rank correlation between each offline screen and closed-loop success, over the presets that have
+    the screen (at least 3). Errors should correlate negatively with success, PSNR and SSIM positively."""
+    from scipy.stats import spearmanr
+
+    screens = sorted({k for r in rows for k in r["offline"]})
+    out = {}
+    for screen in screens:
+        have = [r for r in rows if screen in r["offline"] and np.isfinite(r["offline"][screen])]
+        if len(have) < 3:
+            continue
+        rho, p_value = spearmanr([r["offline"][screen] for r in have], [r["success"] for r in have])
+        if np.isfinite(rho):
+            out[screen] = {"spearman": float(rho), "p_value": float(p_value), "presets": len(have)}
+    return out
+
+
+def pareto_front(rows: list[dict[str, Any]]) -> list[str]:
+    """Presets no other preset beats on both success and latency per action (ties count as not beaten)."""
+    def beaten(r: dict[str, Any]) -> bool:
+        return any(o["success"] >= r["success"] and o["latency_per_action_ms"] <= r["latency_per_action_ms"]
+                   and (o["success"] > r["success"] or o["latency_per_action_ms"] < r["latency_per_action_ms"])
+                   for o in rows)
+
+    return [r["preset"] for r in rows if not beaten(r)]
+
+
+RENDER = "Render-and-Decode"
+LEAN = ("Latent-Only", "Video-Generation-Free")
+
+
+def central_claim(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The survey's claim in our numbers: does the best latent-only or generation-free preset match the best
+    render-and-decode preset's success, and at what fraction of its latency per action?"""
+    render = [r for r in rows if r["philosophy"] == RENDER]
+    lean = [r for r in rows if r["philosophy"] in LEAN]
+    if not render or not lean:
+        return None
+    best_render = max(render, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
+    best_lean = max(lean, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
+    return {"render_and_decode": best_render["preset"], "render_success": best_render["success"],
+            "render_latency_per_action_ms": best_render["latency_per_action_ms"],
+            "lean": best_lean["preset"], "lean_success": best_lean["success"],
+            "lean_latency_per_action_ms": best_lean["latency_per_action_ms"],
+            "success_difference": best_lean["success"] - best_render["success"],
+            "latency_ratio": best_render["latency_per_action_ms"] / best_lean["latency_per_action_ms"],
+            "mean_success": {"render_and_decode": float(np.mean([r["success"] for r in render])),
+                             "lean": float(np.mean([r["success"] for r in lean]))}}
+
+
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Run every stage not yet done and write ``leaderboard.json`` and ``report.html``; returns the leaderboard."""
+    from wam.eval.html import write_report
+
+    cfg = cfg.resolved()
+    start = time.perf_counter()
+    data, heldout = cfg.out / "data", cfg.out / "heldout"
+    run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.demos, out=data, workers=cfg.workers))
+    run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.offline_demos, out=heldout, workers=cfg.workers,
+                              seed=HELDOUT_SEED_BASE))
+    rows, curves = [], {}
+    for preset in cfg.presets:
+        print(f"--- {preset}", flush=True)
+        summary = train_preset(cfg, preset, data)
+        evals = evaluate_preset(cfg, preset)
+        offline = screen_preset(cfg, preset, heldout)
+        rows.append(leaderboard_row(preset, summary, evals, offline))
+        curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
+    board = {
+        "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",
+        "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)), "tasks": cfg.tasks.split(","),
+        "rows": sorted(rows, key=lambda r: -r["success"]), "screen_correlations": screen_correlations(rows),
+        "pareto_front": pareto_front(rows), "central_claim": central_claim(rows),
+        "time_s": time.perf_counter() - start, "results": str(cfg.results),
+    }
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.results / "leaderboard.json", board)
+    write_report(board, curves, cfg.out, cfg.results)
+    return board

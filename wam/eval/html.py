@@ -1,0 +1,163 @@
+"""The WAM-Bench report: one self-contained folder (``report.html`` with its figures and videos) from a leaderboard.
+
+Figures are drawn with matplotlib, the page with a Jinja2 template; nothing is fetched from the network, so the
+report opens offline and in a headless browser (``tests/test_bench.py`` renders it in Chromium).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: accuracy at budget</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+th { background: #f3f3f3; } td.l { text-align: left; }
+tr.front td:first-child { font-weight: bold; }
+.videos { display: flex; flex-wrap: wrap; gap: 12px; }
+.videos figure { margin: 0; font-size: 12px; }
+</style></head><body>
+<h1>WAM-Bench: accuracy at budget</h1>
+<p>{{ board.rows|length }} presets on {{ board.tasks|length }} MetaWorld v3 tasks (vision track:
+{{ board.tasks|join(", ") }}); {{ board.config.demos }} demonstrations per task,
+{{ board.config.episodes }} evaluation episodes per task on held-out seeds, {{ board.config.steps }} training steps per
+preset.</p>
+<p>Command: <code>{{ board.command }}</code><br>Machine: {{ board.machine.cpu }} ({{ board.machine.cpu_cores }} cores),
+torch {{ board.machine.torch }}, device {{ board.machine.device }}. Latencies were measured in the runs that gave
+the success rates; on a shared machine they vary, so compare them as ratios.</p>
+
+{% if board.central_claim %}{% set c = board.central_claim %}
+<h2>Do latent-only and generation-free models match render-and-decode?</h2>
+<p id="claim">The best latent-only or generation-free preset, <b>{{ c.lean }}</b>, succeeds in {{ pct(c.lean_success) }}
+of episodes at {{ ms(c.lean_latency_per_action_ms) }} of model time per action; the best render-and-decode preset,
+<b>{{ c.render_and_decode }}</b>, in {{ pct(c.render_success) }} at {{ ms(c.render_latency_per_action_ms) }}:
+a difference of {{ "%+.0f"|format(100 * c.success_difference) }} points at
+{{ "%.2g"|format(1 / c.latency_ratio) }}x the latency ({{ "%.1f"|format(c.latency_ratio) }}x faster).
+Mean success over each group: {{ pct(c.mean_success.lean) }} (latent-only and generation-free) against
+{{ pct(c.mean_success.render_and_decode) }} (render-and-decode).</p>
+{% endif %}
+
+<h2>Accuracy at budget</h2>
+<table id="leaderboard">
+<tr><th>preset</th><th>success</th>{% for t in board.tasks %}<th>{{ t[:-3] }}</th>{% endfor %}
+<th>latency/call p50</th><th>p95</th><th>latency/action</th><th>effective rate</th>
+<th>feasible at {{ "%.0f"|format(board.rows[0].control_hz) }} Hz</th><th>calls/episode</th><th>peak memory</th>
+<th>parameters</th><th>training</th><th class="l">4-tuple</th><th class="l">philosophy</th></tr>
+{% for r in board.rows %}<tr{% if r.preset in board.pareto_front %} class="front"{% endif %}>
+<td class="l">{{ r.preset }}</td><td>{{ pct(r.success) }}</td>
+{% for t in board.tasks %}<td>{{ pct(r.per_task[t]) }}</td>{% endfor %}
+<td>{{ ms(r.latency_per_call_ms_p50) }}</td><td>{{ ms(r.latency_per_call_ms_p95) }}</td>
+<td>{{ ms(r.latency_per_action_ms) }}</td><td>{{ "%.0f"|format(r.effective_control_hz) }} Hz</td>
+<td>{{ "yes" if r.feasible_at_control_hz else "no" }}</td><td>{{ "%.1f"|format(r.calls_per_episode) }}</td>
+<td>{{ "%.0f"|format(r.peak_memory_mb) }} MB</td><td>{{ "%.2f"|format(r.parameters / 1e6) }} M</td>
+<td>{{ "%.0f"|format(r.train_time_s / 60) }} min</td>
+<td class="l">{{ r.spec.substrate }} · {{ r.spec.backbone }} · {{ r.spec.coupling }} · {{ r.spec.deployment }}</td>
+<td class="l">{{ r.philosophy }}</td></tr>
+{% endfor %}</table>
+<p>Bold: on the Pareto front of success against latency per action. Latency per action is total model time over
+all executed actions; feasibility uses the 95th-percentile call against the control period times the actions the
+call covers.</p>
+
+<h2>Success against latency</h2>
+<img id="pareto" src="figures/pareto.png" alt="success against latency per action, with the Pareto front">
+{% for f in sweeps %}<img class="sweep" src="{{ f }}" alt="fidelity-latency curve">{% endfor %}
+
+<h2>Screens against success</h2>
+<table id="screens"><tr><th>preset</th><th>success</th>{% for s in screens %}<th>{{ s }}</th>{% endfor %}</tr>
+{% for r in board.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ pct(r.success) }}</td>
+{% for s in screens %}<td>{{ "%.3g"|format(r.offline[s]) if s in r.offline else "–" }}</td>{% endfor %}</tr>
+{% endfor %}<tr><td class="l">Spearman with success</td><td></td>
+{% for s in screens %}<td>{% if s in board.screen_correlations %}{{ "%+.2f"|format(board.screen_correlations[s].spearman)
+}} (n={{ board.screen_correlations[s].presets }}){% else %}–{% endif %}</td>{% endfor %}</tr></table>
+
+<h2>Training curves</h2>
+<img id="training" src="figures/training.png" alt="smoothed training loss per preset">
+
+<h2>Rollouts</h2>
+<div class="videos">{% for v in videos %}<figure><video src="{{ v.path }}" width="192" height="192" controls muted
+loop></video><figcaption>{{ v.preset }}: {{ v.task }}</figcaption></figure>{% endfor %}</div>
+
+<h2>Presets</h2>
+<table id="presets"><tr><th>preset</th><th class="l">census method</th><th class="l">kept / scaled down</th></tr>
+{% for r in board.rows %}<tr><td class="l">{{ r.preset }}</td><td class="l">{{ r.census or "–" }}</td>
+<td class="l">{{ r.note }}</td></tr>{% endfor %}</table>
+</body></html>
+"""
+
+
+def _pareto_figure(board: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = board["rows"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        front = r["preset"] in board["pareto_front"]
+        ax.scatter(r["latency_per_action_ms"], 100 * r["success"], s=40 if front else 20,
+                   color="tab:red" if front else "tab:blue")
+        ax.annotate(r["preset"], (r["latency_per_action_ms"], 100 * r["success"]), fontsize=8,
+                    xytext=(3, 3), textcoords="offset points")
+    front = sorted((r for r in rows if r["preset"] in board["pareto_front"]), key=lambda r: r["latency_per_action_ms"])
+    ax.plot([r["latency_per_action_ms"] for r in front], [100 * r["success"] for r in front], color="tab:red",
+            drawstyle="steps-post", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("model time per executed action (ms, log scale)")
+    ax.set_ylabel("success (%)")
+    ax.set_title("success against latency")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _training_figure(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for preset, log in curves.items():
+        ax.plot([e["step"] for e in log], [e["loss_smooth"] for e in log], label=preset)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (smoothed; each preset's own objective)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]], out: Path, results: Path) -> Path:
+    """Write ``results/report.html`` with its figures, and copy one rollout video per preset next to it."""
+    (results / "figures").mkdir(parents=True, exist_ok=True)
+    _pareto_figure(board, results / "figures" / "pareto.png")
+    _training_figure(curves, results / "figures" / "training.png")
+    videos = []
+    for r in board["rows"]:
+        for task in board["tasks"]:
+            found = sorted((out / r["preset"] / "eval" / task / "videos").glob("*.mp4"))
+            if found:
+                target = results / "videos" / f"{r['preset']}_{task}.mp4"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(found[0], target)
+                videos.append({"preset": r["preset"], "task": task, "path": f"videos/{target.name}"})
+                break
+    sweeps = sorted(str(p.relative_to(results)) for p in results.glob("sweeps/*/sweep.png"))
+    screens = sorted({k for r in board["rows"] for k in r["offline"]})
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    html = env.from_string(TEMPLATE).render(
+        board=board, videos=videos, sweeps=sweeps, screens=screens,
+        pct=lambda x: f"{100 * x:.0f} %", ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
+    path = results / "report.html"
+    path.write_text(html)
+    return path
