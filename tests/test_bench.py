@@ -48,6 +48,9 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
         assert set(r["per_task"]) == {"button-press-topdown-v3", "drawer-close-v3"} and 0 <= r["success"] <= 1
         assert r["latency_per_action_ms"] > 0 and r["parameters"] > 0 and r["train_steps"] == 20
         assert "action_mse_executed" in r["offline"]
+        properties = r["properties"]
+        assert properties["causality_leak"] == 0.0 and 0 <= properties["executable_fraction"] <= 1
+        assert set(properties["generalization"]["success"]) == {"none", "camera", "colour", "placement"}
     model = root / "out/fast-wam/run/model/model.safetensors"
     evaluated = root / "out/fast-wam/eval/drawer-close-v3/eval_info.json"
     stamps = model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns
@@ -82,7 +85,8 @@ def test_report_renders_in_headless_chromium(bench):
     try:
         driver.get((root / "results/report.html").as_uri())
         assert driver.title.startswith("WAM-Bench")
-        assert len(driver.find_elements("css selector", "#leaderboard tr")) == 1 + 2  # header + two presets
+        for table in ("leaderboard", "screens", "properties"):
+            assert len(driver.find_elements("css selector", f"#{table} tr")) >= 1 + 2, table  # header + presets
         images = driver.find_elements("css selector", "img")
         assert {i.get_attribute("id") for i in images} >= {"pareto", "training"}
         for image in images:

@@ -12,6 +12,7 @@ import torch
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import DeploymentConfig, StreamingPolicy, make_policy
 from wam.envs.metaworld import MetaWorldEnv, instruction
+from wam.eval.properties import causality_leak
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import PRESETS, preset, presets_markdown
 from wam.train.loop import TrainConfig, build_model
@@ -66,6 +67,8 @@ def test_preset_trains_and_acts_under_its_own_deployment(name, ds):
         loss.backward()
         opt.step()
         model.after_step()
+    model.eval()
+    assert causality_leak(model, windows.batch(np.arange(4))) == 0.0  # nothing after the current step is read
     policy = make_policy(model, DeploymentConfig(), seed=0)
     assert policy.knobs()["regime"] == model.config.spec.deployment.value
     if model.config.spec.backbone.value == "autoregressive":  # GR-1 and DreamZero stream through the KV cache

@@ -27,6 +27,19 @@ STATE_KEY = "observation.state"
 CONTROL_HZ = 80.0  # MetaWorld: one action per 5 physics steps of 2.5 ms
 KEYPOINTS = ("ee", "object", "goal")  # order of the rows of ``keypoints_uv`` / ``keypoints_xyz``
 
+Shift = Literal["none", "camera", "colour", "placement"]
+SHIFTS: dict[str, str] = {
+    "none": "the training distribution",
+    "camera": "the camera moved 5 cm up and 5 cm toward the scene's far side",
+    "colour": "every material and geom colour tinted by (0.85, 1.0, 1.15) in RGB",
+    "placement": "object and goal placed outside the training range: every axis MetaWorld randomizes is pushed past "
+                 "its range by up to a quarter of its width, on a random side",
+}
+"""The declared distribution shifts of the generalization probe (``MetaWorldEnv(shift=...)``)."""
+CAMERA_SHIFT = np.array([0.0, 0.05, 0.05])
+COLOUR_TINT = np.array([0.85, 1.0, 1.15])
+PLACEMENT_MARGIN = 0.25
+
 
 def task_names() -> list[str]:
     """The 50 MetaWorld v3 task names, e.g. ``drawer-open-v3``."""
@@ -59,10 +72,12 @@ class MetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, task: str, track: Track = "vision", image_size: int = 64, max_episode_steps: int = 500,
-                 render_size: int | None = None):
+                 render_size: int | None = None, shift: Shift = "none"):
         import metaworld
 
         check_tasks([task])
+        if shift not in SHIFTS:
+            raise ValueError(f"unknown shift {shift!r}; choose from: {', '.join(SHIFTS)}")
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
@@ -79,6 +94,14 @@ class MetaWorldEnv(gym.Env):
         model.mat_reflectance[:] = 0
         model.vis.quality.offsamples = 0
         self._cam_id = model.camera(CAMERA).id
+        self.shift = shift
+        if shift == "camera":
+            model.cam_pos[self._cam_id] += CAMERA_SHIFT
+        elif shift == "colour":
+            model.mat_rgba[:, :3] = np.clip(model.mat_rgba[:, :3] * COLOUR_TINT, 0, 1)
+            model.geom_rgba[:, :3] = np.clip(model.geom_rgba[:, :3] * COLOUR_TINT, 0, 1)
+        elif shift == "placement":
+            self._env._get_state_rand_vec = self._outside_rand_vec
         self._size = size
         self._state = np.zeros(39)
         self._steps = 0
@@ -91,6 +114,17 @@ class MetaWorldEnv(gym.Env):
             spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+
+    def _outside_rand_vec(self) -> np.ndarray:
+        """MetaWorld's placement vector, drawn outside its training box on every axis that varies."""
+        space, rng = self._env._random_reset_space, self._env.np_random
+        low, high = space.low, space.high
+        width = high - low
+        past = rng.uniform(0, PLACEMENT_MARGIN, size=low.size) * width
+        above = rng.random(low.size) < 0.5
+        vec = np.where(above, high + past, low - past)
+        self._env._last_rand_vec = vec
+        return vec
 
     @property
     def control_hz(self) -> float:

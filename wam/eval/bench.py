@@ -9,6 +9,7 @@ and a finished preset is never redone. Layout under ``--out``::
     <preset>/run/            `wam train` output: model/, train_log.jsonl, train_summary.json
     <preset>/eval/<task>/    `wam eval` output per task: eval_info.json, videos/
     <preset>/offline/        offline_info.json
+    <preset>/properties/     properties.json (the five properties), the dream, and evaluations under shifts
 
 The leaderboard and report go to ``--results`` (``leaderboard.json``, ``report.html`` and its figures and videos).
 """
@@ -35,7 +36,7 @@ from wam.train.loop import TrainConfig, resolve_device, train
 BENCH_TASKS = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
                "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
 QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=2, steps=20, max_steps=60,
-             offline_demos=1)
+             offline_demos=1, shift_tasks=1, shift_episodes=1)
 """The smoke-test scale of --quick: two easy tasks, a few demonstrations, episodes and training steps."""
 
 
@@ -60,6 +61,10 @@ class BenchConfig:
     """Held-out demonstrations per task for the offline screens."""
     video: int = 1
     """Rollout videos per task and preset (the report shows the first task's)."""
+    shift_tasks: int = 2
+    """Generalization probe: the first this many tasks are also evaluated under each declared shift."""
+    shift_episodes: int = 10
+    """Generalization probe: episodes per task and shift (the first seeds of the main evaluation)."""
     quick: bool = False
     """Smoke-test scale: overrides tasks, demos, episodes, steps, max_steps and offline_demos (see QUICK)."""
     out: Path = Path("outputs/bench")
@@ -128,8 +133,36 @@ def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any
                                offline=True, data=heldout, device=cfg.device))  # type: ignore[arg-type]
 
 
+def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The five properties of ``preset`` (see wam.eval.properties), kept once computed."""
+    from wam.data.lerobot import LeRobotDataset
+    from wam.envs.metaworld import SHIFTS
+    from wam.eval.properties import offline_properties, persistence
+
+    out = cfg.out / preset / "properties"
+    path = out / "properties.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    run, tasks = cfg.out / preset / "run", cfg.tasks.split(",")
+    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(heldout))
+    probes["persistence"] = persistence(run, tasks[0], out / "dream", cfg.device)
+    shifted_tasks = tasks[:cfg.shift_tasks]
+    unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
+    success = {"none": float(np.mean(unshifted))}
+    for shift in (s for s in SHIFTS if s != "none"):
+        info = run_eval(EvalConfig(run=run, tasks=",".join(shifted_tasks), episodes=cfg.shift_episodes,
+                                   out=out / f"shift-{shift}", max_steps=cfg.max_steps, shift=shift,  # type: ignore[arg-type]
+                                   device=cfg.device))  # type: ignore[arg-type]
+        success[shift] = info["aggregated"]["pc_success"] / 100
+    shifted = [v for k, v in success.items() if k != "none"]
+    probes["generalization"] = {"success": success, "tasks": shifted_tasks, "episodes": cfg.shift_episodes,
+                                "relative": float(np.mean(shifted)) / success["none"] if success["none"] else None}
+    atomic_write_json(path, probes)
+    return probes
+
+
 def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[str, Any]],
-                    offline: dict[str, Any]) -> dict[str, Any]:
+                    offline: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     """One preset's line of the leaderboard: success per task and overall, and the budget over all tasks.
 
     Latency per action is total model time over all executed actions; latency per call is the median of the
@@ -159,6 +192,7 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
         "train_time_s": summary["train_time_s"] + summary.get("substrate_prepare_time_s", 0.0),
         "train_steps": summary["steps"],
         "offline": {k: v for k, v in offline["offline"].items() if isinstance(v, float)},
+        "properties": properties,
     }
 
 
@@ -171,9 +205,10 @@ def screen_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float
     out = {}
     for screen in screens:
         have = [r for r in rows if screen in r["offline"] and np.isfinite(r["offline"][screen])]
-        if len(have) < 3:
-            continue
-        rho, p_value = spearmanr([r["offline"][screen] for r in have], [r["success"] for r in have])
+        xs, ys = [r["offline"][screen] for r in have], [r["success"] for r in have]
+        if len(have) < 3 or len(set(xs)) < 2 or len(set(ys)) < 2:
+            continue  # a rank correlation with a constant is undefined
+        rho, p_value = spearmanr(xs, ys)
         if np.isfinite(rho):
             out[screen] = {"spearman": float(rho), "p_value": float(p_value), "presets": len(have)}
     return out
@@ -228,7 +263,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         summary = train_preset(cfg, preset, data)
         evals = evaluate_preset(cfg, preset)
         offline = screen_preset(cfg, preset, heldout)
-        rows.append(leaderboard_row(preset, summary, evals, offline))
+        properties = probe_preset(cfg, preset, heldout, evals)
+        rows.append(leaderboard_row(preset, summary, evals, offline, properties))
         curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
     board = {
         "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",

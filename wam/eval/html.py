@@ -76,6 +76,25 @@ call covers.</p>
 {% for s in screens %}<td>{% if s in board.screen_correlations %}{{ "%+.2f"|format(board.screen_correlations[s].spearman)
 }} (n={{ board.screen_correlations[s].presets }}){% else %}–{% endif %}</td>{% endfor %}</tr></table>
 
+<h2>The five properties</h2>
+<table id="properties"><tr><th>preset</th><th>interactability</th><th>causality leak</th><th>persistence: PSNR at
+the longest dream horizon</th><th>dream peak memory</th><th>physical plausibility: executable chunk steps</th>
+<th>generalization: shifted / unshifted success</th>{% for s in shifts %}<th>success, {{ s }}</th>{% endfor %}</tr>
+{% for r in board.rows %}{% set p = r.properties %}<tr><td class="l">{{ r.preset }}</td>
+<td>{{ "%.3f"|format(p.interactability) if p.interactability is not none else "– (future not action-conditioned)" }}</td>
+<td>{{ "%.1g"|format(p.causality_leak) }}</td>
+<td>{% if p.persistence %}{{ "%.1f"|format(p.persistence.psnr_last) }} dB at {{ p.persistence.horizon }} steps
+{% else %}– (no pixel dream){% endif %}</td>
+<td>{{ "%.0f MB"|format(p.persistence.peak_memory_mb) if p.persistence else "–" }}</td>
+<td>{{ pct(p.executable_fraction) }}</td>
+<td>{{ "%.2f"|format(p.generalization.relative) if p.generalization.relative is not none else "–" }}</td>
+{% for s in shifts %}<td>{{ pct(p.generalization.success[s]) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p>Interactability: relative change of the predicted future when the action chunk is swapped for another window's.
+Causality: largest change of the action when every input after the current step is replaced by noise (must be 0).
+Shifts, evaluated on {{ board.rows[0].properties.generalization.tasks|join(", ") }}:
+{% for s, text in shift_notes.items() %}<b>{{ s }}</b>: {{ text }}; {% endfor %}</p>
+
 <h2>Training curves</h2>
 <img id="training" src="figures/training.png" alt="smoothed training loss per preset">
 
@@ -127,7 +146,8 @@ def _training_figure(curves: dict[str, list[dict[str, Any]]], path: Path) -> Non
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for preset, log in curves.items():
-        ax.plot([e["step"] for e in log], [e["loss_smooth"] for e in log], label=preset)
+        ax.plot([e["step"] for e in log], [e["loss_smooth"] for e in log], marker="." if len(log) < 3 else None,
+                label=preset)
     ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (smoothed; each preset's own objective)")
@@ -154,9 +174,12 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
                 break
     sweeps = sorted(str(p.relative_to(results)) for p in results.glob("sweeps/*/sweep.png"))
     screens = sorted({k for r in board["rows"] for k in r["offline"]})
+    from wam.envs.metaworld import SHIFTS
+
+    shift_notes = {k: v for k, v in SHIFTS.items() if k != "none"}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        board=board, videos=videos, sweeps=sweeps, screens=screens,
+        board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(SHIFTS), shift_notes=shift_notes,
         pct=lambda x: f"{100 * x:.0f} %", ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
     path = results / "report.html"
     path.write_text(html)

@@ -24,7 +24,7 @@ from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
 from wam.deployment import DeploymentConfig, Policy, make_policy
-from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, check_tasks, instruction
+from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, Shift, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
@@ -71,6 +71,8 @@ class EvalConfig:
     offline: bool = False
     """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
     --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
+    shift: Shift = "none"
+    """Evaluate under a declared distribution shift: camera, colour or placement (see wam.envs.metaworld.SHIFTS)."""
     data: Path | None = None
     """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
 
@@ -160,7 +162,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     bar = tqdm(total=len(tasks) * cfg.episodes, desc="eval", unit="ep")
     image_size = expected[IMAGE_KEY][0] if track == "vision" else 64
     for task in tasks:
-        env = MetaWorldEnv(task, track=track, image_size=image_size, max_episode_steps=cfg.max_steps)
+        env = MetaWorldEnv(task, track=track, image_size=image_size, max_episode_steps=cfg.max_steps,
+                           shift=cfg.shift)
         got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
         if got != expected:
             raise ValueError(f"the model expects observations {expected} but the {track} track gives {got}")
