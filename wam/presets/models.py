@@ -72,8 +72,9 @@ _PRESETS = [
            philosophy="Model-based planning"),
     Preset("unipi", "UniPi", "Kept: generate the future frames (16x16-pixel patches, decoded), then a separate "
            "inverse-dynamics head reads them; the whole plan runs open-loop. Scaled down: a 4-layer transformer "
-           "denoiser over 4 future frames instead of a video U-Net over a full clip; no super-resolution.",
-           dict(future_offsets=(4, 8, 12, 16), post_head="separate", **READ_FUTURE)),
+           "denoiser over 2 future frames (t+8, t+16) instead of a video U-Net over a full clip; no "
+           "super-resolution.",
+           dict(future_offsets=(8, 16), post_head="separate", **READ_FUTURE)),
     Preset("gr-1", "GR-1", "Kept: a causal transformer over a window of frames and proprioception emits the next "
            "action and the next frames' latents; video prediction is trained first (substrate-first schedule); "
            "single-step with a KV cache. Scaled down: 4 frames of 4 image tokens instead of 10 frames of "
