@@ -9,6 +9,7 @@ and a finished preset is never redone. Layout under ``--out``::
     <preset>/run/            `wam train` output: model/, train_log.jsonl, train_summary.json
     <preset>/eval/<task>/    `wam eval` output per task: eval_info.json, videos/
     <preset>/offline/        offline_info.json
+    <preset>/sweep/          the fidelity-latency sweep (for --sweep-presets), resumable point by point
     <preset>/properties/     properties.json (the five properties), the dream, and evaluations under shifts
 
 The leaderboard and report go to ``--results`` (``leaderboard.json``, ``report.html`` and its figures and videos).
@@ -36,7 +37,7 @@ from wam.train.loop import TrainConfig, resolve_device, train
 BENCH_TASKS = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
                "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
 QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=2, steps=20, max_steps=60,
-             offline_demos=1, shift_tasks=1, shift_episodes=1)
+             offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1)
 """The smoke-test scale of --quick: two easy tasks, a few demonstrations, episodes and training steps."""
 
 
@@ -65,6 +66,10 @@ class BenchConfig:
     """Generalization probe: the first this many tasks are also evaluated under each declared shift."""
     shift_episodes: int = 10
     """Generalization probe: episodes per task and shift (the first seeds of the main evaluation)."""
+    sweep_presets: tuple[str, ...] = ("fast-wam", "unipi", "gigaworld-policy")
+    """Presets (among those run) whose fidelity-latency curve the report shows: sampler steps 2/5/10, and the future
+    skipped or predicted where the preset can skip it, on the first task."""
+    sweep_episodes: int = 10
     quick: bool = False
     """Smoke-test scale: overrides tasks, demos, episodes, steps, max_steps and offline_demos (see QUICK)."""
     out: Path = Path("outputs/bench")
@@ -131,6 +136,27 @@ def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any
         return json.loads(path.read_text())
     return run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks, episodes=cfg.offline_demos, out=out,
                                offline=True, data=heldout, device=cfg.device))  # type: ignore[arg-type]
+
+
+def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
+    """The fidelity-latency sweep of ``preset`` on the first task; its plot is copied into the results."""
+    import shutil
+
+    p = PRESETS[preset]
+    grid = []
+    if p.resolved_spec().backbone.value in ("diffusion", "hybrid"):
+        grid.append("inference-steps=2,5,10")
+    if p.fields.get("future_at_inference") == "skip":
+        grid.append("future=skip,predict")
+    if not grid:
+        return None
+    sweep = run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks.split(",")[0], episodes=cfg.sweep_episodes,
+                                out=cfg.out / preset / "sweep", max_steps=cfg.max_steps, sweep=tuple(grid),
+                                device=cfg.device))  # type: ignore[arg-type]
+    target = cfg.results / "sweeps" / preset / "sweep.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sweep["plot"], target)
+    return sweep
 
 
 def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -264,7 +290,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         evals = evaluate_preset(cfg, preset)
         offline = screen_preset(cfg, preset, heldout)
         properties = probe_preset(cfg, preset, heldout, evals)
-        rows.append(leaderboard_row(preset, summary, evals, offline, properties))
+        sweep = sweep_preset(cfg, preset) if preset in cfg.sweep_presets else None
+        rows.append({**leaderboard_row(preset, summary, evals, offline, properties),
+                     "sweep": None if sweep is None else sweep["points"]})
         curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
     board = {
         "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",

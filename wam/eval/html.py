@@ -66,6 +66,8 @@ call covers.</p>
 
 <h2>Success against latency</h2>
 <img id="pareto" src="figures/pareto.png" alt="success against latency per action, with the Pareto front">
+{% if sweeps %}<p>Fidelity-latency curves on {{ board.tasks[0] }} ({{ board.config.sweep_episodes }} episodes per
+operating point): the same weights at fewer or more sampler steps, with the future skipped or generated.</p>{% endif %}
 {% for f in sweeps %}<img class="sweep" src="{{ f }}" alt="fidelity-latency curve">{% endfor %}
 
 <h2>Screens against success</h2>
@@ -172,7 +174,7 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
                 shutil.copyfile(found[0], target)
                 videos.append({"preset": r["preset"], "task": task, "path": f"videos/{target.name}"})
                 break
-    sweeps = sorted(str(p.relative_to(results)) for p in results.glob("sweeps/*/sweep.png"))
+    sweeps = [f"sweeps/{r['preset']}/sweep.png" for r in board["rows"] if r.get("sweep")]
     screens = sorted({k for r in board["rows"] for k in r["offline"]})
     from wam.envs.metaworld import SHIFTS
 
