@@ -57,7 +57,8 @@ class BenchConfig:
     """Training steps per preset."""
     batch_size: int = 64
     max_steps: int = 300
-    """Evaluation episode cap in control steps (the scripted experts finish every task in under 200)."""
+    """Evaluation episode cap in control steps (the scripted demonstrations of the benchmark tasks succeed within
+    114)."""
     offline_demos: int = 5
     """Held-out demonstrations per task for the offline screens."""
     video: int = 1
