@@ -80,6 +80,9 @@ class BenchConfig:
     workers: int = 2
     """Parallel collection workers."""
     device: str = "auto"
+    threads: int | None = None
+    """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
+    calls always use one thread (see `wam eval --threads`)."""
 
     def resolved(self) -> BenchConfig:
         """This config with --quick applied and the preset list filled in; unknown presets are refused."""
@@ -107,7 +110,7 @@ def train_preset(cfg: BenchConfig, preset: str, data: Path) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     summary = train(TrainConfig(data=data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
-                                device=cfg.device))  # type: ignore[arg-type]
+                                device=cfg.device, threads=cfg.threads))  # type: ignore[arg-type]
     atomic_write_json(settings_path, settings)
     return summary
 

@@ -130,6 +130,8 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     tasks = check_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
     if cfg.episodes < 1:
         raise ValueError("--episodes must be at least 1")
+    if cfg.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.sweep:
         from wam.eval.sweep import run_sweep
 
