@@ -115,21 +115,24 @@ def train_preset(cfg: BenchConfig, preset: str, data: Path) -> dict[str, Any]:
     return summary
 
 
+def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
+    """``run_eval``, unless ``ecfg.out`` already holds an evaluation of the same episodes, cap and shift."""
+    path = Path(ecfg.out) / "eval_info.json"
+    if path.exists():
+        info = json.loads(path.read_text())
+        done = info["config"]
+        if (done["episodes"], done["max_steps"], done.get("shift", "none")) == (ecfg.episodes, ecfg.max_steps,
+                                                                                ecfg.shift):
+            return info
+    return run_eval(ecfg)
+
+
 def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:
     """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
-    infos = {}
-    for task in cfg.tasks.split(","):
-        out = cfg.out / preset / "eval" / task
-        path = out / "eval_info.json"
-        if path.exists():
-            info = json.loads(path.read_text())
-            if (info["config"]["episodes"], info["config"]["max_steps"]) == (cfg.episodes, cfg.max_steps):
-                infos[task] = info
-                continue
-        infos[task] = run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=task, episodes=cfg.episodes, out=out,
-                                          video=cfg.video, max_steps=cfg.max_steps,
-                                          device=cfg.device))  # type: ignore[arg-type]
-    return infos
+    return {task: _evaluate(EvalConfig(run=cfg.out / preset / "run", tasks=task, episodes=cfg.episodes,
+                                       out=cfg.out / preset / "eval" / task, video=cfg.video, max_steps=cfg.max_steps,
+                                       device=cfg.device))  # type: ignore[arg-type]
+            for task in cfg.tasks.split(",")}
 
 
 def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any]:
@@ -180,9 +183,9 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
     success = {"none": float(np.mean(unshifted))}
     for shift in (s for s in SHIFTS if s != "none"):
-        info = run_eval(EvalConfig(run=run, tasks=",".join(shifted_tasks), episodes=cfg.shift_episodes,
-                                   out=out / f"shift-{shift}", max_steps=cfg.max_steps, shift=shift,  # type: ignore[arg-type]
-                                   device=cfg.device))  # type: ignore[arg-type]
+        info = _evaluate(EvalConfig(run=run, tasks=",".join(shifted_tasks), episodes=cfg.shift_episodes,
+                                    out=out / f"shift-{shift}", max_steps=cfg.max_steps, shift=shift,  # type: ignore[arg-type]
+                                    device=cfg.device))  # type: ignore[arg-type]
         success[shift] = info["aggregated"]["pc_success"] / 100
     shifted = [v for k, v in success.items() if k != "none"]
     probes["generalization"] = {"success": success, "tasks": shifted_tasks, "episodes": cfg.shift_episodes,
