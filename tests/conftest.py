@@ -52,6 +52,23 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     return errors[0]
 
 
+def train_on_windows(model, windows, steps: int, batch_size: int, lr: float = 1e-3) -> None:
+    """``steps`` Adam steps on random batches of ``windows`` (seeded), checking that every loss is finite."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(0)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for step in range(steps):
+        loss, info = model.loss(windows.sample(batch_size, rng), step)
+        assert torch.isfinite(loss), info
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        model.after_step()
+
+
 def train_on_fixed_batch(model, batch: dict, steps: int, lr: float = 2e-3) -> tuple[float, float, dict[str, float]]:
     """Loss before and after ``steps`` Adam steps on one batch (each measured with the same noise, levels and
     dropout draws, so they compare), and the loss parts of the last step."""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import train_on_fixed_batch
+from tests.conftest import train_on_fixed_batch, train_on_windows
 from wam.anatomy import Backbone, Coupling, SpecError, Substrate, WAMSpec
 from wam.data.lerobot import LeRobotDataset
 from wam.model import WorldActionModel
@@ -61,16 +61,7 @@ def test_combination_trains_acts_predicts_and_round_trips(substrate, backbone, c
     model = tiny({"substrate": substrate, "backbone": backbone, "coupling": coupling}, ds)
     model.add_caches(ds)
     windows = model.windows(ds)
-    rng = np.random.default_rng(0)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    model.train()
-    for step in range(3):
-        loss, info = model.loss(windows.sample(8, rng), step)
-        assert torch.isfinite(loss), info
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step()
+    train_on_windows(model, windows, steps=3, batch_size=8)
     model.eval()
     batch = windows.batch(np.arange(2))
     action = model.act(batch, generator=torch.Generator().manual_seed(0))

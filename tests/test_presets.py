@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import train_on_windows
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import DeploymentConfig, StreamingPolicy, make_policy
 from wam.envs.metaworld import MetaWorldEnv, instruction
@@ -57,16 +58,7 @@ def test_preset_trains_and_acts_under_its_own_deployment(name, ds):
         substrate.fit(ds, 2)
     model.add_caches(ds)
     windows = model.windows(ds)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    rng = np.random.default_rng(0)
-    model.train()
-    for step in range(2):
-        loss, info = model.loss(windows.sample(4, rng), step)
-        assert torch.isfinite(loss), info
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        model.after_step()
+    train_on_windows(model, windows, steps=2, batch_size=4)
     model.eval()
     assert causality_leak(model, windows.batch(np.arange(4))) == 0.0  # nothing after the current step is read
     policy = make_policy(model, DeploymentConfig(), seed=0)
