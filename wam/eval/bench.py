@@ -37,7 +37,7 @@ from wam.train.loop import TrainConfig, resolve_device, train
 BENCH_TASKS = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
                "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
 QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=2, steps=20, max_steps=60,
-             offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1)
+             offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1, checkpoint_every=10)
 """The smoke-test scale of --quick: two easy tasks, a few demonstrations, episodes and training steps."""
 
 
@@ -80,6 +80,8 @@ class BenchConfig:
     workers: int = 2
     """Parallel collection workers."""
     device: str = "auto"
+    checkpoint_every: int = 500
+    """Checkpoint training every N steps; an interrupted bench resumes the preset it was training from there."""
     threads: int | None = None
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
@@ -110,7 +112,8 @@ def train_preset(cfg: BenchConfig, preset: str, data: Path) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     summary = train(TrainConfig(data=data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
-                                device=cfg.device, threads=cfg.threads))  # type: ignore[arg-type]
+                                device=cfg.device, threads=cfg.threads, resume=True,  # type: ignore[arg-type]
+                                save_every=cfg.checkpoint_every, keep_checkpoints=1))
     atomic_write_json(settings_path, settings)
     return summary
 

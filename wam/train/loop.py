@@ -2,13 +2,14 @@
 
 The run directory holds ``train_config.json`` (the resolved configuration), ``train_log.jsonl`` (one line per
 logged step) and ``model/`` (``config.json`` + ``model.safetensors`` of the EMA weights, which act better than the
-raw ones for diffusion policies); with ``--save-every N`` also ``checkpoints/step-N/model/``, each of which
-``wam eval --run RUN/checkpoints/step-N`` accepts.
+raw ones for diffusion policies); with ``--save-every N`` also ``checkpoints/step-N/`` (see
+``wam.train.checkpoint``), which ``wam eval --run RUN/checkpoints/step-N`` accepts and ``--resume`` continues from.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,15 @@ from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
-from wam.io import atomic_write_json, config_dict
+from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
+from wam.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+
+log = logging.getLogger(__name__)
+RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_every", "keep_checkpoints")
+"""Options a resumed run may change: they do not alter what is trained."""
 
 
 @dataclass
@@ -76,7 +82,12 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     save_every: int = 0
-    """Also save the EMA model every N steps to checkpoints/step-N/model (0: only at the end)."""
+    """Also checkpoint every N steps to checkpoints/step-N (the EMA model plus the full training state; 0: only
+    the final model)."""
+    keep_checkpoints: int = 0
+    """Keep only the newest N checkpoints (0: all)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in --out (same options required); without one, start from scratch."""
     substrate: str | None = None
     """Override the preset's substrate (the 4-tuple is validated; see wam.anatomy)."""
     coupling: str | None = None
@@ -143,6 +154,21 @@ def check_compatible(model: WorldActionModel, dataset: LeRobotDataset) -> None:
                              f"{list(have)}; collect the dataset with matching settings or train from scratch")
 
 
+def check_same_run(cfg: TrainConfig, out: Path) -> None:
+    """Refuse to resume ``out`` with options that change what is trained (steps, data, preset, ...)."""
+    path = out / "train_config.json"
+    try:
+        before = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot resume {out}: {path} is missing or unreadable ({e}); train into a new --out") from None
+    now = config_dict(cfg)
+    changed = sorted(k for k in now if k not in RUNTIME_OPTIONS and json.dumps(before.get(k)) != json.dumps(now[k]))
+    if changed:
+        diff = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {out} with other options ({diff}); pass the options it was started with "
+                         "or train into a new --out")
+
+
 @torch.no_grad()
 def goal_targets(model: WorldActionModel, windows: WindowDataset) -> dict[str, torch.Tensor]:
     """Per task, the mean future target of windows anchored at the demonstrations' last frames (all offsets then
@@ -176,7 +202,13 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
-    if cfg.init_from is not None:
+    out = Path(cfg.out)
+    resume_from = latest_checkpoint(out) if cfg.resume else None
+    if resume_from is not None:
+        check_same_run(cfg, out)
+        model = WorldActionModel.load(resume_from / "model", device=device)  # fitted substrates; weights follow
+        check_compatible(model, dataset)
+    elif cfg.init_from is not None:
         model = WorldActionModel.load(Path(cfg.init_from) / "model", device=device)
         check_compatible(model, dataset)
     else:
@@ -191,7 +223,6 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     model.add_caches(dataset)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",
                       {**config_dict(cfg),
@@ -204,11 +235,22 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
     ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
-    log = open(out / "train_log.jsonl", "w")
-    start, running = time.perf_counter(), None
+    first_step, running, elapsed = 1, None, 0.0
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, schedule, ema)
+        rng, first_step = state.rng, state.step + 1
+        running, elapsed = state.extra.get("loss_smooth"), state.extra.get("train_time_s", 0.0)
+        log.info("resuming %s at step %d", resume_from, state.step)
+    log_path = out / "train_log.jsonl"
+    kept = [line for line in log_path.read_text().splitlines(keepends=True)
+            if json.loads(line)["step"] < first_step] if resume_from is not None and log_path.exists() else []
+    atomic_write_bytes(log_path, "".join(kept).encode())  # drop the lines a killed run logged after its checkpoint
+    log_file = open(log_path, "a")
+    start = time.perf_counter() - elapsed
     model.train()
     name = cfg.census or cfg.preset or model.config.spec.substrate
-    bar = tqdm(range(1, cfg.steps + 1), desc=f"train {name}", unit="step", mininterval=1.0)
+    bar = tqdm(range(first_step, cfg.steps + 1), desc=f"train {name}", unit="step", mininterval=1.0,
+               initial=first_step - 1, total=cfg.steps)
     for step in bar:
         loss, info = model.loss(windows.sample(cfg.batch_size, rng), step)
         if not torch.isfinite(loss):
@@ -224,15 +266,15 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{running:.4f}")
-            log.write(json.dumps({"step": step, "loss": loss.item(), "loss_smooth": running, **info,
-                                  "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
-            log.flush()
+            log_file.write(json.dumps({"step": step, "loss": loss.item(), "loss_smooth": running, **info,
+                                       "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
+            log_file.flush()
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            ema.store(trainable)
-            ema.copy_to(trainable)
-            model.save(out / "checkpoints" / f"step-{step:06d}" / "model")
-            ema.restore(trainable)
-    log.close()
+            save_checkpoint(out, step, model, optimizer, schedule, ema, rng,
+                            {"loss_smooth": running, "train_time_s": time.perf_counter() - start})
+            if cfg.keep_checkpoints:
+                prune_checkpoints(out, cfg.keep_checkpoints)
+    log_file.close()
     ema.copy_to(trainable)
     model.eval()
     if isinstance(model.coupling, Rollout):

@@ -1,0 +1,84 @@
+"""Training checkpoints: `--resume` continues a run exactly, and a damaged or mismatched checkpoint is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import pytest
+from safetensors.torch import load_file
+
+from wam.model import CheckpointError
+from wam.train.checkpoint import checkpoints, latest_checkpoint, prune_checkpoints
+from wam.train.loop import TrainConfig, train
+
+
+def losses(run) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(vision_data, tmp_path_factory):
+    """fast-wam (a pixel-latent substrate with a fitted autoencoder) for 6 steps, checkpointed at step 3."""
+    cfg = TrainConfig(data=vision_data, out=tmp_path_factory.mktemp("run") / "a", preset="fast-wam", steps=6,
+                      batch_size=4, warmup_steps=2, substrate_fit_steps=5, log_every=1, save_every=3, threads=1)
+    train(cfg)
+    return cfg
+
+
+def interrupted_copy(cfg: TrainConfig, out):
+    """The run directory as a run killed between steps 3 and 6 leaves it: checkpoint 3, a log running past it."""
+    out.mkdir()
+    for name in ("train_config.json", "train_log.jsonl"):
+        shutil.copy(cfg.out / name, out / name)
+    shutil.copytree(cfg.out / "checkpoints/step-000003", out / "checkpoints/step-000003")
+    return replace(cfg, out=out, resume=True)
+
+
+def test_resume_continues_with_the_same_losses_and_weights(uninterrupted, tmp_path):
+    resumed = interrupted_copy(uninterrupted, tmp_path / "b")
+    summary = train(resumed)
+    assert summary["steps"] == 6
+    assert list(losses(resumed.out)) == [1, 2, 3, 4, 5, 6]  # the lines logged after the checkpoint were replaced
+    assert losses(resumed.out) == losses(uninterrupted.out)
+    a, b = (load_file(str(run / "model/model.safetensors")) for run in (uninterrupted.out, resumed.out))
+    assert a.keys() == b.keys()
+    assert all(a[k].equal(b[k]) for k in a), [k for k in a if not a[k].equal(b[k])]
+
+
+def test_resume_without_a_checkpoint_starts_from_scratch(uninterrupted, tmp_path):
+    fresh = replace(uninterrupted, out=tmp_path / "c", resume=True, save_every=0)
+    train(fresh)
+    assert losses(fresh.out) == losses(uninterrupted.out)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete"])
+def test_a_damaged_checkpoint_is_refused(uninterrupted, tmp_path, damage):
+    resumed = interrupted_copy(uninterrupted, tmp_path / "d")
+    target = resumed.out / "checkpoints/step-000003/training/state.safetensors"
+    data = target.read_bytes()
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        target.unlink()
+    with pytest.raises(CheckpointError, match="state.safetensors is missing, truncated or altered.*delete"):
+        train(resumed)
+    assert target.exists() or damage == "delete"  # nothing was overwritten
+
+
+def test_resume_with_other_options_is_refused(uninterrupted, tmp_path):
+    resumed = replace(interrupted_copy(uninterrupted, tmp_path / "e"), steps=10, lr=1e-3)
+    with pytest.raises(ValueError, match="lr: 0.0003 -> 0.001, steps: 6 -> 10"):
+        train(resumed)
+
+
+def test_pruning_keeps_the_newest_checkpoints(uninterrupted, tmp_path):
+    for step in (1, 2, 3):
+        shutil.copytree(uninterrupted.out / "checkpoints/step-000003", tmp_path / f"checkpoints/step-00000{step}")
+    (tmp_path / "checkpoints/.step-000004.tmp-1").mkdir()  # a write killed before its rename is never picked
+    prune_checkpoints(tmp_path, keep=2)
+    assert [p.name for p in checkpoints(tmp_path)] == ["step-000002", "step-000003"]
+    assert latest_checkpoint(tmp_path).name == "step-000003"
