@@ -78,7 +78,7 @@ def test_autoregressive_generation_without_a_read_stream_ignores_it():
     assert torch.allclose(backbone.read_out("action", hidden[:, lo:hi - 1]).clamp(-1, 1), alone, atol=1e-5)
 
 
-@pytest.mark.parametrize("parameterization", ["epsilon", "flow"])
+@pytest.mark.parametrize("parameterization", ["epsilon", "sample", "flow"])
 def test_diffusion_samples_are_seeded_clipped_and_truncatable(parameterization):
     torch.manual_seed(0)
     backbone = DiffusionBackbone(D, 1, 2, CTX, streams(), {"action": ("future",), "future": ("action",)},

@@ -83,8 +83,9 @@ class ModelConfig:
     """Prediction horizon at inference: generate only the first this many future offsets (None: all of them)."""
     substrate_first_steps: int = 0
     """Joint coupling: train the substrate alone for this many steps, then ramp the action loss in as long."""
-    parameterization: Literal["epsilon", "flow"] = "epsilon"
-    """Denoising backbones: noise prediction (DDPM/DDIM) or flow matching (Euler)."""
+    parameterization: Literal["epsilon", "sample", "flow"] = "epsilon"
+    """Denoising backbones: noise or clean-sample prediction (DDPM/DDIM), or flow matching (Euler). Clean-sample
+    prediction suits tokens wider than the trunk, such as raw pixel patches (see wam.backbones.noise)."""
     tasks: list[str] = field(default_factory=list)
     """Instructions of the training tasks, in dataset order (goal objectives are per task)."""
     planner: PlannerConfig = field(default_factory=PlannerConfig)

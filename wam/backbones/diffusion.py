@@ -5,8 +5,9 @@ while the future is clean (an inverse model), noisy, partly denoised or absent (
 with the action clean (a forward model). Who attends to whom is the coupling's choice (``reads``); context
 tokens attend only to the context, so they never depend on noisy streams.
 
-Two parameterizations: ``epsilon`` (noise prediction on a DDPM schedule, DDIM sampling) and ``flow`` (flow
-matching: ``x_s = (1 - s) x_0 + s eps``, velocity ``eps - x_0``, Euler sampling). Both samplers come from
+Three parameterizations (``wam.backbones.noise``): ``epsilon`` or ``sample`` (noise or clean-sample prediction on a
+DDPM schedule, DDIM sampling) and ``flow`` (flow matching: ``x_s = (1 - s) x_0 + s eps``, velocity ``eps - x_0``,
+Euler sampling). The samplers come from
 ``diffusers``; the number of sampler steps is a runtime knob. Streams marked ``regress`` (feature taps) are
 predicted in the same passes from learned queries rather than denoised.
 """

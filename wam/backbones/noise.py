@@ -1,5 +1,9 @@
-"""The noising process shared by denoising backbones: epsilon prediction on a DDPM schedule (DDIM sampling) or
-flow matching (``x_s = (1 - s) x_0 + s eps``, target velocity ``eps - x_0``, Euler sampling), via ``diffusers``.
+"""The noising process shared by denoising backbones, via ``diffusers``: on a DDPM schedule with DDIM sampling,
+the network predicts the noise (``epsilon``) or the clean sample (``sample``); or flow matching (``flow``:
+``x_s = (1 - s) x_0 + s eps``, target velocity ``eps - x_0``, Euler sampling).
+
+``sample`` is for wide tokens such as raw pixel patches: a noise or velocity target is as wide as the token and full
+rank, so a trunk narrower than the token cannot carry it, while the clean sample lies near a low-dimensional set.
 
 Noise levels are floats in ``[0, T]`` (0 = clean): the integer DDPM timestep, or flow time scaled by ``T``.
 """
@@ -10,7 +14,8 @@ from typing import Literal
 
 import torch
 
-Parameterization = Literal["epsilon", "flow"]
+Parameterization = Literal["epsilon", "sample", "flow"]
+PARAMETERIZATIONS = ("epsilon", "sample", "flow")
 
 
 class NoiseProcess:
@@ -19,13 +24,14 @@ class NoiseProcess:
     def __init__(self, train_timesteps: int, parameterization: Parameterization, clip: dict[str, float]):
         from diffusers import DDIMScheduler, DDPMScheduler, FlowMatchEulerDiscreteScheduler
 
-        if parameterization not in ("epsilon", "flow"):
-            raise ValueError(f"unknown parameterization {parameterization!r}; choose 'epsilon' or 'flow'")
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"unknown parameterization {parameterization!r}; choose one of {PARAMETERIZATIONS}")
         self.parameterization, self.train_timesteps = parameterization, train_timesteps
+        self.discrete = parameterization != "flow"
         schedule = dict(num_train_timesteps=train_timesteps, beta_schedule="squaredcos_cap_v2",
-                        prediction_type="epsilon")
+                        prediction_type=parameterization if self.discrete else "epsilon")
         self.ddpm = DDPMScheduler(**schedule, clip_sample=False)
-        if parameterization == "epsilon":
+        if self.discrete:
             # Clipping DDIM's clean estimate keeps the first, nearly pure-noise steps (where the estimate divides by
             # sqrt(alpha_bar) ~ 0.01) from throwing the sample far off the data's range: without it the futures of
             # a trained model came out at 3x their scale after 10 steps and 27x after 50.
@@ -37,28 +43,28 @@ class NoiseProcess:
 
     def draw(self, b: int, device: torch.device) -> torch.Tensor:
         """Independent training noise levels ``[B]``."""
-        if self.parameterization == "epsilon":
+        if self.discrete:
             return torch.randint(0, self.train_timesteps, (b,), device=device).float()
         return torch.rand(b, device=device) * self.train_timesteps
 
     def noise(self, x0: torch.Tensor, eps: torch.Tensor, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The noised sample at ``level`` and the regression target (noise or velocity)."""
-        if self.parameterization == "epsilon":
-            return self.ddpm.add_noise(x0, eps, level.long()), eps
+        """The noised sample at ``level`` and the regression target (noise, clean sample or velocity)."""
+        if self.discrete:
+            return self.ddpm.add_noise(x0, eps, level.long()), eps if self.parameterization == "epsilon" else x0
         s = (level.float() / self.train_timesteps).view(-1, *[1] * (x0.ndim - 1))
         return (1 - s) * x0 + s * eps, eps - x0
 
     def probe_levels(self, n: int) -> list[float]:
         """``n`` fixed levels spanning the schedule, for deterministic likelihood proxies."""
-        top = self.train_timesteps - 1 if self.parameterization == "epsilon" else 0.95 * self.train_timesteps
-        return [float(v.round() if self.parameterization == "epsilon" else v) for v in torch.linspace(0, top, n)]
+        top = self.train_timesteps - 1 if self.discrete else 0.95 * self.train_timesteps
+        return [float(v.round() if self.discrete else v) for v in torch.linspace(0, top, n)]
 
     def start(self, names, steps: int) -> list[float]:
         """Prepare the samplers of ``names`` for ``steps`` steps; returns the level before each step and after the last."""
         for n in names:
             self.samplers[n].set_timesteps(steps)
         sampler = self.samplers[next(iter(names))]
-        if self.parameterization == "epsilon":
+        if self.discrete:
             return [float(t) for t in sampler.timesteps] + [0.0]
         return [float(s) * self.train_timesteps for s in sampler.sigmas]
 

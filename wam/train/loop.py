@@ -50,7 +50,7 @@ class TrainConfig:
     given by --substrate/--coupling/--backbone/--deployment (default: fast-wam's) at the standard small sizes."""
     census: str | None = None
     """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
-    parameterization: Literal["epsilon", "flow"] | None = None
+    parameterization: Literal["epsilon", "sample", "flow"] | None = None
     """Override the denoising parameterization of diffusion and hybrid backbones."""
     substrate_fit_steps: int | None = None
     """Override the autoencoder training steps of pixel-latent and feature-token substrates."""
