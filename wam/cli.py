@@ -11,6 +11,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def _commands() -> dict[str, type]:
+    from wam.data.check import DataConfig
     from wam.data.collect import CollectConfig
     from wam.eval.bench import BenchConfig
     from wam.eval.dream import DreamConfig
@@ -20,11 +21,12 @@ def _commands() -> dict[str, type]:
     from wam.train.loop import TrainConfig
 
     return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
-            "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "bench": BenchConfig}
+            "data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "bench": BenchConfig}
 
 
 def run(cfg: Any) -> Any:
     """Dispatch a parsed config to its job."""
+    from wam.data.check import DataConfig, run_data
     from wam.data.collect import CollectConfig, run_collect
     from wam.eval.bench import BenchConfig, run_bench
     from wam.eval.dream import DreamConfig, print_dream, run_dream
@@ -39,6 +41,8 @@ def run(cfg: Any) -> Any:
         info = run_collect(cfg)
         print(f"{cfg.out}: {info['total_episodes']} episodes, {info['total_frames']} frames")
         return info
+    if isinstance(cfg, DataConfig):
+        return run_data(cfg)
     if isinstance(cfg, TrainConfig):
         summary = train(cfg)
         print(f"{cfg.out}/model: {summary['parameters'] / 1e6:.2f} M parameters, {summary['steps']} steps in "
@@ -73,7 +77,8 @@ def run(cfg: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``wam`` command; user errors end with one line on stderr and exit code 2."""
+    """Entry point of the ``wam`` command; user errors end with one line on stderr and exit code 2, a
+    ``wam data check`` that finds problems exits with 1."""
     import tyro
 
     from wam.data.lerobot import DatasetError
@@ -83,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
                                                description="World Action Models: collect, train, evaluate, compare.")
     try:
-        run(cfg)
+        result = run(cfg)
     except (ValueError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
         print(f"wam: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    from wam.data.check import DataConfig
+
+    return 1 if isinstance(cfg, DataConfig) and result else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,262 @@
+"""``wam data check DIR``: validate a dataset against its ``meta/info.json`` and report every problem found;
+``wam data stats DIR``: recompute ``meta/stats.json`` from the frames.
+
+``LeRobotDataset.load`` stops at the first problem; the check reads everything it can and lists all of them
+(schema, shapes, values, index and episode continuity, task table, counts, statistics), each with the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tyro
+
+from wam.data.lerobot import DatasetError, LeRobotDataset, compute_stats, decode_png, read_episodes
+from wam.io import atomic_write_json
+
+DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
+INFO_KEYS = ("codebase_version", "features", "fps", "total_frames", "total_episodes", "total_tasks")
+STATS_KEYS = ("min", "max", "mean", "std", "count")
+STATS_TOLERANCE = 1e-4
+
+
+@dataclass
+class DataConfig:
+    """Check a dataset against its meta/info.json (every problem is listed), or recompute its statistics."""
+
+    action: tyro.conf.Positional[Literal["check", "stats"]]
+    """check: validate and report; stats: rewrite meta/stats.json from the frames (after a check)."""
+    root: tyro.conf.Positional[Path]
+    """Dataset directory written by `wam collect`."""
+
+
+def check_dataset(root: str | Path) -> list[str]:
+    """Every problem found in the dataset at ``root`` (empty when it is sound), each naming the file."""
+    root = Path(root)
+    info_path = root / "meta/info.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as e:
+        return [f"{info_path}: missing or not valid JSON ({e}); collect the dataset again with `wam collect`"]
+    problems = [f"{info_path}: lacks {k!r}" for k in INFO_KEYS if k not in info]
+    features = info.get("features") if isinstance(info.get("features"), dict) else {}
+    problems += _check_schema(info_path, features)
+    features = {k: f for k, f in features.items() if not _feature_problem(f)}
+
+    columns, data_problems = _read_columns(root, features)
+    problems += data_problems
+    n = len(columns["index"]) if "index" in columns else None
+    if n is not None and n != info.get("total_frames"):
+        problems.append(f"{info_path}: declares {info.get('total_frames')} frames, the data files hold {n}")
+    problems += _check_index(root, columns, info.get("fps"))
+
+    tasks = _read_tasks(root, problems)
+    if tasks is not None and len(tasks) != info.get("total_tasks"):
+        problems.append(f"{info_path}: declares {info.get('total_tasks')} tasks, meta/tasks.parquet holds {len(tasks)}")
+    if tasks is not None and "task_index" in columns and len(columns["task_index"]):
+        bad = np.flatnonzero((columns["task_index"] < 0) | (columns["task_index"] >= len(tasks)))
+        if len(bad):
+            problems.append(f"{root}/data: task_index out of range [0, {len(tasks)}) at frame {bad[0]} "
+                            f"({len(bad)} frames)")
+    problems += _check_episodes(root, info, columns)
+    if not problems:
+        problems += _check_stats(root, info["features"])
+    return problems
+
+
+def recompute_stats(root: str | Path) -> dict[str, Any]:
+    """Rewrite ``meta/stats.json`` from the frames (atomically) and return it; the dataset must pass the check."""
+    root = Path(root)
+    problems = [p for p in check_dataset(root) if "meta/stats.json" not in p]
+    if problems:
+        raise DatasetError(f"{root} has {len(problems)} problems besides its statistics (first: {problems[0]}); run "
+                           "`wam data check` and collect the dataset again")
+    info = json.loads((root / "meta/info.json").read_text())
+    stats = compute_stats(root, info["features"])
+    atomic_write_json(root / "meta/stats.json", stats)
+    return stats
+
+
+def _feature_problem(feature: Any) -> str | None:
+    if not isinstance(feature, dict):
+        return "is not an object"
+    if feature.get("dtype") not in DTYPES:
+        return f"has dtype {feature.get('dtype')!r}, not one of {sorted(DTYPES)}"
+    shape = feature.get("shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and 0 < d < 2**16 for d in shape):
+        return f"has shape {shape!r}, not a list of positive sizes"
+    if feature["dtype"] == "image" and (len(shape) != 3 or shape[2] != 3):
+        return f"is an image of shape {shape}, not [H, W, 3]"
+    return None
+
+
+def _check_schema(info_path: Path, features: dict[str, Any]) -> list[str]:
+    problems = [f"{info_path}: feature {k!r} {p}" for k, f in features.items() if (p := _feature_problem(f))]
+    required = ("index", "episode_index", "frame_index", "timestamp", "task_index", "action")
+    return problems + [f"{info_path}: lacks the {k!r} feature" for k in required if k not in features]
+
+
+def _read_columns(root: Path, features: dict[str, Any]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The declared features concatenated over the data files, with every file-level problem."""
+    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    if not files:
+        return {}, [f"{root}/data: holds no parquet files"]
+    problems: list[str] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in features}
+    for path in files:
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as e:
+            problems.append(f"{path}: unreadable ({str(e).splitlines()[0]})")
+            parts = {k: [] for k in features}  # frame positions are lost: skip the per-frame checks
+            continue
+        extra = sorted(set(table.column_names) - set(features))
+        if extra:
+            problems.append(f"{path}: columns {extra} are not declared in meta/info.json")
+        for key, feature in features.items():
+            if key not in table.column_names:
+                problems.append(f"{path}: lacks the declared feature {key!r}")
+                continue
+            array, problem = _column_array(table.column(key), feature)
+            if problem:
+                problems.append(f"{path}: feature {key!r} {problem}")
+            elif array is not None:
+                parts[key].append(array)
+    counts = {len(v) for v in parts.values()}
+    if problems or len(counts) != 1:
+        return {}, problems
+    return {k: np.concatenate(v) for k, v in parts.items()}, problems
+
+
+def _column_array(column: pa.ChunkedArray, feature: dict[str, Any]) -> tuple[np.ndarray | None, str | None]:
+    shape = tuple(feature["shape"]) if feature["shape"] != [1] else ()
+    try:
+        if feature["dtype"] == "image":
+            values = column.to_pylist()
+            images = [decode_png(v["bytes"]) if isinstance(v, dict) and v.get("bytes") else None for v in values]
+            bad = [i for i, x in enumerate(images) if x is None or x.shape != shape]
+            if bad:
+                return None, (f"holds images that are missing, undecodable or not of shape {list(shape)} "
+                              f"(first at row {bad[0]})")
+            return np.stack(images) if images else np.zeros((0, *shape), np.uint8), None
+        array = np.asarray(column.to_pylist() if shape else column.to_numpy(zero_copy_only=False))
+    except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as e:
+        return None, f"cannot be read as {feature['dtype']} {list(shape)} ({str(e).splitlines()[0][:120]})"
+    if array.shape[1:] != shape:
+        return None, f"has shape {list(array.shape[1:])} per frame, meta/info.json declares {feature['shape']}"
+    kind = np.dtype(DTYPES[feature["dtype"]]).kind
+    if array.dtype.kind != kind and not (kind == "f" and array.dtype.kind in "iu"):
+        return None, f"holds {array.dtype} values, meta/info.json declares {feature['dtype']}"
+    if kind == "f" and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).reshape(len(array), -1).any(1).argmax())
+        return None, f"holds NaN or inf (first at row {bad})"
+    return array.astype(DTYPES[feature["dtype"]]), None
+
+
+def _check_index(root: Path, columns: dict[str, np.ndarray], fps: Any) -> list[str]:
+    if not columns:
+        return []
+    problems = []
+    index, episode, frame = columns["index"], columns["episode_index"], columns["frame_index"]
+    if not np.array_equal(index, np.arange(len(index))):
+        at = int(np.flatnonzero(index != np.arange(len(index)))[0])
+        problems.append(f"{root}/data: 'index' is not 0..{len(index) - 1} in order (first break at frame {at})")
+    starts = np.flatnonzero(np.diff(episode, prepend=-1) != 0)
+    if not np.array_equal(episode[starts], np.arange(len(starts))):
+        problems.append(f"{root}/data: episodes are not 0, 1, 2, ... each in one contiguous run "
+                        f"(found {episode[starts][:8].tolist()}...)")
+    expected_frame = np.arange(len(frame)) - np.repeat(starts, np.diff(np.append(starts, len(frame))))
+    if not np.array_equal(frame, expected_frame):
+        at = int(np.flatnonzero(frame != expected_frame)[0])
+        problems.append(f"{root}/data: 'frame_index' does not count 0, 1, ... within each episode (first at frame {at})")
+    if isinstance(fps, (int, float)) and fps > 0 and not np.allclose(columns["timestamp"], expected_frame / fps,
+                                                                     atol=1e-4):
+        problems.append(f"{root}/data: 'timestamp' is not frame_index / fps ({fps})")
+    return problems
+
+
+def _read_tasks(root: Path, problems: list[str]) -> list[str] | None:
+    path = root / "meta/tasks.parquet"
+    try:
+        table = pq.read_table(path).to_pydict()
+        order, tasks = table["task_index"], table["task"]
+    except (OSError, pa.ArrowException, KeyError) as e:
+        problems.append(f"{path}: missing, unreadable or without task_index/task columns ({str(e).splitlines()[0]})")
+        return None
+    if sorted(order) != list(range(len(order))):
+        problems.append(f"{path}: task_index is {sorted(order)}, not 0..{len(order) - 1}")
+    return [t for _, t in sorted(zip(order, tasks))]
+
+
+def _check_episodes(root: Path, info: dict[str, Any], columns: dict[str, np.ndarray]) -> list[str]:
+    try:
+        episodes = read_episodes(root)
+    except DatasetError as e:
+        return [str(e)]
+    where = f"{root}/meta/episodes"
+    problems = []
+    if len(episodes) != info.get("total_episodes"):
+        problems.append(f"{where}: holds {len(episodes)} episodes, meta/info.json declares {info.get('total_episodes')}")
+    position = 0
+    for i, e in enumerate(episodes):
+        start, stop, length = e.get("dataset_from_index"), e.get("dataset_to_index"), e.get("length")
+        if e.get("episode_index") != i or start != position or None in (stop, length) or stop - start != length:
+            problems.append(f"{where}: episode row {i} ({e.get('episode_index')=}, from {start}, to {stop}, "
+                            f"length {length}) does not follow on from the row before")
+            break
+        if columns and not (columns["episode_index"][start:stop] == i).all():
+            problems.append(f"{where}: episode {i} spans frames {start}:{stop} but the data files disagree")
+            break
+        position = stop
+    if columns and position != len(columns["index"]) and not problems:
+        problems.append(f"{where}: episodes cover {position} frames, the data files hold {len(columns['index'])}")
+    return problems
+
+
+def _check_stats(root: Path, features: dict[str, Any]) -> list[str]:
+    path = root / "meta/stats.json"
+    fix = "recompute it with `wam data stats`"
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return [f"{path}: missing or not valid JSON ({e}); {fix}"]
+    fresh = compute_stats(root, features)
+    problems = []
+    for key, stats in fresh.items():
+        have = stored.get(key)
+        if not isinstance(have, dict) or any(k not in have for k in STATS_KEYS):
+            problems.append(f"{path}: feature {key!r} lacks some of {list(STATS_KEYS)}; {fix}")
+            continue
+        for name in STATS_KEYS:
+            try:
+                close = np.allclose(np.asarray(have[name], float), np.asarray(stats[name], float),
+                                    rtol=STATS_TOLERANCE, atol=STATS_TOLERANCE)
+            except (ValueError, TypeError):
+                close = False
+            if not close:
+                problems.append(f"{path}: {key!r} {name} does not match the frames; {fix}")
+    return problems
+
+
+def run_data(cfg: DataConfig) -> list[str]:
+    """Run ``wam data``; prints the report and returns the problems (``check``) or [] (``stats``)."""
+    if cfg.action == "stats":
+        stats = recompute_stats(cfg.root)
+        print(f"wrote {cfg.root}/meta/stats.json ({len(stats)} features)")
+        return []
+    problems = check_dataset(cfg.root)
+    if problems:
+        print(f"{cfg.root}: {len(problems)} problem{'s' * (len(problems) > 1)}")
+        for p in problems:
+            print(f"  - {p}")
+    else:
+        dataset = LeRobotDataset.load(cfg.root)
+        print(f"{cfg.root}: ok ({len(dataset.episodes)} episodes, {dataset.num_frames} frames, "
+              f"{len(dataset.tasks)} tasks, {len(dataset.features)} features)")
+    return problems
