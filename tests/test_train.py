@@ -7,6 +7,8 @@ import shutil
 from dataclasses import replace
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from wam.model import CheckpointError
@@ -82,3 +84,19 @@ def test_pruning_keeps_the_newest_checkpoints(uninterrupted, tmp_path):
     prune_checkpoints(tmp_path, keep=2)
     assert [p.name for p in checkpoints(tmp_path)] == ["step-000002", "step-000003"]
     assert latest_checkpoint(tmp_path).name == "step-000003"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["step", "schedule", "optimizer_param_groups", "ema", "numpy_rng", "extra", "format",
+                            "sha256", "unknown"]),
+       value=st.none() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=5) | st.lists(st.integers()))
+def test_an_edited_training_state_is_refused(uninterrupted, tmp_path, key, value):
+    resumed = interrupted_copy(uninterrupted, tmp_path / f"f{abs(hash((key, repr(value))))}")
+    path = resumed.out / "checkpoints/step-000003/training/state.json"
+    state = json.loads(path.read_text())
+    if state.get(key) == value:
+        return
+    state[key] = value
+    path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="state.json (was altered|is missing or unreadable|has format)"):
+        train(resumed)

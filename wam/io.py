@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import os
+import typing
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -28,3 +33,35 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def config_dict(cfg: Any) -> dict[str, Any]:
     """A config dataclass as a JSON-ready dict (paths as strings), for writing next to a run's outputs."""
     return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+
+
+def from_json_dict(cls: type[T], d: Any, where: str) -> T:
+    """Build the dataclass ``cls`` from JSON data ``d``, refusing unknown keys and values of the wrong type.
+
+    JSON lists become tuples where a field is a tuple, and nested dataclasses are built the same way. Raises
+    ``ValueError`` naming ``where`` and the field.
+    """
+    from typeguard import TypeCheckError, check_type
+
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} is {type(d).__name__}, not an object of {cls.__name__} fields")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; it was written by another wam version")
+    values = {}
+    for name, value in d.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = from_json_dict(hint, value, f"{where}.{name}")
+            continue
+        if typing.get_origin(hint) is tuple and isinstance(value, list):
+            value = tuple(value)
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):  # JSON holds the value; the dataclass converts it
+            hint = str
+        try:
+            check_type(value, hint)
+        except TypeCheckError:
+            raise ValueError(f"{where}.{name} is {value!r:.80}, not of type {hint}") from None
+        values[name] = value
+    return cls(**values)

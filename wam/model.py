@@ -17,7 +17,7 @@ observation history per key ``[B, n_obs, ...]``, ``future.<key>`` for training, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,12 +31,16 @@ from wam.couplings import ACTION, Joint, Rollout, build_coupling
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
-from wam.io import atomic_write_json
+from wam.io import atomic_write_json, from_json_dict
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
 from wam.substrates import SubstrateInputs, build_substrates
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+SIZE_LIMITS = {"action_dim": 256, "n_obs": 64, "horizon": 256, "d_model": 4096, "n_layers": 64, "n_heads": 64,
+               "image_tokens": 256, "train_timesteps": 10_000, "inference_steps": 1000, "truncate_steps": 1000,
+               "future_offsets": 1024, "image_channels": 4096}
+"""Upper bounds on sizes, far above this project's models, so a damaged config fails cleanly instead of allocating."""
 INSTRUCTION_WORDS = 8  # MetaWorld instructions have 2-4 words
 
 
@@ -107,6 +111,20 @@ class ModelConfig:
             self.planner = PlannerConfig(**self.planner)
         self.future_offsets = tuple(self.future_offsets)
         self.image_channels = tuple(self.image_channels)
+        for key, shape in self.observation_shapes.items():
+            if not shape or not all(1 <= d <= 4096 for d in shape):
+                raise SpecError(f"observation_shapes[{key!r}]={shape}: each size must lie in [1, 4096]")
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if not 1 <= v <= limit:
+                    raise SpecError(f"{name}={value} is out of range: each must lie in [1, {limit}]")
+        for name in ("dropout", "future_dropout", "future_weight"):
+            value = getattr(self, name)
+            if not 0 <= value <= (1 if "dropout" in name else 1e3):  # also False for NaN
+                raise SpecError(f"{name}={value} is out of range")
+        if self.d_model % self.n_heads:
+            raise SpecError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         if self.spec.is_wam and not self.future_offsets:
             raise SpecError(f"substrate {self.spec.substrate!r} needs future_offsets (which future frames to "
                             "predict), e.g. (8, 16)")
@@ -128,11 +146,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise CheckpointError(f"config.json has unknown keys {unknown}; it was written by another wam version")
-        return cls(**d)
+        """The config of ``to_dict`` output; wrong keys, types or sizes raise ``ValueError`` naming the field."""
+        return from_json_dict(cls, d, "config")
 
 
 class WorldActionModel(nn.Module):
@@ -399,6 +414,7 @@ class WorldActionModel(nn.Module):
             config = ModelConfig.from_dict(json.loads(config_path.read_text()))
         except (ValueError, TypeError) as e:
             raise CheckpointError(f"{config_path} is not a valid model config ({e}); retrain with `wam train`") from None
+        _check_weights_match(config, config_path, weights_path)
         model = cls(config)
         try:
             load_model(model, str(weights_path), strict=True, device=str(device))
@@ -406,3 +422,26 @@ class WorldActionModel(nn.Module):
             raise CheckpointError(f"{weights_path} is truncated or does not match {config_path} "
                                   f"({str(e).splitlines()[0][:200]}); retrain with `wam train`") from None
         return model.to(device).eval()
+
+
+def _check_weights_match(config: ModelConfig, config_path: Path, weights_path: Path) -> None:
+    """Compare the tensors ``config`` implies (built on the meta device: no memory) with the header of the weights
+    file, so a damaged config is refused before anything is allocated."""
+    from safetensors import SafetensorError, safe_open
+
+    fix = "retrain with `wam train`"
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in WorldActionModel(config).state_dict().items()}
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{config_path} describes no buildable model ({str(e).splitlines()[0][:200]}); "
+                              f"{fix}") from None
+    try:
+        with safe_open(str(weights_path), "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights_path} is truncated or not a safetensors file "
+                              f"({str(e).splitlines()[0][:200]}); {fix}") from None
+    if stored != expected:
+        differ = sorted(set(stored) ^ set(expected)) or sorted(k for k in stored if stored[k] != expected[k])
+        raise CheckpointError(f"{weights_path} does not match {config_path} (first difference: {differ[0]!r}); {fix}")

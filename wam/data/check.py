@@ -17,10 +17,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tyro
 
-from wam.data.lerobot import DatasetError, LeRobotDataset, compute_stats, decode_png, read_episodes
+from wam.data.lerobot import (
+    DTYPES,
+    DatasetError,
+    LeRobotDataset,
+    compute_stats,
+    decode_png,
+    feature_problem,
+    read_episodes,
+)
 from wam.io import atomic_write_json
 
-DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
 INFO_KEYS = ("codebase_version", "features", "fps", "total_frames", "total_episodes", "total_tasks")
 STATS_KEYS = ("min", "max", "mean", "std", "count")
 STATS_TOLERANCE = 1e-4
@@ -47,7 +54,7 @@ def check_dataset(root: str | Path) -> list[str]:
     problems = [f"{info_path}: lacks {k!r}" for k in INFO_KEYS if k not in info]
     features = info.get("features") if isinstance(info.get("features"), dict) else {}
     problems += _check_schema(info_path, features)
-    features = {k: f for k, f in features.items() if not _feature_problem(f)}
+    features = {k: f for k, f in features.items() if not feature_problem(f)}
 
     columns, data_problems = _read_columns(root, features)
     problems += data_problems
@@ -83,21 +90,8 @@ def recompute_stats(root: str | Path) -> dict[str, Any]:
     return stats
 
 
-def _feature_problem(feature: Any) -> str | None:
-    if not isinstance(feature, dict):
-        return "is not an object"
-    if feature.get("dtype") not in DTYPES:
-        return f"has dtype {feature.get('dtype')!r}, not one of {sorted(DTYPES)}"
-    shape = feature.get("shape")
-    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and 0 < d < 2**16 for d in shape):
-        return f"has shape {shape!r}, not a list of positive sizes"
-    if feature["dtype"] == "image" and (len(shape) != 3 or shape[2] != 3):
-        return f"is an image of shape {shape}, not [H, W, 3]"
-    return None
-
-
 def _check_schema(info_path: Path, features: dict[str, Any]) -> list[str]:
-    problems = [f"{info_path}: feature {k!r} {p}" for k, f in features.items() if (p := _feature_problem(f))]
+    problems = [f"{info_path}: feature {k!r} {p}" for k, f in features.items() if (p := feature_problem(f))]
     required = ("index", "episode_index", "frame_index", "timestamp", "task_index", "action")
     return problems + [f"{info_path}: lacks the {k!r} feature" for k in required if k not in features]
 

@@ -46,8 +46,25 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 }
 
 
+DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
+
+
 class DatasetError(RuntimeError):
     """A dataset that is missing, corrupt or does not match what the caller expects."""
+
+
+def feature_problem(feature: Any) -> str | None:
+    """What is wrong with a feature declaration of ``meta/info.json`` (None: nothing)."""
+    if not isinstance(feature, dict):
+        return "is not an object"
+    if not isinstance(feature.get("dtype"), str) or feature["dtype"] not in DTYPES:
+        return f"has dtype {feature.get('dtype')!r}, not one of {sorted(DTYPES)}"
+    shape = feature.get("shape")
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and 0 < d < 2**16 for d in shape):
+        return f"has shape {shape!r}, not a list of positive sizes"
+    if feature["dtype"] == "image" and (len(shape) != 3 or shape[2] != 3):
+        return f"is an image of shape {shape}, not [H, W, 3]"
+    return None
 
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
@@ -215,8 +232,12 @@ class LeRobotDataset:
                     if (root / STAGING).exists() else " (create one with `wam collect`)")
             raise DatasetError(f"{root} is not a wam dataset: {info_path} is missing{hint}")
         info = _read_json(info_path)
-        if not isinstance(info.get("features"), dict) or "total_frames" not in info:
+        if not isinstance(info, dict) or not isinstance(info.get("features"), dict) or "total_frames" not in info:
             raise DatasetError(f"{info_path} lacks 'features' or 'total_frames'; rebuild the dataset with `wam collect`")
+        for key, feature in info["features"].items():
+            if problem := feature_problem(feature):
+                raise DatasetError(f"{info_path}: feature {key!r} {problem}; run `wam data check {root}` for every "
+                                   "problem, then collect the dataset again")
         stats = _read_json(root / "meta/stats.json")
         frames = cls.read_frames(root, info["features"])
         episodes = read_episodes(root)
@@ -243,11 +264,16 @@ class LeRobotDataset:
                 raise DatasetError(f"feature {key!r} declared in meta/info.json is missing from {missing[0]}; "
                                    "the dataset is corrupt, collect it again")
             column = pa.chunked_array([c for t in tables for c in t.column(key).chunks])
-            if feature["dtype"] == "image":
-                out[key] = np.stack([decode_png(v["bytes"]) for v in column.to_pylist()])
-            else:
-                array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
-                out[key] = array.astype({"float32": np.float32, "int64": np.int64, "bool": bool}[feature["dtype"]])
+            try:
+                if feature["dtype"] == "image":
+                    out[key] = np.stack([decode_png(v["bytes"]) for v in column.to_pylist()])
+                else:
+                    array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
+                    out[key] = array.astype(DTYPES[feature["dtype"]])
+            except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as e:
+                raise DatasetError(f"feature {key!r} cannot be read as {feature['dtype']} {feature['shape']} "
+                                   f"({str(e).splitlines()[0][:120]}); the dataset is corrupt, run `wam data check "
+                                   f"{root}` and collect it again") from None
             if out[key].dtype == np.float32 and not np.isfinite(out[key]).all():
                 bad = int((~np.isfinite(out[key])).reshape(len(out[key]), -1).any(1).argmax())
                 raise DatasetError(f"feature {key!r} holds NaN or inf values (first at frame {bad}); the dataset is "

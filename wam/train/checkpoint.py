@@ -54,6 +54,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _json_sha256(state: dict[str, Any]) -> str:
+    """Checksum of the state itself (without its own entry), so an edited ``state.json`` is caught too."""
+    own = {**state, "sha256": {k: v for k, v in state["sha256"].items() if k != STATE_JSON}}
+    return hashlib.sha256(json.dumps(own, sort_keys=True).encode()).hexdigest()
+
+
 def _checked_files(directory: Path) -> list[Path]:
     return [directory / "model" / "config.json", directory / "model" / "model.safetensors",
             directory / "training" / RAW_WEIGHTS, directory / "training" / STATE_TENSORS]
@@ -89,6 +95,7 @@ def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: to
              "optimizer_param_groups": optimizer_state["param_groups"], "ema": ema_state,
              "numpy_rng": rng.bit_generator.state, "extra": extra}
     state["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in _checked_files(tmp)}
+    state["sha256"][STATE_JSON] = _json_sha256(state)
     atomic_write_json(tmp / "training" / STATE_JSON, state)
     if final.exists():  # a re-run over the same step: replace it whole
         shutil.rmtree(final)
@@ -128,8 +135,11 @@ def load_checkpoint(directory: Path, model: WorldActionModel, optimizer: torch.o
     try:
         state = json.loads(state_path.read_text())
         recorded = state["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{state_path} is missing or unreadable ({e}); {fix}") from None
+        intact = recorded[STATE_JSON] == _json_sha256(state)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{state_path} is missing or unreadable ({type(e).__name__}: {e}); {fix}") from None
+    if not intact:
+        raise CheckpointError(f"{state_path} was altered (its SHA-256 differs from the one it records); {fix}")
     if state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{state_path} has format {state.get('format')!r}, this wam reads {FORMAT_VERSION}; {fix}")
     for path in _checked_files(directory):
