@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
     cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
                                                description="World Action Models: collect, train, evaluate, compare.")
+    from wam.train import distributed
+    from wam.train.loop import TrainConfig
+
+    if isinstance(cfg, TrainConfig) and cfg.nproc > 1 and not distributed.launched_by_torchrun():
+        return distributed.relaunch(cfg.nproc, list(sys.argv[1:] if argv is None else argv))
     try:
         result = run(cfg)
     except (ValueError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:

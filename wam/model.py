@@ -264,6 +264,10 @@ class WorldActionModel(nn.Module):
         inputs = SubstrateInputs(obs, batch, self.encoder)
         return obs, {s.name: s.targets(inputs) for s in self.substrates.values()}
 
+    def forward(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The training loss (so that ``DistributedDataParallel`` can wrap the model); see ``loss``."""
+        return self.loss(batch, step)
+
     def loss(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss of one batch, and its parts for logging (``step`` drives lambda schedules)."""
         obs, futures = self.targets(batch)

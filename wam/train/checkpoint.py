@@ -4,9 +4,12 @@ A checkpoint is a directory ``RUN/checkpoints/step-N/`` holding
 
 - ``model/``: the EMA weights as a normal model directory (``wam eval --run RUN/checkpoints/step-N`` accepts it);
 - ``training/weights.safetensors``: the raw weights the optimizer is updating;
-- ``training/state.safetensors``: the optimizer moments, the EMA shadow weights and torch's RNG states;
-- ``training/state.json``: the step, the schedule, the optimizer's hyper-parameters, the EMA counters, the
-  sampler's numpy RNG state, and a SHA-256 of every file above, so a truncated or altered checkpoint is refused.
+- ``training/state.safetensors``: the optimizer moments and the EMA shadow weights;
+- ``training/state.json``: the step, the schedule, the optimizer's hyper-parameters, the EMA counters, and a SHA-256
+  of every file above and of itself, so a truncated or altered checkpoint is refused.
+
+No random-generator state is stored: the training loop draws each step's batch and noise from generators seeded by
+(seed, rank, step), so the step alone fixes the data-loader position and every later draw.
 
 The directory is written under a temporary name and renamed into place, so a run killed mid-write leaves the
 previous checkpoint as the latest one.
@@ -22,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from wam.io import atomic_write_json
 from wam.model import CheckpointError, WorldActionModel
 
 STATE_JSON, STATE_TENSORS, RAW_WEIGHTS = "state.json", "state.safetensors", "weights.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -37,7 +39,6 @@ class TrainingState:
     """Everything the loop needs besides the model to continue exactly where it stopped."""
 
     step: int
-    rng: np.random.Generator
     extra: dict[str, Any]
     """Loop bookkeeping (smoothed loss, elapsed time)."""
 
@@ -66,8 +67,7 @@ def _checked_files(directory: Path) -> list[Path]:
 
 
 def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: torch.optim.Optimizer,
-                    schedule: torch.optim.lr_scheduler.LRScheduler, ema: Any, rng: np.random.Generator,
-                    extra: dict[str, Any]) -> Path:
+                    schedule: torch.optim.lr_scheduler.LRScheduler, ema: Any, extra: dict[str, Any]) -> Path:
     """Write the checkpoint of ``step`` atomically; returns its directory."""
     from safetensors.torch import save_file, save_model
 
@@ -86,14 +86,11 @@ def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: to
     ema_state = ema.state_dict()
     tensors = {f"optimizer.{i}.{k}": v for i, s in optimizer_state["state"].items() for k, v in s.items()}
     tensors |= {f"ema.{i}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors |= {f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "training" / STATE_TENSORS))
 
     state = {"format": FORMAT_VERSION, "step": step, "schedule": schedule.state_dict(),
              "optimizer_param_groups": optimizer_state["param_groups"], "ema": ema_state,
-             "numpy_rng": rng.bit_generator.state, "extra": extra}
+             "extra": extra}
     state["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in _checked_files(tmp)}
     state["sha256"][STATE_JSON] = _json_sha256(state)
     atomic_write_json(tmp / "training" / STATE_JSON, state)
@@ -122,7 +119,7 @@ def prune_checkpoints(out: Path, keep: int) -> None:
 
 def load_checkpoint(directory: Path, model: WorldActionModel, optimizer: torch.optim.Optimizer,
                     schedule: torch.optim.lr_scheduler.LRScheduler, ema: Any) -> TrainingState:
-    """Restore ``model``, ``optimizer``, ``schedule``, ``ema`` and the RNGs in place from ``directory``.
+    """Restore ``model``, ``optimizer``, ``schedule`` and ``ema`` in place from ``directory``.
 
     Raises ``CheckpointError`` naming the file when any part is missing, truncated or altered.
     """
@@ -161,13 +158,7 @@ def load_checkpoint(directory: Path, model: WorldActionModel, optimizer: torch.o
         ema.load_state_dict({**state["ema"], "shadow_params": [tensors[f"ema.{i}"] for i in range(n_shadow)]})
         ema.to(model.device)
         schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(tensors["rng.torch"])
-        cuda_states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-        if cuda_states and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda_states)
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["numpy_rng"]
     except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{directory} does not match this run's model or optimizer "
                               f"({str(e).splitlines()[0][:200]}); {fix}") from None
-    return TrainingState(step=int(state["step"]), rng=rng, extra=state.get("extra", {}))
+    return TrainingState(step=int(state["step"]), extra=state.get("extra", {}))

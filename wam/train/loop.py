@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
+from wam.train import distributed
 from wam.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,11 @@ class TrainConfig:
     """Override the preset's deployment."""
     init_from: Path | None = None
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
+    nproc: int = 1
+    """Train in N processes on this machine (DistributedDataParallel; gloo on CPU, nccl on CUDA): --batch-size is
+    split over them. Equivalent to `torchrun --nproc_per_node=N -m wam.cli train ...`."""
+    deterministic: bool = False
+    """Use only deterministic torch kernels (CUDA runs need this for bit-identical losses; CPU ones already are)."""
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``ModelConfig`` fields set on the command line (the planner over the preset's own)."""
@@ -154,14 +161,13 @@ def check_compatible(model: WorldActionModel, dataset: LeRobotDataset) -> None:
                              f"{list(have)}; collect the dataset with matching settings or train from scratch")
 
 
-def check_same_run(cfg: TrainConfig, out: Path) -> None:
-    """Refuse to resume ``out`` with options that change what is trained (steps, data, preset, ...)."""
+def check_same_run(now: dict[str, Any], out: Path) -> None:
+    """Refuse to resume ``out`` with options ``now`` that change what is trained (steps, data, preset, ...)."""
     path = out / "train_config.json"
     try:
         before = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot resume {out}: {path} is missing or unreadable ({e}); train into a new --out") from None
-    now = config_dict(cfg)
     changed = sorted(k for k in now if k not in RUNTIME_OPTIONS and json.dumps(before.get(k)) != json.dumps(now[k]))
     if changed:
         diff = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
@@ -189,23 +195,42 @@ def goal_targets(model: WorldActionModel, windows: WindowDataset) -> dict[str, t
 
 
 def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
-    """Run training as configured; returns a summary (steps, final loss, wall time, parameter count)."""
+    """Run training as configured; returns a summary (steps, final loss, wall time, parameter count).
+
+    Under torchrun every process runs this; rank 0 alone writes to ``cfg.out``.
+    """
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    device = resolve_device(cfg.device)
+    if cfg.nproc > 1 and not distributed.launched_by_torchrun():
+        raise ValueError("--nproc starts processes from the command line (`wam train --nproc N ...`); from Python, "
+                         "launch with `torchrun --nproc_per_node=N -m wam.cli train ...`")
     if cfg.threads is not None:
         if cfg.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {cfg.threads}")
         torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    ranks = distributed.init(resolve_device(cfg.device))
+    try:
+        return _train(cfg, ranks, get_cosine_schedule_with_warmup, EMAModel, model_overrides)
+    finally:
+        distributed.finish(ranks)
+
+
+def _train(cfg: TrainConfig, ranks: distributed.Ranks, cosine_schedule, ema_model, model_overrides) -> dict[str, Any]:
+    device = ranks.device
+    if cfg.batch_size % ranks.world_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} must split evenly over {ranks.world_size} processes")
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
     out = Path(cfg.out)
+    run_options = {**config_dict(cfg), "nproc": ranks.world_size}
     resume_from = latest_checkpoint(out) if cfg.resume else None
     if resume_from is not None:
-        check_same_run(cfg, out)
+        check_same_run(run_options, out)
         model = WorldActionModel.load(resume_from / "model", device=device)  # fitted substrates; weights follow
         check_compatible(model, dataset)
     elif cfg.init_from is not None:
@@ -220,70 +245,93 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         for substrate in model.substrates.values():  # fit autoencoders, measure statistics
             substrate.fit(dataset, model.config.substrate_fit_steps, cfg.seed)
         model = model.to(device)
+    if ranks.distributed:
+        distributed.broadcast_state(model)
     model.add_caches(dataset)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "train_config.json",
-                      {**config_dict(cfg),
-                       "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
-                       "dataset_episodes": len(dataset.episodes)})
+    if ranks.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "train_config.json",
+                          {**run_options, "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
+                           "dataset_episodes": len(dataset.episodes)})
 
     if cfg.freeze_predictor:
         model.freeze_predictor()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    schedule = cosine_schedule(optimizer, cfg.warmup_steps, cfg.steps)
+    ema = ema_model(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
     first_step, running, elapsed = 1, None, 0.0
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, schedule, ema)
-        rng, first_step = state.rng, state.step + 1
+        first_step = state.step + 1
         running, elapsed = state.extra.get("loss_smooth"), state.extra.get("train_time_s", 0.0)
         log.info("resuming %s at step %d", resume_from, state.step)
-    log_path = out / "train_log.jsonl"
-    kept = [line for line in log_path.read_text().splitlines(keepends=True)
-            if json.loads(line)["step"] < first_step] if resume_from is not None and log_path.exists() else []
-    atomic_write_bytes(log_path, "".join(kept).encode())  # drop the lines a killed run logged after its checkpoint
-    log_file = open(log_path, "a")
+    smooth = running
+    log_file = open_log(out / "train_log.jsonl", first_step) if ranks.is_main else None
     start = time.perf_counter() - elapsed
     model.train()
+    step_model = distributed.wrap(model, ranks)
     name = cfg.census or cfg.preset or model.config.spec.substrate
     bar = tqdm(range(first_step, cfg.steps + 1), desc=f"train {name}", unit="step", mininterval=1.0,
-               initial=first_step - 1, total=cfg.steps)
+               initial=first_step - 1, total=cfg.steps, disable=not ranks.is_main)
     for step in bar:
-        loss, info = model.loss(windows.sample(cfg.batch_size, rng), step)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the dataset "
-                                     "statistics in meta/stats.json")
+        # Randomness is a function of (seed, rank, step): a resumed run draws what an uninterrupted one would.
+        rng = step_rng(cfg.seed, ranks.rank, step)
+        loss, info = step_model(windows.sample(cfg.batch_size // ranks.world_size, rng), step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # averaged over ranks: all see a NaN at once
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the dataset "
+                                     "statistics in meta/stats.json")
         optimizer.step()
         schedule.step()
         ema.step(trainable)
         model.after_step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         if step % cfg.log_every == 0 or step == cfg.steps:
-            bar.set_postfix(loss=f"{running:.4f}")
-            log_file.write(json.dumps({"step": step, "loss": loss.item(), "loss_smooth": running, **info,
-                                       "lr": schedule.get_last_lr()[0], "time_s": time.perf_counter() - start}) + "\n")
-            log_file.flush()
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
-            save_checkpoint(out, step, model, optimizer, schedule, ema, rng,
+            value, smooth = (distributed.mean_over_ranks(v, ranks) for v in (loss.item(), running))
+            bar.set_postfix(loss=f"{smooth:.4f}")
+            if log_file:
+                log_file.write(json.dumps({"step": step, "loss": value, "loss_smooth": smooth, **info,
+                                           "lr": schedule.get_last_lr()[0],
+                                           "time_s": time.perf_counter() - start}) + "\n")
+                log_file.flush()
+        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps and ranks.is_main:
+            save_checkpoint(out, step, model, optimizer, schedule, ema,
                             {"loss_smooth": running, "train_time_s": time.perf_counter() - start})
             if cfg.keep_checkpoints:
                 prune_checkpoints(out, cfg.keep_checkpoints)
-    log_file.close()
+    if log_file:
+        log_file.close()
     ema.copy_to(trainable)
     model.eval()
     if isinstance(model.coupling, Rollout):
         model.coupling.set_goals(goal_targets(model, windows))
-    model.save(out / "model")
     summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
-               "steps": cfg.steps, "final_loss_smooth": running,
+               "steps": cfg.steps, "final_loss_smooth": smooth,
                "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
-               "parameters": model.num_parameters(),
-               "device": str(device)}
-    atomic_write_json(out / "train_summary.json", summary)
+               "parameters": model.num_parameters(), "processes": ranks.world_size,
+               "weights_sha256": distributed.weight_digests(model, ranks), "device": str(device)}
+    if ranks.is_main:
+        model.save(out / "model")
+        atomic_write_json(out / "train_summary.json", summary)
     return summary
+
+
+def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """The batch sampler of ``step`` on ``rank``; torch's generator (noise levels, dropout) is seeded alongside."""
+    sequence = np.random.SeedSequence((seed, rank, step))
+    torch.manual_seed(int(sequence.generate_state(1, np.uint64)[0] >> 1))
+    return np.random.default_rng(sequence)
+
+
+def open_log(path: Path, first_step: int):
+    """``train_log.jsonl`` opened for appending from ``first_step``: the lines a killed run logged after its last
+    checkpoint are dropped."""
+    kept = [line for line in path.read_text().splitlines(keepends=True)
+            if json.loads(line)["step"] < first_step] if first_step > 1 and path.exists() else []
+    atomic_write_bytes(path, "".join(kept).encode())
+    return open(path, "a")
