@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
         print(f"wam: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only or foreign directory
+        print(f"wam: error: cannot write or read {e.filename or ''}: {e.strerror or e}; free disk space or choose a "
+              "writable --out (finished work is kept: re-run the same command, with --resume for training)",
+              file=sys.stderr)
+        return 2
     from wam.data.check import DataConfig
 
     return 1 if isinstance(cfg, DataConfig) and result else 0

@@ -31,7 +31,7 @@ from wam.couplings import ACTION, Joint, Rollout, build_coupling
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
-from wam.io import atomic_write_json, from_json_dict
+from wam.io import atomic_write_json, from_json_dict, safetensors_writes
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
 from wam.substrates import SubstrateInputs, build_substrates
@@ -399,8 +399,13 @@ class WorldActionModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        save_model(self, str(tmp))
-        tmp.replace(directory / WEIGHTS_NAME)
+        try:
+            with safetensors_writes(tmp):
+                save_model(self, str(tmp))
+            tmp.replace(directory / WEIGHTS_NAME)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         atomic_write_json(directory / CONFIG_NAME, self.config.to_dict())
 
     @classmethod

@@ -46,7 +46,11 @@ class Policy:
         """The regime and its settings, for ``eval_info.json``."""
         return {"regime": self.regime}
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode; with ``seed``, its sampling no longer depends on the episodes before it (so episodes can
+        run in any order or on other workers with the same outcome)."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
         self.model.reset()  # per-episode model state, such as a planner's last plan
         self._history.clear()
 

@@ -52,8 +52,8 @@ class ChunkedPolicy(Policy):
         return {**super().knobs(), "n_action_steps": self.n_action_steps, "ensemble": self.ensemble,
                 "decode": self.decode}
 
-    def reset(self) -> None:
-        super().reset()
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
         self._step = 0
         self._chunks: list[tuple[int, np.ndarray]] = []  # (step at which it was planned, actions)
 

@@ -61,8 +61,8 @@ class StreamingPolicy(Policy):
         return {**super().knobs(), "n_action_steps": 1, "kv_cache": self.kv_cache, "window": self.window,
                 "cache_tokens_max": self.cache_tokens_max}
 
-    def reset(self) -> None:
-        super().reset()
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
         self._step = 0
         self._cache: KVCache | None = None
 

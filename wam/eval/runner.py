@@ -172,7 +172,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         control_hz = env.control_hz
         for j, seed in enumerate(seeds):
             obs, _ = env.reset(seed=seed)
-            policy.reset()
+            policy.reset(seed=seed)
             calls_before = len(policy.call_latencies)
             frames, rewards, success, steps = [], [], False, 0
             t0 = time.perf_counter()

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from wam.io import atomic_write_json
+from wam.io import atomic_write_json, safetensors_writes
 from wam.model import CheckpointError, WorldActionModel
 
 STATE_JSON, STATE_TENSORS, RAW_WEIGHTS = "state.json", "state.safetensors", "weights.safetensors"
@@ -74,26 +74,35 @@ def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: to
     final = checkpoint_dir(out, step)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    ema.store(trainable)
-    ema.copy_to(trainable)
-    model.save(tmp / "model")
-    ema.restore(trainable)
-    (tmp / "training").mkdir(parents=True)
-    save_model(model, str(tmp / "training" / RAW_WEIGHTS))
+    try:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        ema.store(trainable)
+        ema.copy_to(trainable)
+        try:
+            model.save(tmp / "model")
+        finally:
+            ema.restore(trainable)
+        (tmp / "training").mkdir(parents=True)
+        with safetensors_writes(tmp / "training" / RAW_WEIGHTS):
+            save_model(model, str(tmp / "training" / RAW_WEIGHTS))
 
-    optimizer_state = optimizer.state_dict()
-    ema_state = ema.state_dict()
-    tensors = {f"optimizer.{i}.{k}": v for i, s in optimizer_state["state"].items() for k, v in s.items()}
-    tensors |= {f"ema.{i}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "training" / STATE_TENSORS))
+        optimizer_state = optimizer.state_dict()
+        ema_state = ema.state_dict()
+        tensors = {f"optimizer.{i}.{k}": v for i, s in optimizer_state["state"].items() for k, v in s.items()}
+        tensors |= {f"ema.{i}": p for i, p in enumerate(ema_state.pop("shadow_params"))}
+        with safetensors_writes(tmp / "training" / STATE_TENSORS):
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+                      str(tmp / "training" / STATE_TENSORS))
 
-    state = {"format": FORMAT_VERSION, "step": step, "schedule": schedule.state_dict(),
-             "optimizer_param_groups": optimizer_state["param_groups"], "ema": ema_state,
-             "extra": extra}
-    state["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in _checked_files(tmp)}
-    state["sha256"][STATE_JSON] = _json_sha256(state)
-    atomic_write_json(tmp / "training" / STATE_JSON, state)
+        state = {"format": FORMAT_VERSION, "step": step, "schedule": schedule.state_dict(),
+                 "optimizer_param_groups": optimizer_state["param_groups"], "ema": ema_state,
+                 "extra": extra}
+        state["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in _checked_files(tmp)}
+        state["sha256"][STATE_JSON] = _json_sha256(state)
+        atomic_write_json(tmp / "training" / STATE_JSON, state)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-written checkpoint behind
+        raise
     if final.exists():  # a re-run over the same step: replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
