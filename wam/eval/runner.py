@@ -9,6 +9,7 @@ checked against the demonstration seeds of the training dataset when it is at ha
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
 from wam.deployment import DeploymentConfig, Policy, make_policy
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, Shift, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
-from wam.io import atomic_write_json, config_dict
+from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.train.loop import resolve_device
 
@@ -75,6 +76,13 @@ class EvalConfig:
     """Evaluate under a declared distribution shift: camera, colour or placement (see wam.envs.metaworld.SHIFTS)."""
     data: Path | None = None
     """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
+    ray: bool = False
+    """Fan the episodes out to Ray workers on a local Ray cluster started for this run (same results as one
+    process for the same seeds)."""
+    ray_address: str | None = None
+    """Fan the episodes out to an existing Ray cluster, e.g. ray://head:10001 or auto (see the README)."""
+    ray_workers: int | None = None
+    """Ray workers (one model and one simulator per task each); default: the cluster's CPUs."""
 
 
 def _check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation seeds",
@@ -136,69 +144,47 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         from wam.eval.sweep import run_sweep
 
         return run_sweep(cfg)
-    device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads)
-    model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
-    if cfg.inference_steps:
-        model.config.inference_steps = cfg.inference_steps
-    if cfg.future:
-        model.set_future_at_inference(cfg.future)
-    if cfg.future_horizon:
-        model.set_future_horizon(cfg.future_horizon)
-    model.set_planner(cfg.planner.apply(model.config.planner))
+    model = load_for_eval(cfg, Path(cfg.run) / "model")
     if cfg.offline:
         return run_offline(cfg, model, tasks)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     _check_seeds_disjoint(Path(cfg.run), set(seeds))
-    track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
-    expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    policy = make_policy(model, cfg.deploy, seed=cfg.seed)
-
-    per_episode: list[dict[str, Any]] = []
-    videos: list[str] = []
-    actions_executed, control_hz = 0, None
-    memory = MemoryMeter()
+    jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
-    bar = tqdm(total=len(tasks) * cfg.episodes, desc="eval", unit="ep")
-    image_size = expected[IMAGE_KEY][0] if track == "vision" else 64
-    for task in tasks:
-        env = MetaWorldEnv(task, track=track, image_size=image_size, max_episode_steps=cfg.max_steps,
-                           shift=cfg.shift)
-        got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
-        if got != expected:
-            raise ValueError(f"the model expects observations {expected} but the {track} track gives {got}")
-        control_hz = env.control_hz
-        for j, seed in enumerate(seeds):
-            obs, _ = env.reset(seed=seed)
-            policy.reset(seed=seed)
-            calls_before = len(policy.call_latencies)
-            frames, rewards, success, steps = [], [], False, 0
-            t0 = time.perf_counter()
-            while True:
-                if j < cfg.video and track == "vision":
-                    frames.append(obs[IMAGE_KEY])
-                obs["task"] = instruction(task)
-                obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
-                rewards.append(reward)
-                memory.sample()
-                steps += 1
-                if success or truncated:
-                    break
-            actions_executed += steps
-            per_episode.append({"episode_ix": len(per_episode), "task": task, "seed": seed, "success": success,
-                                "steps": steps, "model_calls": len(policy.call_latencies) - calls_before,
-                                "sum_reward": float(np.sum(rewards)),
-                                "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0})
-            if frames:
-                videos.append(str(write_video(out / "videos" / f"{task}_ep{j:03d}.mp4", frames)))
-            bar.update()
-            bar.set_postfix(success=f"{np.mean([e['success'] for e in per_episode]):.2f}")
-        env.close()
-    bar.close()
+    if cfg.ray or cfg.ray_address:
+        from wam.eval.distributed import ray_episodes
+
+        records = ray_episodes(cfg, jobs)
+        policy = make_policy(model, cfg.deploy, seed=cfg.seed)  # for its description; the workers acted
+    else:
+        runner = EpisodeRunner(cfg, model)
+        with tqdm(total=len(jobs), desc="eval", unit="ep") as bar:
+            records = []
+            for job in jobs:
+                records.append(runner.episode(*job))
+                bar.update()
+                bar.set_postfix(success=f"{np.mean([r['success'] for r in records]):.2f}")
+        runner.close()
+        policy = runner.policy
     wall = time.perf_counter() - start
 
+    videos, latencies, per_episode = [], [], []
+    for i, record in enumerate(records):
+        video = record.pop("video")
+        if video is not None:
+            path = out / "videos" / f"{record['task']}_ep{record.pop('j'):03d}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, video)
+            videos.append(str(path))
+        record.pop("j", None)
+        latencies += record.pop("call_latencies")
+        per_episode.append({"episode_ix": i, **record})
+    peak_mb = max(r.pop("peak_memory_mb") for r in per_episode)
+    control_hz = CONTROL_HZ
+    actions_executed = sum(e["steps"] for e in per_episode)
     per_task = {t: {"pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode if e["task"] == t])),
                     "n_episodes": cfg.episodes} for t in tasks}
     info = {
@@ -211,17 +197,93 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "avg_steps": float(np.mean([e["steps"] for e in per_episode])),
             "eval_s": wall, "eval_ep_s": wall / len(per_episode),
         },
-        "budget": {**latency_block(policy.call_latencies, actions_executed, policy.min_actions_per_call, control_hz,
+        "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, control_hz,
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
-                   "peak_memory_mb": memory.peak_mb,
+                   "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
         "model": model_block(model, cfg.run, policy),
-        "machine": machine_info(device),
+        "machine": machine_info(model.device),
         "video_paths": videos,
         "config": config_dict(cfg),
     }
     atomic_write_json(out / "eval_info.json", info)
     return info
+
+
+def load_for_eval(cfg: EvalConfig, directory: Path) -> WorldActionModel:
+    """The model in ``directory`` with the evaluation's runtime knobs (sampler steps, future, planner) applied."""
+    model = WorldActionModel.load(directory, device=resolve_device(cfg.device))
+    if cfg.inference_steps:
+        model.config.inference_steps = cfg.inference_steps
+    if cfg.future:
+        model.set_future_at_inference(cfg.future)
+    if cfg.future_horizon:
+        model.set_future_horizon(cfg.future_horizon)
+    model.set_planner(cfg.planner.apply(model.config.planner))
+    return model
+
+
+class EpisodeRunner:
+    """Seeded closed-loop episodes of one model under one deployment, in this process or in a Ray worker.
+
+    Every episode reseeds the policy from its own seed, so an episode's outcome does not depend on which episodes
+    ran before it or where: a fan-out over workers gives what one process gives.
+    """
+
+    def __init__(self, cfg: EvalConfig, model: WorldActionModel):
+        self.cfg, self.model = cfg, model
+        self.policy = make_policy(model, cfg.deploy, seed=cfg.seed)
+        self.track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
+        self.expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
+        self.memory = MemoryMeter()
+        self._envs: dict[str, MetaWorldEnv] = {}
+
+    def _env(self, task: str) -> MetaWorldEnv:
+        if task not in self._envs:
+            size = self.expected[IMAGE_KEY][0] if self.track == "vision" else 64
+            env = MetaWorldEnv(task, track=self.track, image_size=size, max_episode_steps=self.cfg.max_steps,
+                               shift=self.cfg.shift)
+            got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
+            if got != self.expected:
+                raise ValueError(f"the model expects observations {self.expected} but the {self.track} track gives "
+                                 f"{got}")
+            self._envs[task] = env
+        return self._envs[task]
+
+    def episode(self, task: str, j: int, seed: int) -> dict[str, Any]:
+        """Episode ``j`` of ``task`` on ``seed``: outcome, model calls and their latencies, and the video (mp4 bytes)
+        for the first ``--video`` episodes of each task."""
+        env, policy = self._env(task), self.policy
+        obs, _ = env.reset(seed=seed)
+        policy.reset(seed=seed)
+        calls_before = len(policy.call_latencies)
+        frames, rewards, success, steps = [], [], False, 0
+        t0 = time.perf_counter()
+        while True:
+            if j < self.cfg.video and self.track == "vision":
+                frames.append(obs[IMAGE_KEY])
+            obs["task"] = instruction(task)
+            obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
+            rewards.append(reward)
+            self.memory.sample()
+            steps += 1
+            if success or truncated:
+                break
+        return {"task": task, "j": j, "seed": seed, "success": bool(success), "steps": steps,
+                "model_calls": len(policy.call_latencies) - calls_before, "sum_reward": float(np.sum(rewards)),
+                "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0,
+                "call_latencies": policy.call_latencies[calls_before:], "peak_memory_mb": self.memory.peak_mb,
+                "video": video_bytes(frames) if frames else None}
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+
+
+def video_bytes(frames: list[np.ndarray]) -> bytes:
+    """``frames`` as an mp4 file's bytes (workers on other machines send them back rather than write them)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_video(Path(tmp) / "episode.mp4", frames).read_bytes()
 
 
 def write_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> Path:

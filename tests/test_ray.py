@@ -1,0 +1,31 @@
+"""Evaluation fanned out to a local Ray cluster with 2 workers gives the single-process result, episode by episode."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import wam_cli
+
+pytest.importorskip("ray")
+
+
+def test_ray_evaluation_equals_single_process(vision_data, tmp_path):
+    run = tmp_path / "run"
+    trained = wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", run, "--steps", "30",
+                      "--batch-size", "8", "--threads", "1")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    args = ["eval", "--run", run, "--tasks", "button-press-topdown-v3,drawer-open-v3", "--episodes", "3",
+            "--max-steps", "30", "--video", "1"]
+    single, fanned = tmp_path / "single", tmp_path / "ray"
+    assert wam_cli(*args, "--out", single).returncode == 0
+    result = wam_cli(*args, "--out", fanned, "--ray", "--ray-workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (json.loads((d / "eval_info.json").read_text()) for d in (single, fanned))
+    outcome = lambda info: [(e["task"], e["seed"], e["success"], e["steps"], e["model_calls"], e["sum_reward"])  # noqa: E731
+                            for e in info["per_episode"]]
+    assert outcome(a) == outcome(b) and len(outcome(a)) == 6
+    assert a["per_task"] == b["per_task"]
+    assert [p.split("/")[-1] for p in a["video_paths"]] == [p.split("/")[-1] for p in b["video_paths"]]
+    assert all((fanned / "videos" / p.split("/")[-1]).stat().st_size > 1000 for p in b["video_paths"])
