@@ -29,3 +29,19 @@ def test_ray_evaluation_equals_single_process(vision_data, tmp_path):
     assert a["per_task"] == b["per_task"]
     assert [p.split("/")[-1] for p in a["video_paths"]] == [p.split("/")[-1] for p in b["video_paths"]]
     assert all((fanned / "videos" / p.split("/")[-1]).stat().st_size > 1000 for p in b["video_paths"])
+
+
+def test_ray_collection_equals_multiprocess(vision_data, tmp_path):
+    """The same collection as the session's dataset (2 tasks x 2 episodes), recorded by 2 Ray workers."""
+    import numpy as np
+
+    from tests.conftest import TASKS
+    from wam.data.lerobot import LeRobotDataset
+
+    out = tmp_path / "ray-data"
+    result = wam_cli("collect", "--tasks", TASKS, "--episodes", "2", "--out", out, "--ray", "--ray-workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = LeRobotDataset.load(vision_data), LeRobotDataset.load(out)
+    assert a.episodes == b.episodes
+    for key in a.frames:
+        np.testing.assert_array_equal(a.frames[key], b.frames[key], err_msg=key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import tempfile
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from wam.data.lerobot import STAGING, DatasetError, finalize, read_staged_meta, write_staged_episode
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
-from wam.io import atomic_write_json, config_dict
+from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 
 SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
@@ -51,6 +52,12 @@ class CollectConfig:
     """Episode cap in control steps; an episode ends at the first success."""
     image_size: int = 64
     """Side of the square camera image (vision track)."""
+    ray: bool = False
+    """Run the episodes on Ray workers of a local cluster instead of --workers processes (same dataset)."""
+    ray_address: str | None = None
+    """Run the episodes on an existing Ray cluster, e.g. ray://head:10001 or auto (see the README)."""
+    ray_workers: int | None = None
+    """Ray workers; default: the cluster's CPUs."""
 
     @property
     def task_list(self) -> list[str]:
@@ -118,6 +125,22 @@ def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, boo
     return episode_index, bool(success)
 
 
+class RemoteRecorder:
+    """``_record_episode`` in a Ray worker: the staged episode comes back as bytes (no shared filesystem needed)."""
+
+    def run(self, job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, bool, bytes]:
+        episode_index, task, seed, cfg = job
+        with tempfile.TemporaryDirectory() as tmp:
+            _, success = _record_episode((episode_index, task, seed, {**cfg, "out": tmp}))
+            return episode_index, success, (Path(tmp) / STAGING / f"episode-{episode_index:06d}.parquet").read_bytes()
+
+
+def keep_staged(out: Path, episode_index: int, success: bool, data: bytes) -> tuple[int, bool]:
+    """Stage an episode recorded elsewhere, atomically, as ``_record_episode`` would have."""
+    atomic_write_bytes(out / STAGING / f"episode-{episode_index:06d}.parquet", data)
+    return episode_index, success
+
+
 def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     """Collect (or finish collecting) the dataset described by ``cfg``; returns its ``meta/info.json``."""
     tasks = check_tasks(cfg.task_list)
@@ -128,7 +151,8 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                          "reach the evaluation seeds")
     out = Path(cfg.out)
     # Neither the worker count nor where the directory lives changes the data (a dataset may be moved or linked).
-    request = {k: v for k, v in config_dict(cfg).items() if k not in ("workers", "out")}
+    request = {k: v for k, v in config_dict(cfg).items() if k not in ("workers", "out", "ray", "ray_address",
+                                                                     "ray_workers")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
         previous = {k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}
@@ -156,7 +180,12 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     total = len(tasks) * cfg.episodes
     failures = 0
     with ExitStack() as stack:
-        if cfg.workers == 1 or len(jobs) <= 1:
+        if (cfg.ray or cfg.ray_address) and jobs:
+            from wam.cluster import fan_out
+
+            results = (keep_staged(out, *result) for result in
+                       fan_out(RemoteRecorder, (), [(job,) for job in jobs], cfg.ray_address, cfg.ray_workers))
+        elif cfg.workers == 1 or len(jobs) <= 1:
             results = map(_record_episode, jobs)
         else:
             # spawn: each worker owns its own EGL context, which fork would share and break.

@@ -28,7 +28,7 @@ from wam.deployment import DeploymentConfig, Policy, make_policy
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, Shift, check_tasks, instruction
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
-from wam.model import WorldActionModel
+from wam.model import CONFIG_NAME, WEIGHTS_NAME, WorldActionModel
 from wam.train.loop import resolve_device
 
 
@@ -155,9 +155,12 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
     if cfg.ray or cfg.ray_address:
-        from wam.eval.distributed import ray_episodes
+        from wam.cluster import fan_out
 
-        records = ray_episodes(cfg, jobs)
+        model_dir = Path(cfg.run) / "model"
+        files = {name: (model_dir / name).read_bytes() for name in (CONFIG_NAME, WEIGHTS_NAME)}
+        records = list(tqdm(fan_out(RemoteEpisodeRunner, (cfg, files), jobs, cfg.ray_address, cfg.ray_workers),
+                            total=len(jobs), desc="eval (ray)", unit="ep"))
         policy = make_policy(model, cfg.deploy, seed=cfg.seed)  # for its description; the workers acted
     else:
         runner = EpisodeRunner(cfg, model)
@@ -278,6 +281,20 @@ class EpisodeRunner:
     def close(self) -> None:
         for env in self._envs.values():
             env.close()
+
+
+class RemoteEpisodeRunner:
+    """An ``EpisodeRunner`` in a Ray worker: the model arrives as its files (no shared filesystem needed)."""
+
+    def __init__(self, cfg: EvalConfig, files: dict[str, bytes]):
+        torch.set_num_threads(cfg.threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in files.items():
+                Path(tmp, name).write_bytes(data)
+            self.runner = EpisodeRunner(cfg, load_for_eval(cfg, Path(tmp)))
+
+    def run(self, task: str, j: int, seed: int) -> dict[str, Any]:
+        return self.runner.episode(task, j, seed)
 
 
 def video_bytes(frames: list[np.ndarray]) -> bytes:
