@@ -87,6 +87,7 @@ def test_state_track(state_data):
     assert "observation.images.corner2" not in ds.frames
 
 
+@pytest.mark.reliability
 def test_collection_is_deterministic_and_resumes_after_sigkill(tmp_path, vision_data):
     """Kill a collection mid-way, re-run it, and get exactly the dataset an uninterrupted run produces."""
     out = tmp_path / "resumed"

@@ -14,6 +14,7 @@ from tests.conftest import wam_cli
 from wam.data.check import check_dataset, recompute_stats
 from wam.data.lerobot import DatasetError, LeRobotDataset
 
+pytestmark = pytest.mark.reliability
 DATA_FILE = "data/chunk-000/file-000.parquet"
 
 

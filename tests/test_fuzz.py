@@ -21,6 +21,7 @@ from wam.data.check import check_dataset
 from wam.data.lerobot import DatasetError, LeRobotDataset
 from wam.model import CheckpointError, ModelConfig, WorldActionModel
 
+pytestmark = pytest.mark.reliability
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                        HealthCheck.too_slow])
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),

@@ -15,7 +15,7 @@ from wam.model import CheckpointError
 from wam.train.checkpoint import checkpoints, latest_checkpoint, prune_checkpoints
 from wam.train.loop import TrainConfig, train
 
-
+pytestmark = pytest.mark.reliability
 def losses(run) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
 
