@@ -105,3 +105,30 @@ def test_full_disk_during_training_keeps_the_last_checkpoint(vision_data, refere
     resumed = wam_cli(*TRAIN, "--data", vision_data, "--out", out, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert losses(out) == losses(reference_run)
+
+
+def test_full_disk_during_collection_loses_no_finished_episode(vision_data, tmp_path):
+    from tests.conftest import TASKS
+    from wam.data.lerobot import LeRobotDataset
+
+    out = tmp_path / "full"
+    args = ["collect", "--tasks", TASKS, "--episodes", "2", "--out", str(out), "--workers", "1"]
+    limit = 600_000  # a staged episode (~370 kB) fits, the assembled data file (~1.5 MB) does not
+    result = subprocess.run([sys.executable, "-m", "wam.cli", *args], capture_output=True, text=True,
+                            preexec_fn=_limit_file_size(limit), timeout=600)
+    assert_one_line_error(result, "cannot write", "File too large")
+    assert not (out / "meta/info.json").exists()  # not mistaken for a finished dataset
+    assert len(list((out / "staging").glob("episode-*.parquet"))) == 4  # every recorded episode was kept
+    assert [p for p in out.rglob(".*") if p.is_file()] == []
+    resumed = wam_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = LeRobotDataset.load(vision_data), LeRobotDataset.load(out)
+    assert a.episodes == b.episodes and all((a.frames[k] == b.frames[k]).all() for k in a.frames)
+
+
+def test_evaluation_into_an_unwritable_directory(reference_run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = wam_cli("eval", "--run", reference_run, "--tasks", "button-press-topdown-v3", "--episodes", "1",
+                     "--max-steps", "10", "--out", blocker / "eval")
+    assert_one_line_error(result, "cannot write", str(blocker))
