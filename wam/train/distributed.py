@@ -52,10 +52,11 @@ def init(device: torch.device) -> Ranks:
     return Ranks(rank, world_size, device)
 
 
-def finish(ranks: Ranks) -> None:
-    """Leave the process group; the barrier first avoids an intermittent gloo abort at exit."""
+def finish(ranks: Ranks, barrier: bool = True) -> None:
+    """Leave the process group; the barrier first avoids an intermittent gloo abort at a normal exit."""
     if ranks.distributed and dist.is_initialized():
-        dist.barrier()
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 

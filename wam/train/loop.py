@@ -199,9 +199,6 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
 
     Under torchrun every process runs this; rank 0 alone writes to ``cfg.out``.
     """
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from diffusers.training_utils import EMAModel
-
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         raise ValueError("--nproc starts processes from the command line (`wam train --nproc N ...`); from Python, "
                          "launch with `torchrun --nproc_per_node=N -m wam.cli train ...`")
@@ -214,12 +211,18 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
         torch.use_deterministic_algorithms(True)
     ranks = distributed.init(resolve_device(cfg.device))
     try:
-        return _train(cfg, ranks, get_cosine_schedule_with_warmup, EMAModel, model_overrides)
-    finally:
-        distributed.finish(ranks)
+        summary = _train(cfg, ranks, model_overrides)
+    except BaseException:
+        distributed.finish(ranks, barrier=False)  # the other ranks may never reach a barrier
+        raise
+    distributed.finish(ranks)
+    return summary
 
 
-def _train(cfg: TrainConfig, ranks: distributed.Ranks, cosine_schedule, ema_model, model_overrides) -> dict[str, Any]:
+def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str, Any]) -> dict[str, Any]:
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
     device = ranks.device
     if cfg.batch_size % ranks.world_size:
         raise ValueError(f"--batch-size {cfg.batch_size} must split evenly over {ranks.world_size} processes")
@@ -260,8 +263,8 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, cosine_schedule, ema_mode
         model.freeze_predictor()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = cosine_schedule(optimizer, cfg.warmup_steps, cfg.steps)
-    ema = ema_model(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
+    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+    ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
     first_step, running, elapsed = 1, None, 0.0
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, schedule, ema)
