@@ -14,7 +14,10 @@ from typing import Any
 
 def connect(address: str | None, workers: int | None) -> int:
     """Join the Ray cluster at ``address`` (None: start a local one); returns how many workers to run."""
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--ray needs Ray: pip install 'wam[ray]' (or pip install ray)") from None
 
     if workers is not None and workers < 1:
         raise ValueError(f"--ray-workers must be at least 1, got {workers}")
@@ -32,10 +35,10 @@ def fan_out(worker: type, init_args: tuple, jobs: list[tuple], address: str | No
             workers: int | None) -> Iterator[Any]:
     """``worker(*init_args).run(*job)`` for every job, on Ray actors (one CPU each); yields the results in job
     order as they arrive, so the caller can keep each one before the next."""
+    n = min(connect(address, workers), len(jobs))
     import ray
     from ray.util import ActorPool
 
-    n = min(connect(address, workers), len(jobs))
     shared = [ray.put(a) for a in init_args]  # sent once, not once per actor
     actor = ray.remote(num_cpus=1)(worker)
     pool = ActorPool([actor.remote(*shared) for _ in range(n)])
