@@ -174,19 +174,16 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         policy = runner.policy
     wall = time.perf_counter() - start
 
-    videos, latencies, per_episode = [], [], []
+    videos, latencies, per_episode, peak_mb = [], [], [], 0.0
     for i, record in enumerate(records):
-        video = record.pop("video")
+        j, video = record.pop("j"), record.pop("video")
+        latencies += record.pop("call_latencies")
+        peak_mb = max(peak_mb, record.pop("peak_memory_mb"))
         if video is not None:
-            path = out / "videos" / f"{record['task']}_ep{record.pop('j'):03d}.mp4"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path = out / "videos" / f"{record['task']}_ep{j:03d}.mp4"
             atomic_write_bytes(path, video)
             videos.append(str(path))
-        record.pop("j", None)
-        latencies += record.pop("call_latencies")
         per_episode.append({"episode_ix": i, **record})
-    peak_mb = max(r.pop("peak_memory_mb") for r in per_episode)
-    control_hz = CONTROL_HZ
     actions_executed = sum(e["steps"] for e in per_episode)
     per_task = {t: {"pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode if e["task"] == t])),
                     "n_episodes": cfg.episodes} for t in tasks}
@@ -200,7 +197,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "avg_steps": float(np.mean([e["steps"] for e in per_episode])),
             "eval_s": wall, "eval_ep_s": wall / len(per_episode),
         },
-        "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, control_hz,
+        "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, CONTROL_HZ,
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
                    "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
