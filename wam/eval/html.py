@@ -44,6 +44,10 @@ Mean success over each group: {{ pct(c.mean_success.lean) }} (latent-only and ge
 {% endif %}
 
 <h2>Accuracy at budget</h2>
+<p>Success: closed-loop episodes per task. Latency: {{ board.config.timing_calls }} single-thread calls per preset,
+timed in this run one preset after another ({% set load = board.rows | map(attribute="timing_loadavg") | list %}
+1-minute load average {{ "%.2f"|format(load | min) }}–{{ "%.2f"|format(load | max) }} on {{ board.machine.cpu_cores }}
+cores).</p>
 <table id="leaderboard">
 <tr><th>preset</th><th>success</th>{% for t in board.tasks %}<th>{{ t[:-3] }}</th>{% endfor %}
 <th>latency/call p50</th><th>p95</th><th>latency/action</th><th>effective rate</th>
