@@ -52,6 +52,12 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
         properties = r["properties"]
         assert properties["causality_leak"] == 0.0 and 0 <= properties["executable_fraction"] <= 1
         assert set(properties["generalization"]["success"]) == {"none", "camera", "colour", "placement"}
+    for preset in ("vla", "fast-wam"):  # latency comes from this run's timing pass, not from the evaluations
+        timing = json.loads((root / f"out/{preset}/timing.json").read_text())
+        assert timing["model_calls"] >= 10 and len(timing["loadavg_before"]) == 3
+        row = next(r for r in board["rows"] if r["preset"] == preset)
+        assert row["latency_per_call_ms_p50"] == timing["latency_per_call_ms"]["p50"]
+        assert row["timing_loadavg"] == timing["loadavg_before"][0]
     model = root / "out/fast-wam/run/model/model.safetensors"
     evaluated = root / "out/fast-wam/eval/drawer-close-v3/eval_info.json"
     stamps = model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns
