@@ -194,8 +194,10 @@ def test_pixel_substrate_needs_images(state_data, tmp_path):
                           "predicts images but the model observes none", "--track vision")
 
 
-def test_zero_threads_is_refused(vision_data, tmp_path):
+def test_zero_threads_or_processes_is_refused(vision_data, tmp_path):
     assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
                                   "--threads", "0"), "--threads must be at least 1")
+    assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
+                                  "--nproc", "0"), "--nproc must be at least 1")
     assert_one_line_error(wam_cli("eval", "--run", tmp_path / "r", "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "e", "--threads", "0"), "--threads must be at least 1")

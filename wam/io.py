@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import typing
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -18,19 +19,37 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write, as a file or a directory; when the block succeeds it replaces
+    ``path`` whole, and on any failure (a full disk, a signal) it is removed. Readers see the old ``path`` or the
+    complete new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        if tmp.is_dir() and path.is_dir():  # os.replace cannot replace a non-empty directory
+            shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk or a signal leaves no torn temporary file behind
+        _remove(tmp)
         raise
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through ``atomic_path``, synced to disk before the rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ from wam.couplings import ACTION, Joint, Rollout, build_coupling
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
-from wam.io import atomic_write_json, from_json_dict, safetensors_writes
+from wam.io import atomic_path, atomic_write_json, from_json_dict, safetensors_writes
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
 from wam.substrates import SubstrateInputs, build_substrates
@@ -396,17 +396,10 @@ class WorldActionModel(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
         from safetensors.torch import save_model
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{WEIGHTS_NAME}.tmp"
-        try:
-            with safetensors_writes(tmp):
-                save_model(self, str(tmp))
-            tmp.replace(directory / WEIGHTS_NAME)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        atomic_write_json(directory / CONFIG_NAME, self.config.to_dict())
+        weights = Path(directory) / WEIGHTS_NAME
+        with atomic_path(weights) as tmp, safetensors_writes(weights):
+            save_model(self, str(tmp))
+        atomic_write_json(weights.parent / CONFIG_NAME, self.config.to_dict())
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> WorldActionModel:

@@ -82,12 +82,16 @@ def recompute_stats(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     problems = [p for p in check_dataset(root) if "meta/stats.json" not in p]
     if problems:
-        raise DatasetError(f"{root} has {len(problems)} problems besides its statistics (first: {problems[0]}); run "
+        raise DatasetError(f"{root} has {_count(problems)} besides its statistics (first: {problems[0]}); run "
                            "`wam data check` and collect the dataset again")
     info = json.loads((root / "meta/info.json").read_text())
     stats = compute_stats(root, info["features"])
     atomic_write_json(root / "meta/stats.json", stats)
     return stats
+
+
+def _count(problems: list[str]) -> str:
+    return f"{len(problems)} problem{'s' * (len(problems) != 1)}"
 
 
 def _check_schema(info_path: Path, features: dict[str, Any]) -> list[str]:
@@ -246,7 +250,7 @@ def run_data(cfg: DataConfig) -> list[str]:
         return []
     problems = check_dataset(cfg.root)
     if problems:
-        print(f"{cfg.root}: {len(problems)} problem{'s' * (len(problems) > 1)}")
+        print(f"{cfg.root}: {_count(problems)}")
         for p in problems:
             print(f"  - {p}")
     else:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from wam.io import atomic_write_json, safetensors_writes
+from wam.io import atomic_path, atomic_write_json, safetensors_writes
 from wam.model import CheckpointError, WorldActionModel
 
 STATE_JSON, STATE_TENSORS, RAW_WEIGHTS = "state.json", "state.safetensors", "weights.safetensors"
@@ -72,9 +71,7 @@ def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: to
     from safetensors.torch import save_file, save_model
 
     final = checkpoint_dir(out, step)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_path(final) as tmp:  # a re-run over the same step replaces it whole
         trainable = [p for p in model.parameters() if p.requires_grad]
         ema.store(trainable)
         ema.copy_to(trainable)
@@ -100,12 +97,6 @@ def save_checkpoint(out: Path, step: int, model: WorldActionModel, optimizer: to
         state["sha256"] = {str(p.relative_to(tmp)): _sha256(p) for p in _checked_files(tmp)}
         state["sha256"][STATE_JSON] = _json_sha256(state)
         atomic_write_json(tmp / "training" / STATE_JSON, state)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no half-written checkpoint behind
-        raise
-    if final.exists():  # a re-run over the same step: replace it whole
-        shutil.rmtree(final)
-    os.replace(tmp, final)
     return final
 
 

@@ -199,6 +199,8 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
 
     Under torchrun every process runs this; rank 0 alone writes to ``cfg.out``.
     """
+    if cfg.nproc < 1:
+        raise ValueError(f"--nproc must be at least 1, got {cfg.nproc}")
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         raise ValueError("--nproc starts processes from the command line (`wam train --nproc N ...`); from Python, "
                          "launch with `torchrun --nproc_per_node=N -m wam.cli train ...`")
