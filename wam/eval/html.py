@@ -29,8 +29,8 @@ tr.front td:first-child { font-weight: bold; }
 {{ board.config.episodes }} evaluation episodes per task on held-out seeds, {{ board.config.steps }} training steps per
 preset.</p>
 <p>Command: <code>{{ board.command }}</code><br>Machine: {{ board.machine.cpu }} ({{ board.machine.cpu_cores }} cores),
-torch {{ board.machine.torch }}, device {{ board.machine.device }}. Latencies were measured in the runs that gave
-the success rates; on a shared machine they vary, so compare them as ratios.</p>
+torch {{ board.machine.torch }}, device {{ board.machine.device }}. Latencies come from the timing pass at the end
+of this command (below); on a shared machine they vary, so compare them as ratios.</p>
 
 {% if board.central_claim %}{% set c = board.central_claim %}
 <h2>Do latent-only and generation-free models match render-and-decode?</h2>
