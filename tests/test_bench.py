@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from wam.cli import main
-from wam.eval.bench import central_claim, pareto_front
+from wam.eval.bench import central_claim, future_at_deployment, pareto_front
 
 pytestmark = [pytest.mark.sim, pytest.mark.e2e]
 
@@ -24,6 +24,16 @@ def test_pareto_front_and_the_central_claim():
     claim = central_claim(rows)
     assert (claim["render_and_decode"], claim["lean"], claim["latency_ratio"]) == ("a", "b", 5.0)
     assert central_claim([row("b", 0.9, 2.0)]) is None  # nothing to compare with
+
+
+def test_future_at_deployment_says_what_the_latency_pays_for():
+    def model(offsets=(8, 16), at_inference="skip", planner=None) -> dict:
+        return {"future_offsets": list(offsets), "future_at_inference": at_inference, "planner": planner}
+
+    assert future_at_deployment(model(offsets=())) == "none"
+    assert future_at_deployment(model()) == "skipped"
+    assert future_at_deployment(model(at_inference="predict")) == "generated"
+    assert future_at_deployment(model(planner={"planner": "cem"})) == "planned"
 
 
 def test_unknown_preset_is_refused(tmp_path, capsys):
@@ -52,6 +62,7 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
         properties = r["properties"]
         assert properties["causality_leak"] == 0.0 and 0 <= properties["executable_fraction"] <= 1
         assert set(properties["generalization"]["success"]) == {"none", "camera", "colour", "placement"}
+    assert {r["preset"]: r["future_at_deployment"] for r in board["rows"]} == {"vla": "none", "fast-wam": "skipped"}
     for preset in ("vla", "fast-wam"):  # latency comes from this run's timing pass, not from the evaluations
         timing = json.loads((root / f"out/{preset}/timing.json").read_text())
         assert timing["model_calls"] >= 10 and len(timing["loadavg_before"]) == 3

@@ -271,6 +271,7 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
         "timing_loadavg": timing["loadavg_before"][0],
         "calls_per_episode": float(np.mean([b["cost_model"]["calls_per_episode_mean"] for b in budgets])),
         "deployment": next(iter(evals.values()))["model"]["deployment"],
+        "future_at_deployment": future_at_deployment(next(iter(evals.values()))["model"]),
         "peak_memory_mb": float(max(b["peak_memory_mb"] for b in budgets)),
         "parameters": budgets[0]["parameters"],
         "train_time_s": summary["train_time_s"] + summary.get("substrate_prepare_time_s", 0.0),
@@ -278,6 +279,18 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
         "offline": {k: v for k, v in offline["offline"].items() if isinstance(v, float)},
         "properties": properties,
     }
+
+
+def future_at_deployment(model: dict[str, Any]) -> str:
+    """What a deployed model does with its future (from ``eval_info.json``'s model block): "none" (no future),
+    "skipped" (a training objective only), "generated" before or with the action, or "planned" (rolled out per
+    candidate by a planner). The census philosophy says what a system predicts; this says what it pays for at
+    deployment, which is what the latency measures."""
+    if not model["future_offsets"]:
+        return "none"
+    if model["planner"]:
+        return "planned"
+    return "generated" if model["future_at_inference"] == "predict" else "skipped"
 
 
 def screen_correlations(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -323,6 +336,7 @@ def central_claim(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     best_lean = max(lean, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
     return {"render_and_decode": best_render["preset"], "render_success": best_render["success"],
             "render_latency_per_action_ms": best_render["latency_per_action_ms"],
+            "render_future_at_deployment": best_render.get("future_at_deployment"),
             "lean": best_lean["preset"], "lean_success": best_lean["success"],
             "lean_latency_per_action_ms": best_lean["latency_per_action_ms"],
             "success_difference": best_lean["success"] - best_render["success"],

@@ -36,7 +36,8 @@ of this command (below); on a shared machine they vary, so compare them as ratio
 <h2>Do latent-only and generation-free models match render-and-decode?</h2>
 <p id="claim">The best latent-only or generation-free preset, <b>{{ c.lean }}</b>, succeeds in {{ pct(c.lean_success) }}
 of episodes at {{ ms(c.lean_latency_per_action_ms) }} of model time per action; the best render-and-decode preset,
-<b>{{ c.render_and_decode }}</b>, in {{ pct(c.render_success) }} at {{ ms(c.render_latency_per_action_ms) }}:
+<b>{{ c.render_and_decode }}</b> (its future {{ c.render_future_at_deployment }} at deployment), in
+{{ pct(c.render_success) }} at {{ ms(c.render_latency_per_action_ms) }}:
 a difference of {{ "%+.0f"|format(100 * c.success_difference) }} points at
 {{ "%.2g"|format(1 / c.latency_ratio) }}x the latency ({{ "%.1f"|format(c.latency_ratio) }}x faster).
 Mean success over each group: {{ pct(c.mean_success.lean) }} (latent-only and generation-free) against
@@ -52,7 +53,8 @@ cores).</p>
 <tr><th>preset</th><th>success</th>{% for t in board.tasks %}<th>{{ t[:-3] }}</th>{% endfor %}
 <th>latency/call p50</th><th>p95</th><th>latency/action</th><th>effective rate</th>
 <th>feasible at {{ "%.0f"|format(board.rows[0].control_hz) }} Hz</th><th>calls/episode</th><th>peak memory</th>
-<th>parameters</th><th>training</th><th class="l">4-tuple</th><th class="l">philosophy</th></tr>
+<th>parameters</th><th>training</th><th class="l">4-tuple</th><th class="l">philosophy</th>
+<th class="l">future at deployment</th></tr>
 {% for r in board.rows %}<tr{% if r.preset in board.pareto_front %} class="front"{% endif %}>
 <td class="l">{{ r.preset }}</td><td>{{ pct(r.success) }}</td>
 {% for t in board.tasks %}<td>{{ pct(r.per_task[t]) }}</td>{% endfor %}
@@ -62,11 +64,13 @@ cores).</p>
 <td>{{ "%.0f"|format(r.peak_memory_mb) }} MB</td><td>{{ "%.2f"|format(r.parameters / 1e6) }} M</td>
 <td>{{ "%.0f"|format(r.train_time_s / 60) }} min</td>
 <td class="l">{{ r.spec.substrate }} · {{ r.spec.backbone }} · {{ r.spec.coupling }} · {{ r.spec.deployment }}</td>
-<td class="l">{{ r.philosophy }}</td></tr>
+<td class="l">{{ r.philosophy }}</td><td class="l">{{ r.future_at_deployment }}</td></tr>
 {% endfor %}</table>
 <p>Bold: on the Pareto front of success against latency per action. Latency per action is total model time over
 all executed actions; feasibility uses the 95th-percentile call against the control period times the actions the
-call covers.</p>
+call covers. Future at deployment: what the deployed model does with its predicted future (skipped: a training
+objective only; generated: predicted before or with the action; planned: rolled out for each candidate by a
+planner), which is what its latency pays for.</p>
 
 <h2>Success against latency</h2>
 <img id="pareto" src="figures/pareto.png" alt="success against latency per action, with the Pareto front">
