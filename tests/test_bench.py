@@ -14,8 +14,10 @@ from wam.eval.bench import central_claim, future_at_deployment, pareto_front
 pytestmark = [pytest.mark.sim, pytest.mark.e2e]
 
 
-def row(preset: str, success: float, latency: float, philosophy: str = "Latent-Only") -> dict:
-    return {"preset": preset, "success": success, "latency_per_action_ms": latency, "philosophy": philosophy}
+def row(preset: str, success: float, latency: float, philosophy: str = "Latent-Only",
+        future: str = "skipped") -> dict:
+    return {"preset": preset, "success": success, "latency_per_action_ms": latency, "philosophy": philosophy,
+            "future_at_deployment": future}
 
 
 def test_pareto_front_and_the_central_claim():
@@ -23,6 +25,11 @@ def test_pareto_front_and_the_central_claim():
     assert pareto_front(rows) == ["b", "c"]
     claim = central_claim(rows)
     assert (claim["render_and_decode"], claim["lean"], claim["latency_ratio"]) == ("a", "b", 5.0)
+    assert claim["generating"] is None  # no render-and-decode preset generates its future when it acts
+    claim = central_claim(rows + [row("e", 0.8, 20.0, "Render-and-Decode", future="generated")])
+    assert claim["render_and_decode"] == "a"
+    assert (claim["generating"]["render_and_decode"], claim["generating"]["latency_ratio"]) == ("e", 10.0)
+    assert claim["generating"]["success_difference"] == pytest.approx(0.1)
     assert central_claim([row("b", 0.9, 2.0)]) is None  # nothing to compare with
 
 
@@ -124,3 +131,20 @@ def test_report_renders_in_headless_chromium(bench):
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_report_states_both_central_claims(bench, tmp_path):
+    """The quick bench has no render-and-decode preset; relabel its two rows to render the claim's paragraphs."""
+    from wam.eval.html import write_report
+
+    root, _ = bench
+    board = json.loads((root / "results/leaderboard.json").read_text())
+    vla, fast = (next(r for r in board["rows"] if r["preset"] == p) for p in ("vla", "fast-wam"))
+    vla.update(philosophy="Render-and-Decode", future_at_deployment="generated")
+    board["rows"].append({**fast, "preset": "render-skipped", "philosophy": "Render-and-Decode", "success": 1.0})
+    board["central_claim"] = central_claim(board["rows"])
+    curves = {p: [json.loads(line) for line in (root / f"out/{p}/run/train_log.jsonl").open()]
+              for p in ("vla", "fast-wam")}
+    html = write_report(board, curves, root / "out", tmp_path).read_text()
+    assert 'id="claim"' in html and "<b>render-skipped</b> (its future skipped at deployment)" in html
+    assert 'id="claim-generating"' in html and "the best,\n<b>vla</b>" in html

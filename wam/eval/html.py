@@ -42,7 +42,12 @@ a difference of {{ "%+.0f"|format(100 * c.success_difference) }} points at
 {{ "%.2g"|format(1 / c.latency_ratio) }}x the latency ({{ "%.1f"|format(c.latency_ratio) }}x faster).
 Mean success over each group: {{ pct(c.mean_success.lean) }} (latent-only and generation-free) against
 {{ pct(c.mean_success.render_and_decode) }} (render-and-decode).</p>
-{% endif %}
+{% if c.generating and c.generating.render_and_decode != c.render_and_decode %}{% set g = c.generating %}
+<p id="claim-generating">Among the render-and-decode presets that generate their future when they act, the best,
+<b>{{ g.render_and_decode }}</b>, succeeds in {{ pct(g.render_success) }} at {{ ms(g.render_latency_per_action_ms) }}
+per action: <b>{{ g.lean }}</b> differs by {{ "%+.0f"|format(100 * g.success_difference) }} points at
+{{ "%.2g"|format(1 / g.latency_ratio) }}x its latency ({{ "%.1f"|format(g.latency_ratio) }}x faster).</p>
+{% endif %}{% endif %}
 
 <h2>Accuracy at budget</h2>
 <p>Success: closed-loop episodes per task. Latency: {{ board.config.timing_calls }} single-thread calls per preset,
