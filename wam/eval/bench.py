@@ -255,6 +255,7 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
     timing of this run (``time_preset``), calls per episode and memory from the evaluations."""
     p = PRESETS[preset]
     budgets = [e["budget"] for e in evals.values()]
+    model = next(iter(evals.values()))["model"]
     per_action = timing["latency_per_action_ms"]
     per_task = {t: e["aggregated"]["pc_success"] / 100 for t, e in evals.items()}
     return {
@@ -270,8 +271,7 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
         "feasible_at_control_hz": timing["feasible_at_control_hz"],
         "timing_loadavg": timing["loadavg_before"][0],
         "calls_per_episode": float(np.mean([b["cost_model"]["calls_per_episode_mean"] for b in budgets])),
-        "deployment": next(iter(evals.values()))["model"]["deployment"],
-        "future_at_deployment": future_at_deployment(next(iter(evals.values()))["model"]),
+        "deployment": model["deployment"], "future_at_deployment": future_at_deployment(model),
         "peak_memory_mb": float(max(b["peak_memory_mb"] for b in budgets)),
         "parameters": budgets[0]["parameters"],
         "train_time_s": summary["train_time_s"] + summary.get("substrate_prepare_time_s", 0.0),
@@ -334,7 +334,7 @@ def central_claim(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     lean = [r for r in rows if r["philosophy"] in LEAN]
     claim = _compare(render, lean)
     if claim is not None:
-        claim["generating"] = _compare([r for r in render if r.get("future_at_deployment") == "generated"], lean)
+        claim["generating"] = _compare([r for r in render if r["future_at_deployment"] == "generated"], lean)
     return claim
 
 
@@ -345,7 +345,7 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
     best_lean = max(lean, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
     return {"render_and_decode": best_render["preset"], "render_success": best_render["success"],
             "render_latency_per_action_ms": best_render["latency_per_action_ms"],
-            "render_future_at_deployment": best_render.get("future_at_deployment"),
+            "render_future_at_deployment": best_render["future_at_deployment"],
             "lean": best_lean["preset"], "lean_success": best_lean["success"],
             "lean_latency_per_action_ms": best_lean["latency_per_action_ms"],
             "success_difference": best_lean["success"] - best_render["success"],
