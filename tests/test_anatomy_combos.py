@@ -10,6 +10,7 @@ import torch
 from tests.conftest import train_on_fixed_batch, train_on_windows
 from wam.anatomy import Backbone, Coupling, SpecError, Substrate, WAMSpec
 from wam.data.lerobot import LeRobotDataset
+from wam.eval.offline import offline_screens
 from wam.model import WorldActionModel
 from wam.train.loop import build_model
 
@@ -186,3 +187,26 @@ def test_rollout_plans_with_every_proposal_and_objective(granularity, proposal, 
     if granularity == "step" and proposal == "prior":
         # Only the next action was searched: the rest of the chunk is the first proposal, the prior's sample.
         assert torch.allclose(model.normalizer.normalize("action", first)[:, 1:], proposals[:, 0, 1:], atol=1e-5)
+
+
+def test_rank_actions_counts_the_proposals_a_chunk_outscores(ds, monkeypatch):
+    model = tiny({"substrate": "geometric", "coupling": "rollout"}, ds)
+    model.eval()
+    batch = model.windows(ds).batch(np.arange(3))
+    ranks = model.rank_actions(batch, batch["action"], torch.Generator().manual_seed(0))
+    assert ranks.shape == (3,) and ((ranks >= 0) & (ranks <= 1)).all()
+    assert 0 <= offline_screens(model, ds, max_windows=8, batch_size=8)["expert_chunk_rank"] <= 1
+    # An objective that prefers low first action dimensions: the all-low chunk beats every uniform proposal, the
+    # all-high chunk none.
+    model.coupling.planner = type(model.coupling.planner)(proposal="uniform", candidates=8)
+    monkeypatch.setattr(model.coupling, "score_chunks", lambda b, c, s, chunks, task, g=None: -chunks[..., 0].mean(-1))
+    low, high = (model.normalizer.unnormalize("action", torch.full_like(batch["action"], v)) for v in (-1.0, 1.0))
+    assert model.rank_actions(batch, low).tolist() == [1.0] * 3
+    assert model.rank_actions(batch, high).tolist() == [0.0] * 3
+
+
+def test_rank_actions_needs_a_rollout_coupling(ds):
+    model = tiny({"substrate": "geometric", "coupling": "joint"}, ds)
+    batch = model.windows(ds).batch(np.arange(2))
+    with pytest.raises(SpecError, match="rollout coupling"):
+        model.rank_actions(batch, batch["action"])

@@ -392,6 +392,26 @@ class WorldActionModel(nn.Module):
         action = self.normalizer.normalize("action", candidates.to(self.device).flatten(0, 1))
         return -self.backbone.error(context, {ACTION: action}).view(b, n)
 
+    @torch.no_grad()
+    def rank_actions(self, observation: dict[str, Any], actions: torch.Tensor, generator: torch.Generator | None = None,
+                     ) -> torch.Tensor:
+        """For a rollout coupling, how its planner would rank the chunks ``actions [B, H, d_a]`` (environment units):
+        the fraction ``[B]`` of the planner's first proposals whose rolled-out future the objective scores below
+        that of ``actions`` (ties count half). For the expert's chunk, 0.5 means the objective cannot tell it from
+        a proposal, 1 that it would be chosen over every one."""
+        if not isinstance(self.coupling, Rollout):
+            raise SpecError(f"rank_actions needs a rollout coupling, not {self.config.spec.coupling.value}: only a rollout "
+                            "scores candidate chunks")
+        steps, context = self.config.inference_steps, self._context(observation)
+        task = self.task_index(observation["task"])
+        self.coupling.reset()  # the first proposal of an episode, not noise around an earlier plan
+        proposals = self.coupling.propose(self.backbone, context, steps, self.coupling.planner.candidates, generator)
+        own = self.normalizer.normalize("action", actions.to(self.device))[:, None]
+        scores = self.coupling.score_chunks(self.backbone, context, steps, torch.cat([own, proposals], 1), task,
+                                            generator)
+        own_score, others = scores[:, :1], scores[:, 1:]
+        return ((others < own_score).float() + 0.5 * (others == own_score).float()).mean(1)
+
     def save(self, directory: str | Path) -> None:
         """Write ``config.json`` and ``model.safetensors`` into ``directory``."""
         from safetensors.torch import save_model

@@ -104,16 +104,23 @@ class Rollout(BaseCoupling):
 
         def evaluate(searched: torch.Tensor) -> torch.Tensor:
             chunks = searched if tail is None else torch.cat([searched, tail.expand(-1, n, -1, -1)], dim=2)
-            futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps,
-                                      given={ACTION: chunks.flatten(0, 1)}, generator=generator,
-                                      lengths=self.future_lengths)
-            return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
+            return self.score_chunks(backbone, context, steps, chunks, task, generator)
 
         searched = candidates if tail is None else candidates[:, :, :1]
         plan = PLANNERS[cfg.planner](searched, evaluate, cfg, generator)
         plan = plan if tail is None else torch.cat([plan, tail[:, 0]], dim=1)
         self._last_plan = plan
         return plan, {}
+
+    def score_chunks(self, backbone, context, steps, chunks: torch.Tensor, task: torch.Tensor,
+                     generator=None) -> torch.Tensor:
+        """The objective's score ``[B, N]`` of normalized ``chunks [B, N, H, d_a]``: each rolled out by the forward
+        model from its row's context, then scored (higher is better)."""
+        b, n = chunks.shape[:2]
+        futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps,
+                                  given={ACTION: chunks.flatten(0, 1)}, generator=generator,
+                                  lengths=self.future_lengths)
+        return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
 
     def predict(self, backbone, context, steps, actions=None, generator=None):
         if actions is None:

@@ -10,7 +10,9 @@ the scripted expert did and what the simulator then showed:
   the others ``p(s | c)``;
 - where the substrate decodes to pixels: PSNR and SSIM of the decoded future frames against the real ones, and
   for autoencoder substrates the same for the autoencoder's reconstruction of the true codes (the ceiling);
-- for geometric substrates: the mean 3-D keypoint error in centimetres.
+- for geometric substrates: the mean 3-D keypoint error in centimetres;
+- for rollout couplings, ``expert_chunk_rank``: the fraction of the planner's first proposals that the expert's
+  chunk outscores under the planner's objective (0.5: the objective cannot tell the expert from a proposal).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
         add("action_mse_chunk", (chunk - truth).pow(2).mean(), b)
         if not model.substrates:
             continue
+        if isinstance(model.coupling, Rollout):
+            add("expert_chunk_rank", model.rank_actions(batch, batch["action"], generator).mean(), b)
         _, targets = model.targets(batch)
         given = batch["action"] if isinstance(model.coupling, Rollout) else None
         predicted = model.predict(batch, actions=given, generator=generator)

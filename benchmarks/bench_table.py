@@ -1,0 +1,49 @@
+"""Print WAM-Bench (``wam bench``) as Markdown: the accuracy-at-budget table and the central claim.
+
+    usage: python benchmarks/bench_table.py [RESULTS_DIR]     (default: results/bench)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def table(board: dict) -> None:
+    tasks = [t.removesuffix("-v3") for t in board["tasks"]]
+    print("| preset | philosophy | future at deployment | mean | " + " | ".join(tasks)
+          + " | latency / call p50 | latency / action | calls / episode | peak memory | parameters | training |")
+    print("|---|---|---|---|" + "---|" * len(tasks) + "---|---|---|---|---|---|")
+    for r in sorted(board["rows"], key=lambda r: -r["success"]):
+        per_task = " | ".join(f"{100 * s:.0f}" for s in r["per_task"].values())
+        print(f"| `{r['preset']}` | {r['philosophy']} | {r['future_at_deployment']} | **{100 * r['success']:.1f} %** "
+              f"| {per_task} | {r['latency_per_call_ms_p50']:.1f} ms | {r['latency_per_action_ms']:.2f} ms "
+              f"| {r['calls_per_episode']:.1f} | {r['peak_memory_mb']:.0f} MB | {r['parameters'] / 1e6:.2f} M "
+              f"| {r['train_time_s'] / 60:.0f} min |")
+
+
+def claim(c: dict | None, what: str) -> None:
+    if c is None:
+        print(f"\n{what}: not answerable (a side has no preset in this run)")
+        return
+    print(f"\n{what}: best lean `{c['lean']}` {100 * c['lean_success']:.1f} % at {c['lean_latency_per_action_ms']:.2f}"
+          f" ms/action against best render-and-decode `{c['render_and_decode']}` ({c['render_future_at_deployment']})"
+          f" {100 * c['render_success']:.1f} % at {c['render_latency_per_action_ms']:.2f} ms/action: success "
+          f"{100 * c['success_difference']:+.1f} points, latency ratio {c['latency_ratio']:.2f}x; mean success "
+          f"lean {100 * c['mean_success']['lean']:.1f} %, render-and-decode "
+          f"{100 * c['mean_success']['render_and_decode']:.1f} %")
+
+
+def main(results: Path) -> None:
+    board = json.loads((results / "leaderboard.json").read_text())
+    print(f"`{board['command']}`\n")
+    table(board)
+    c = board["central_claim"]
+    claim(c, "Central claim (census philosophies)")
+    if c is not None:
+        claim(c["generating"], "Central claim (render-and-decode presets that generate their future)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench"))
