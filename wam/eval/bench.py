@@ -158,8 +158,9 @@ def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any
 
 
 def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
-    """The fidelity-latency sweep of ``preset`` on the first task; its plot is copied into the results."""
-    import shutil
+    """The fidelity-latency sweep of ``preset`` on the first task; its plot, titled with the preset, goes into the
+    results."""
+    from wam.eval.sweep import plot_sweep
 
     p = PRESETS[preset]
     grid = []
@@ -172,9 +173,7 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
     sweep = run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks.split(",")[0], episodes=cfg.sweep_episodes,
                                 out=cfg.out / preset / "sweep", max_steps=cfg.max_steps, sweep=tuple(grid),
                                 device=cfg.device))  # type: ignore[arg-type]
-    target = cfg.results / "sweeps" / preset / "sweep.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(sweep["plot"], target)
+    plot_sweep(sweep["points"], cfg.results / "sweeps" / preset / "sweep.png", preset)
     return sweep
 
 
