@@ -83,6 +83,20 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
     assert (model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns) == stamps
 
 
+def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):
+    pytest.importorskip("ray")
+    root, _ = bench
+    evaluated = root / "out/vla/eval/drawer-close-v3/eval_info.json"
+    before = json.loads(evaluated.read_text())
+    evaluated.unlink()  # only this task is evaluated again, on two Ray workers
+    assert main(["bench", "--quick", "--presets", "vla", "--out", str(root / "out"), "--results",
+                 str(root / "results-ray"), "--ray", "--ray-workers", "2"]) == 0
+    after = json.loads(evaluated.read_text())
+    assert after["config"]["ray"] and not before["config"]["ray"]
+    outcome = lambda info: [(e["seed"], e["success"], e["steps"], e["sum_reward"]) for e in info["per_episode"]]  # noqa: E731
+    assert outcome(after) == outcome(before)
+
+
 def test_bench_refuses_to_mix_training_settings(bench, capsys):
     root, args = bench  # a finished run whose recorded settings differ from the asked ones is not reused
     settings = root / "out/vla/bench_train.json"

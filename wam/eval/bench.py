@@ -94,6 +94,13 @@ class BenchConfig:
     threads: int | None = None
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
+    ray: bool = False
+    """Fan each closed-loop evaluation's episodes out to Ray workers on a local Ray cluster (same results as one
+    process; the timing pass stays in this process)."""
+    ray_address: str | None = None
+    """Fan the evaluations out to an existing Ray cluster instead (see `wam eval --ray-address`)."""
+    ray_workers: int | None = None
+    """Ray workers per evaluation; default: the cluster's CPUs."""
 
     def resolved(self) -> BenchConfig:
         """This config with --quick applied and the preset list filled in; unknown presets are refused."""
@@ -139,11 +146,16 @@ def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
     return run_eval(ecfg)
 
 
+def _closed_loop(cfg: BenchConfig, preset: str, tasks: str, episodes: int, out: Path, **kwargs: Any) -> dict[str, Any]:
+    """A kept closed-loop evaluation of ``preset`` (``_evaluate``) under the bench's cap, device and Ray settings."""
+    return _evaluate(EvalConfig(run=cfg.out / preset / "run", tasks=tasks, episodes=episodes, out=out,
+                                max_steps=cfg.max_steps, device=cfg.device, ray=cfg.ray,  # type: ignore[arg-type]
+                                ray_address=cfg.ray_address, ray_workers=cfg.ray_workers, **kwargs))
+
+
 def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:
     """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
-    return {task: _evaluate(EvalConfig(run=cfg.out / preset / "run", tasks=task, episodes=cfg.episodes,
-                                       out=cfg.out / preset / "eval" / task, video=cfg.video, max_steps=cfg.max_steps,
-                                       device=cfg.device))  # type: ignore[arg-type]
+    return {task: _closed_loop(cfg, preset, task, cfg.episodes, cfg.out / preset / "eval" / task, video=cfg.video)
             for task in cfg.tasks.split(",")}
 
 
@@ -194,9 +206,8 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
     success = {"none": float(np.mean(unshifted))}
     for shift in (s for s in SHIFTS if s != "none"):
-        info = _evaluate(EvalConfig(run=run, tasks=",".join(shifted_tasks), episodes=cfg.shift_episodes,
-                                    out=out / f"shift-{shift}", max_steps=cfg.max_steps, shift=shift,  # type: ignore[arg-type]
-                                    device=cfg.device))  # type: ignore[arg-type]
+        info = _closed_loop(cfg, preset, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
+                            shift=shift)
         success[shift] = info["aggregated"]["pc_success"] / 100
     shifted = [v for k, v in success.items() if k != "none"]
     probes["generalization"] = {"success": success, "tasks": shifted_tasks, "episodes": cfg.shift_episodes,
