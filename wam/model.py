@@ -398,7 +398,8 @@ class WorldActionModel(nn.Module):
         """For a rollout coupling, how its planner would rank the chunks ``actions [B, H, d_a]`` (environment units):
         the fraction ``[B]`` of the planner's first proposals whose rolled-out future the objective scores below
         that of ``actions`` (ties count half). For the expert's chunk, 0.5 means the objective cannot tell it from
-        a proposal, 1 that it would be chosen over every one."""
+        a proposal, 1 that it would be chosen over every one. The proposals are those of an episode's first call, so
+        the planner's warm start is reset, as at the start of an episode."""
         if not isinstance(self.coupling, Rollout):
             raise SpecError(f"rank_actions needs a rollout coupling, not {self.config.spec.coupling.value}: only a rollout "
                             "scores candidate chunks")
