@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,18 @@ def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):
     assert after["config"]["ray"] and not before["config"]["ray"]
     outcome = lambda info: [(e["seed"], e["success"], e["steps"], e["sum_reward"]) for e in info["per_episode"]]  # noqa: E731
     assert outcome(after) == outcome(before)
+
+
+def test_bench_table_prints_the_leaderboard_as_markdown(bench):
+    import subprocess
+    import sys
+
+    root, _ = bench
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_table.py"
+    out = subprocess.run([sys.executable, str(script), str(root / "results")], capture_output=True, text=True,
+                         check=True).stdout
+    assert "| `vla` | Policy (no world model) | none |" in out and "| `fast-wam` |" in out
+    assert "not answerable" in out  # neither preset is render-and-decode
 
 
 def test_bench_refuses_to_mix_training_settings(bench, capsys):
