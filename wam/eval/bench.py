@@ -95,8 +95,8 @@ class BenchConfig:
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
     ray: bool = False
-    """Fan each closed-loop evaluation's episodes out to Ray workers on a local Ray cluster (same results as one
-    process; the timing pass stays in this process)."""
+    """Fan the episodes of each closed-loop evaluation (the tasks, the shift probes, the sweeps) out to Ray workers
+    on a local Ray cluster: same outcomes as one process; the timing pass stays in this process."""
     ray_address: str | None = None
     """Fan the evaluations out to an existing Ray cluster instead (see `wam eval --ray-address`)."""
     ray_workers: int | None = None
@@ -146,16 +146,17 @@ def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
     return run_eval(ecfg)
 
 
-def _closed_loop(cfg: BenchConfig, preset: str, tasks: str, episodes: int, out: Path, **kwargs: Any) -> dict[str, Any]:
-    """A kept closed-loop evaluation of ``preset`` (``_evaluate``) under the bench's cap, device and Ray settings."""
-    return _evaluate(EvalConfig(run=cfg.out / preset / "run", tasks=tasks, episodes=episodes, out=out,
-                                max_steps=cfg.max_steps, device=cfg.device, ray=cfg.ray,  # type: ignore[arg-type]
-                                ray_address=cfg.ray_address, ray_workers=cfg.ray_workers, **kwargs))
+def _eval_config(cfg: BenchConfig, preset: str, tasks: str, episodes: int, out: Path, **kwargs: Any) -> EvalConfig:
+    """An evaluation of ``preset``'s trained run under the bench's episode cap, device and Ray settings."""
+    return EvalConfig(run=cfg.out / preset / "run", tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
+                      device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
+                      ray_workers=cfg.ray_workers, **kwargs)
 
 
 def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:
     """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
-    return {task: _closed_loop(cfg, preset, task, cfg.episodes, cfg.out / preset / "eval" / task, video=cfg.video)
+    return {task: _evaluate(_eval_config(cfg, preset, task, cfg.episodes, cfg.out / preset / "eval" / task,
+                                         video=cfg.video))
             for task in cfg.tasks.split(",")}
 
 
@@ -165,8 +166,7 @@ def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any
     path = out / "offline_info.json"
     if path.exists():
         return json.loads(path.read_text())
-    return run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks, episodes=cfg.offline_demos, out=out,
-                               offline=True, data=heldout, device=cfg.device))  # type: ignore[arg-type]
+    return run_eval(_eval_config(cfg, preset, cfg.tasks, cfg.offline_demos, out, offline=True, data=heldout))
 
 
 def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
@@ -182,9 +182,8 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
         grid.append("future=skip,predict")
     if not grid:
         return None
-    sweep = run_eval(EvalConfig(run=cfg.out / preset / "run", tasks=cfg.tasks.split(",")[0], episodes=cfg.sweep_episodes,
-                                out=cfg.out / preset / "sweep", max_steps=cfg.max_steps, sweep=tuple(grid),
-                                device=cfg.device))  # type: ignore[arg-type]
+    sweep = run_eval(_eval_config(cfg, preset, cfg.tasks.split(",")[0], cfg.sweep_episodes, cfg.out / preset / "sweep",
+                                  sweep=tuple(grid)))
     plot_sweep(sweep["points"], cfg.results / "sweeps" / preset / "sweep.png", preset)
     return sweep
 
@@ -206,8 +205,8 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
     success = {"none": float(np.mean(unshifted))}
     for shift in (s for s in SHIFTS if s != "none"):
-        info = _closed_loop(cfg, preset, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
-                            shift=shift)
+        info = _evaluate(_eval_config(cfg, preset, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
+                                      shift=shift))
         success[shift] = info["aggregated"]["pc_success"] / 100
     shifted = [v for k, v in success.items() if k != "none"]
     probes["generalization"] = {"success": success, "tasks": shifted_tasks, "episodes": cfg.shift_episodes,
