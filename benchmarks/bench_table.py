@@ -27,10 +27,13 @@ def claim(c: dict | None, what: str) -> None:
     if c is None:
         print(f"\n{what}: not answerable (a side has no preset in this run)")
         return
-    print(f"\n{what}: best lean `{c['lean']}` {100 * c['lean_success']:.1f} % at {c['lean_latency_per_action_ms']:.2f}"
-          f" ms/action against best render-and-decode `{c['render_and_decode']}` ({c['render_future_at_deployment']})"
-          f" {100 * c['render_success']:.1f} % at {c['render_latency_per_action_ms']:.2f} ms/action: success "
-          f"{100 * c['success_difference']:+.1f} points, latency ratio {c['latency_ratio']:.2f}x; mean success "
+    lean = (f"the fastest lean preset that matches it (within one standard error), `{c['lean']}`," if c["lean_matches"]
+            else f"no lean preset matches it; the most successful, `{c['lean']}`,")
+    print(f"\n{what}: best render-and-decode `{c['render_and_decode']}` ({c['render_future_at_deployment']}) "
+          f"{100 * c['render_success']:.1f} % at {c['render_latency_per_action_ms']:.2f} ms/action; {lean} "
+          f"{100 * c['lean_success']:.1f} % at {c['lean_latency_per_action_ms']:.2f} ms/action: success "
+          f"{100 * c['success_difference']:+.1f} points (standard error {100 * c['success_difference_se']:.1f}), "
+          f"latency ratio {c['latency_ratio']:.1f}x. Matching: {', '.join(c['matching']) or 'none'}. Mean success "
           f"lean {100 * c['mean_success']['lean']:.1f} %, render-and-decode "
           f"{100 * c['mean_success']['render_and_decode']:.1f} %")
 

@@ -16,9 +16,9 @@ pytestmark = [pytest.mark.sim, pytest.mark.e2e]
 
 
 def row(preset: str, success: float, latency: float, philosophy: str = "Latent-Only",
-        future: str = "skipped") -> dict:
+        future: str = "skipped", episodes: int = 400) -> dict:
     return {"preset": preset, "success": success, "latency_per_action_ms": latency, "philosophy": philosophy,
-            "future_at_deployment": future}
+            "future_at_deployment": future, "episodes": episodes}
 
 
 def test_pareto_front_and_the_central_claim():
@@ -26,12 +26,23 @@ def test_pareto_front_and_the_central_claim():
     assert pareto_front(rows) == ["b", "c"]
     claim = central_claim(rows)
     assert (claim["render_and_decode"], claim["lean"], claim["latency_ratio"]) == ("a", "b", 5.0)
+    assert claim["lean_matches"] and claim["matching"] == ["b"]
+    assert claim["success_difference_se"] == pytest.approx((2 * 0.9 * 0.1 / 400) ** 0.5)
     assert claim["generating"] is None  # no render-and-decode preset generates its future when it acts
     claim = central_claim(rows + [row("e", 0.8, 20.0, "Render-and-Decode", future="generated")])
     assert claim["render_and_decode"] == "a"
     assert (claim["generating"]["render_and_decode"], claim["generating"]["latency_ratio"]) == ("e", 10.0)
     assert claim["generating"]["success_difference"] == pytest.approx(0.1)
     assert central_claim([row("b", 0.9, 2.0)]) is None  # nothing to compare with
+
+
+def test_the_central_claim_compares_the_fastest_lean_preset_within_noise():
+    render = row("r", 0.98, 40.0, "Render-and-Decode", future="generated")
+    # 0.97 is within one standard error (about 1.1 points over 400 episodes each), 0.95 is not.
+    claim = central_claim([render, row("best", 0.985, 16.0), row("fast", 0.97, 0.5), row("fastest", 0.95, 0.1)])
+    assert (claim["lean"], claim["matching"], claim["latency_ratio"]) == ("fast", ["best", "fast"], 80.0)
+    claim = central_claim([render, row("fast", 0.97, 0.5, episodes=40000), row("fastest", 0.95, 0.1)])
+    assert not claim["lean_matches"] and claim["lean"] == "fast"  # none matches: the most successful is compared
 
 
 def test_future_at_deployment_says_what_the_latency_pays_for():
@@ -172,6 +183,7 @@ def test_report_states_both_central_claims(bench, tmp_path):
     board["central_claim"] = central_claim(board["rows"])
     curves = {p: [json.loads(line) for line in (root / f"out/{p}/run/train_log.jsonl").open()]
               for p in ("vla", "fast-wam")}
-    html = write_report(board, curves, root / "out", tmp_path).read_text()
-    assert 'id="claim"' in html and "<b>render-skipped</b> (its future skipped at deployment)" in html
-    assert 'id="claim-generating"' in html and "the best,\n<b>vla</b>" in html
+    html = " ".join(write_report(board, curves, root / "out", tmp_path).read_text().split())
+    assert 'id="claim"' in html and "preset, <b>render-skipped</b> (its future skipped at deployment)" in html
+    assert 'id="claim-generating"' in html and "the best, <b>vla</b>" in html
+    assert "within one standard error" in html or "one standard error of the difference below" in html

@@ -335,10 +335,13 @@ LEAN = ("Latent-Only", "Video-Generation-Free")
 
 
 def central_claim(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The survey's claim in our numbers: does the best latent-only or generation-free preset match the best
-    render-and-decode preset's success, and at what fraction of its latency per action? Asked again (``generating``)
-    over the render-and-decode presets that generate their future when they act: a census philosophy says what a
-    system predicts, while the latency pays for what it computes at deployment."""
+    """The survey's claim in our numbers: does a latent-only or generation-free preset match the best
+    render-and-decode preset's success, and at what fraction of its latency per action? "Match" means a success no
+    more than one standard error of the difference below (two binomial proportions over each preset's episodes);
+    of the presets that match, the fastest is compared. If none matches, the most successful lean preset is, and
+    ``lean_matches`` is false. Asked again (``generating``) over the render-and-decode presets that generate their
+    future when they act: a census philosophy says what a system predicts, while the latency pays for what it
+    computes at deployment."""
     render = [r for r in rows if r["philosophy"] == RENDER]
     lean = [r for r in rows if r["philosophy"] in LEAN]
     claim = _compare(render, lean)
@@ -347,18 +350,27 @@ def central_claim(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return claim
 
 
+def _success_difference_se(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """Standard error of the difference between two presets' success rates over their evaluation episodes."""
+    return float(np.sqrt(sum(r["success"] * (1 - r["success"]) / r["episodes"] for r in (a, b))))
+
+
 def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not render or not lean:
         return None
     best_render = max(render, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
-    best_lean = max(lean, key=lambda r: (r["success"], -r["latency_per_action_ms"]))
+    matching = [r for r in lean if r["success"] >= best_render["success"] - _success_difference_se(best_render, r)]
+    chosen = (min(matching, key=lambda r: (r["latency_per_action_ms"], -r["success"])) if matching
+              else max(lean, key=lambda r: (r["success"], -r["latency_per_action_ms"])))
     return {"render_and_decode": best_render["preset"], "render_success": best_render["success"],
             "render_latency_per_action_ms": best_render["latency_per_action_ms"],
             "render_future_at_deployment": best_render["future_at_deployment"],
-            "lean": best_lean["preset"], "lean_success": best_lean["success"],
-            "lean_latency_per_action_ms": best_lean["latency_per_action_ms"],
-            "success_difference": best_lean["success"] - best_render["success"],
-            "latency_ratio": best_render["latency_per_action_ms"] / best_lean["latency_per_action_ms"],
+            "lean": chosen["preset"], "lean_success": chosen["success"],
+            "lean_latency_per_action_ms": chosen["latency_per_action_ms"],
+            "lean_matches": bool(matching), "matching": sorted(r["preset"] for r in matching),
+            "success_difference": chosen["success"] - best_render["success"],
+            "success_difference_se": _success_difference_se(best_render, chosen),
+            "latency_ratio": best_render["latency_per_action_ms"] / chosen["latency_per_action_ms"],
             "mean_success": {"render_and_decode": float(np.mean([r["success"] for r in render])),
                              "lean": float(np.mean([r["success"] for r in lean]))}}
 

@@ -32,21 +32,26 @@ preset.</p>
 torch {{ board.machine.torch }}, device {{ board.machine.device }}. Latencies come from the timing pass at the end
 of this command (below); on a shared machine they vary, so compare them as ratios.</p>
 
+{% macro lean_against(c) -%}
+{% if c.lean_matches %}the fastest latent-only or generation-free preset that matches it (a success no more than one
+standard error of the difference below), <b>{{ c.lean }}</b>,{% else %}no latent-only or generation-free preset comes
+within one standard error of it; the most successful, <b>{{ c.lean }}</b>,{% endif %} succeeds in
+{{ pct1(c.lean_success) }} at {{ ms(c.lean_latency_per_action_ms) }}: a difference of
+{{ "%+.1f"|format(100 * c.success_difference) }} points (standard error {{ "%.1f"|format(100 * c.success_difference_se) }})
+at {{ "%.2g"|format(1 / c.latency_ratio) }}x the latency ({{ "%.1f"|format(c.latency_ratio) }}x faster).
+{%- if c.lean_matches %} Presets that match: {{ c.matching|join(", ") }}.{% endif %}
+{%- endmacro %}
 {% if board.central_claim %}{% set c = board.central_claim %}
 <h2>Do latent-only and generation-free models match render-and-decode?</h2>
-<p id="claim">The best latent-only or generation-free preset, <b>{{ c.lean }}</b>, succeeds in {{ pct(c.lean_success) }}
-of episodes at {{ ms(c.lean_latency_per_action_ms) }} of model time per action; the best render-and-decode preset,
-<b>{{ c.render_and_decode }}</b> (its future {{ c.render_future_at_deployment }} at deployment), in
-{{ pct(c.render_success) }} at {{ ms(c.render_latency_per_action_ms) }}:
-a difference of {{ "%+.0f"|format(100 * c.success_difference) }} points at
-{{ "%.2g"|format(1 / c.latency_ratio) }}x the latency ({{ "%.1f"|format(c.latency_ratio) }}x faster).
-Mean success over each group: {{ pct(c.mean_success.lean) }} (latent-only and generation-free) against
-{{ pct(c.mean_success.render_and_decode) }} (render-and-decode).</p>
+<p id="claim">The best render-and-decode preset, <b>{{ c.render_and_decode }}</b> (its future
+{{ c.render_future_at_deployment }} at deployment), succeeds in {{ pct1(c.render_success) }} of episodes at
+{{ ms(c.render_latency_per_action_ms) }} of model time per action; {{ lean_against(c) }}
+Mean success over each group: {{ pct1(c.mean_success.lean) }} (latent-only and generation-free) against
+{{ pct1(c.mean_success.render_and_decode) }} (render-and-decode).</p>
 {% if c.generating and c.generating.render_and_decode != c.render_and_decode %}{% set g = c.generating %}
 <p id="claim-generating">Among the render-and-decode presets that generate their future when they act, the best,
-<b>{{ g.render_and_decode }}</b>, succeeds in {{ pct(g.render_success) }} at {{ ms(g.render_latency_per_action_ms) }}
-per action: <b>{{ g.lean }}</b> differs by {{ "%+.0f"|format(100 * g.success_difference) }} points at
-{{ "%.2g"|format(1 / g.latency_ratio) }}x its latency ({{ "%.1f"|format(g.latency_ratio) }}x faster).</p>
+<b>{{ g.render_and_decode }}</b>, succeeds in {{ pct1(g.render_success) }} at {{ ms(g.render_latency_per_action_ms) }}
+per action; {{ lean_against(g) }}</p>
 {% endif %}{% endif %}
 
 <h2>Accuracy at budget</h2>
@@ -195,7 +200,8 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
         board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(SHIFTS), shift_notes=shift_notes,
-        pct=lambda x: f"{100 * x:.0f} %", ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
+        pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
+        ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
     path = results / "report.html"
     path.write_text(html)
     return path
