@@ -66,7 +66,7 @@ cores).</p>
 <th>parameters</th><th>training</th><th class="l">4-tuple</th><th class="l">philosophy</th>
 <th class="l">future at deployment</th></tr>
 {% for r in board.rows %}<tr{% if r.preset in board.pareto_front %} class="front"{% endif %}>
-<td class="l">{{ r.preset }}</td><td>{{ pct(r.success) }}</td>
+<td class="l">{{ r.preset }}</td><td>{{ pct1(r.success) }}</td>
 {% for t in board.tasks %}<td>{{ pct(r.per_task[t]) }}</td>{% endfor %}
 <td>{{ ms(r.latency_per_call_ms_p50) }}</td><td>{{ ms(r.latency_per_call_ms_p95) }}</td>
 <td>{{ ms(r.latency_per_action_ms) }}</td><td>{{ "%.0f"|format(r.effective_control_hz) }} Hz</td>
@@ -90,7 +90,7 @@ operating point): the same weights at fewer or more sampler steps, with the futu
 
 <h2>Screens against success</h2>
 <table id="screens"><tr><th>preset</th><th>success</th>{% for s in screens %}<th>{{ s }}</th>{% endfor %}</tr>
-{% for r in board.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ pct(r.success) }}</td>
+{% for r in board.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ pct1(r.success) }}</td>
 {% for s in screens %}<td>{{ "%.3g"|format(r.offline[s]) if s in r.offline else "–" }}</td>{% endfor %}</tr>
 {% endfor %}<tr><td class="l">Spearman with success</td><td></td>
 {% for s in screens %}<td>{% if s in board.screen_correlations %}{{ "%+.2f"|format(board.screen_correlations[s].spearman)
@@ -113,7 +113,7 @@ the longest dream horizon</th><th>dream peak memory</th><th>physical plausibilit
 <p>Interactability: relative change of the predicted future when the action chunk is swapped for another window's.
 Causality: largest change of the action when every input after the current step is replaced by noise (must be 0).
 Shifts, evaluated on {{ board.rows[0].properties.generalization.tasks|join(", ") }}:
-{% for s, text in shift_notes.items() %}<b>{{ s }}</b>: {{ text }}; {% endfor %}</p>
+{% for s, text in shift_notes.items() %}<b>{{ s }}</b>: {{ text }}{{ "." if loop.last else "; " }}{% endfor %}</p>
 
 <h2>Training curves</h2>
 <img id="training" src="figures/training.png" alt="smoothed training loss per preset">
@@ -131,28 +131,45 @@ loop></video><figcaption>{{ v.preset }}: {{ v.task }}</figcaption></figure>{% en
 
 
 def _pareto_figure(board: dict[str, Any], path: Path) -> None:
+    """Success (with its standard error) against latency per action, coloured by philosophy. The y axis is zoomed on
+    the presets above 50 % so that one-point differences show; the presets below are named in a note."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     rows = board["rows"]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
+    shown = [r for r in rows if r["success"] >= 0.5] or rows
+    below = [r for r in rows if r not in shown]
+    colours = dict(zip(sorted({r["philosophy"] for r in rows}), plt.get_cmap("tab10").colors))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    labelled: list[tuple[float, float]] = []
+    for r in shown:
         front = r["preset"] in board["pareto_front"]
-        ax.scatter(r["latency_per_action_ms"], 100 * r["success"], s=40 if front else 20,
-                   color="tab:red" if front else "tab:blue")
-        ax.annotate(r["preset"], (r["latency_per_action_ms"], 100 * r["success"]), fontsize=8,
-                    xytext=(3, 3), textcoords="offset points")
-    front = sorted((r for r in rows if r["preset"] in board["pareto_front"]), key=lambda r: r["latency_per_action_ms"])
-    ax.plot([r["latency_per_action_ms"] for r in front], [100 * r["success"] for r in front], color="tab:red",
-            drawstyle="steps-post", label="Pareto front")
+        x, y = r["latency_per_action_ms"], 100 * r["success"]
+        se = 100 * (r["success"] * (1 - r["success"]) / max(r.get("episodes", 1), 1)) ** 0.5
+        ax.errorbar(x, y, yerr=se, fmt="o", ms=7 if front else 5, color=colours[r["philosophy"]],
+                    mec="black" if front else "none", elinewidth=0.8, capsize=2)
+        # A preset on top of an earlier one (same latency and success) is labelled below it.
+        crowded = any(abs(np.log10(x / lx)) < 0.03 and abs(y - ly) < 0.3 for lx, ly in labelled)
+        labelled.append((x, y))
+        ax.annotate(r["preset"], (x, y), fontsize=8, xytext=(4, -10 if crowded else 4), textcoords="offset points")
+    front = sorted((r for r in shown if r["preset"] in board["pareto_front"]), key=lambda r: r["latency_per_action_ms"])
+    ax.plot([r["latency_per_action_ms"] for r in front], [100 * r["success"] for r in front], color="black",
+            lw=0.8, drawstyle="steps-post", label="Pareto front")
+    for philosophy in sorted({r["philosophy"] for r in shown}):
+        ax.scatter([], [], color=colours[philosophy], label=philosophy)
     ax.set_xscale("log")
-    ax.set_ylim(-5, 105)
+    ax.set_ylim(100 * min(r["success"] for r in shown) - 3, 101)
+    if below:
+        ax.text(0.01, 0.01, "below the axis: " + ", ".join(
+            f"{r['preset']} {100 * r['success']:.1f} % at {r['latency_per_action_ms']:.1f} ms" for r in below),
+            transform=ax.transAxes, fontsize=8, va="bottom")
     ax.set_xlabel("model time per executed action (ms, log scale)")
-    ax.set_ylabel("success (%)")
+    ax.set_ylabel("success (%, bars: one standard error)")
     ax.set_title("success against latency")
-    ax.legend()
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
