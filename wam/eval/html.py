@@ -148,7 +148,7 @@ def _pareto_figure(board: dict[str, Any], path: Path) -> None:
     for r in shown:
         front = r["preset"] in board["pareto_front"]
         x, y = r["latency_per_action_ms"], 100 * r["success"]
-        se = 100 * (r["success"] * (1 - r["success"]) / max(r.get("episodes", 1), 1)) ** 0.5
+        se = 100 * (r["success"] * (1 - r["success"]) / r["episodes"]) ** 0.5
         ax.errorbar(x, y, yerr=se, fmt="o", ms=7 if front else 5, color=colours[r["philosophy"]],
                     mec="black" if front else "none", elinewidth=0.8, capsize=2)
         # A preset on top of an earlier one (same latency and success) is labelled below it.
