@@ -102,6 +102,13 @@ class MetaWorldEnv(gym.Env):
             model.geom_rgba[:, :3] = np.clip(model.geom_rgba[:, :3] * COLOUR_TINT, 0, 1)
         elif shift == "placement":
             self._env._get_state_rand_vec = self._outside_rand_vec
+            # The goal space only bounds the observation: unbounded, a goal placed past it is observed, not clipped.
+            self._env.goal_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        # MetaWorld clips every step observation to ``sawyer_observation_space``, a cached property computed at
+        # construction, while the goal was still hidden (goal bounds zero): without recomputing it the goal reads
+        # [0, 0, 0] after the first step and goal-seeking experts drive to the origin. MetaWorld's own
+        # observability switches (``set_task``, its goal-observable classes) delete it the same way.
+        del self._env.sawyer_observation_space
         self._size = size
         self._state = np.zeros(39)
         self._steps = 0
@@ -217,3 +224,46 @@ class ScriptedExpert:
 
     def select_action(self, observation: dict[str, Any] | None = None) -> np.ndarray:
         return np.asarray(self._policy.get_action(self.env.privileged_state), dtype=np.float32)
+
+
+def expert_successes(task: str, seeds: list[int], track: Track = "state", max_steps: int = 500) -> list[bool]:
+    """Whether the scripted expert succeeds from each seeded start of ``task``, run through this adapter exactly as
+    ``wam collect`` runs it (first attempt, no retry)."""
+    env = MetaWorldEnv(task, track=track, max_episode_steps=max_steps)
+    expert = ScriptedExpert(env)
+    outcomes = []
+    try:
+        for seed in seeds:
+            observation, _ = env.reset(seed=seed)
+            expert.reset()
+            success = truncated = False
+            while not (success or truncated):
+                observation, _, success, truncated, _ = env.step(expert.select_action(observation))
+            outcomes.append(success)
+    finally:
+        env.close()
+    return outcomes
+
+
+def reference_expert_successes(task: str, starts: int, max_steps: int = 500) -> list[bool]:
+    """Whether the scripted expert succeeds from each of ``starts`` starts of MetaWorld's own environment,
+    ``gym.make("Meta-World/MT1", env_name=task, seed=0)``, which draws each reset's placement from its own seeded
+    set of 50: the yardstick this adapter must match."""
+    import metaworld  # noqa: F401  (registers the Meta-World/ environments)
+    from metaworld.policies import ENV_POLICY_MAP
+
+    check_tasks([task])
+    env = gym.make("Meta-World/MT1", env_name=task, seed=0, max_episode_steps=max_steps)
+    policy = ENV_POLICY_MAP[task]()
+    outcomes = []
+    try:
+        for _ in range(starts):
+            observation, _ = env.reset()
+            success = done = False
+            while not (success or done):
+                observation, _, terminated, truncated, info = env.step(policy.get_action(observation))
+                success, done = bool(info["success"]), terminated or truncated
+            outcomes.append(success)
+    finally:
+        env.close()
+    return outcomes
