@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import assert_one_line_error, wam_cli
-from wam.data.collect import CollectConfig, run_collect
+from wam.data.collect import CollectConfig
 from wam.data.lerobot import DatasetError, LeRobotDataset
 from wam.data.windows import WindowDataset
+from wam.options import OptionError
 
 pytestmark = pytest.mark.sim
 
@@ -173,7 +174,10 @@ def test_nan_values_are_refused(broken):
 
 
 def test_bad_collect_arguments(tmp_path):
-    with pytest.raises(ValueError, match="at least 1"):
-        run_collect(CollectConfig(tasks="drawer-open-v3", episodes=0, out=tmp_path / "z"))
-    with pytest.raises(ValueError, match="evaluation seeds"):
-        run_collect(CollectConfig(tasks="drawer-open-v3", episodes=1, out=tmp_path / "z", seed=10**9))
+    with pytest.raises(OptionError, match="--episodes must be at least 1, got 0"):
+        CollectConfig(tasks="drawer-open-v3", episodes=0, out=tmp_path / "z")
+    with pytest.raises(OptionError, match="--seed must be at most 99999999, got 1000000000"):
+        CollectConfig(tasks="drawer-open-v3", episodes=1, out=tmp_path / "z", seed=10**9)
+    with pytest.raises(OptionError, match="--seed must be at most 99999998 with --episodes 2"):
+        CollectConfig(tasks="drawer-open-v3", episodes=2, out=tmp_path / "z", seed=99_999_999)
+    assert not (tmp_path / "z").exists()

@@ -68,8 +68,8 @@ def test_every_problem_is_reported_at_once(copy):
     (lambda d: edit_json(d / "meta/info.json", lambda i: i["features"].pop("task_index")), "lacks the 'task_index'"),
     (lambda d: edit_json(d / "meta/stats.json", lambda s: s["action"].update(mean=[9, 9, 9, 9])),
      "'action' mean does not match the frames; recompute it with `wam data stats`"),
-    (lambda d: (d / "meta/tasks.parquet").write_bytes(b"PAR1 junk"), "meta/tasks.parquet: missing, unreadable"),
-    (lambda d: (d / DATA_FILE).write_bytes((d / DATA_FILE).read_bytes()[:5000]), "file-000.parquet: unreadable"),
+    (lambda d: (d / "meta/tasks.parquet").write_bytes(b"PAR1 junk"), "meta/tasks.parquet is corrupt or truncated"),
+    (lambda d: (d / DATA_FILE).write_bytes((d / DATA_FILE).read_bytes()[:5000]), "file-000.parquet is corrupt or truncated"),
     (lambda d: (d / "meta/info.json").write_text("{"), "meta/info.json: missing or not valid JSON"),
 ])
 def test_each_damage_is_named(copy, damage, message):

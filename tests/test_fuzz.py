@@ -2,6 +2,10 @@
 
 Whatever the damage, the readers either succeed or raise their one error type (``DatasetError``,
 ``CheckpointError``) with a message naming the file; nothing else escapes, nothing hangs, nothing is written.
+
+Each property runs twice: seeded (the same cases on every run, so the suite's outcome is a function of the commit)
+and as a wider random search marked ``wide`` (``python -m pytest -m wide tests/test_fuzz.py``), to run before
+changing any reader.
 """
 
 from __future__ import annotations
@@ -22,13 +26,19 @@ from wam.data.lerobot import DatasetError, LeRobotDataset
 from wam.model import CheckpointError, ModelConfig, WorldActionModel
 
 pytestmark = pytest.mark.reliability
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                       HealthCheck.too_slow])
+SEEDED = settings(max_examples=40, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+WIDE = settings(SEEDED, max_examples=600, derandomize=False)
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
                     max_leaves=8)
 DATASET_FILES = ["meta/info.json", "meta/stats.json", "meta/tasks.parquet", "meta/episodes/chunk-000/file-000.parquet",
                  "data/chunk-000/file-000.parquet"]
+
+
+def seeded_and_wide(body, **strategies):
+    """``body`` as the seeded property and the wide random search over the same strategies."""
+    return SEEDED(given(**strategies)(body)), pytest.mark.wide(WIDE(given(**strategies)(body)))
 
 
 def tree_digest(root: Path) -> str:
@@ -64,11 +74,7 @@ def read_dataset(root: Path) -> None:
     assert tree_digest(root) == before
 
 
-@FUZZ
-@given(name=st.sampled_from(DATASET_FILES), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1),
-                                                                                          st.integers(1, 255)),
-                                                                                max_size=6))
-def test_damaged_dataset_bytes(vision_data, scratch, name, cut, flips):
+def damaged_dataset_bytes(vision_data, scratch, name, cut, flips):
     root = damaged_copy(vision_data, scratch)
     path = root / name
     data = bytearray(path.read_bytes())
@@ -78,11 +84,12 @@ def test_damaged_dataset_bytes(vision_data, scratch, name, cut, flips):
     read_dataset(root)
 
 
-@FUZZ
-@given(feature=st.sampled_from(["action", "observation.state", "next.reward", "index", "observation.images.corner2"]),
-       field=st.sampled_from(["dtype", "shape", "names", "extra"]), value=JSON,
-       totals=st.fixed_dictionaries({}, optional={"total_frames": JSON, "total_episodes": JSON, "fps": JSON}))
-def test_hostile_dataset_metadata(vision_data, scratch, feature, field, value, totals):
+test_damaged_dataset_bytes, test_damaged_dataset_bytes_wide = seeded_and_wide(
+    damaged_dataset_bytes, name=st.sampled_from(DATASET_FILES), cut=st.floats(0, 1),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=6))
+
+
+def hostile_dataset_metadata(vision_data, scratch, feature, field, value, totals):
     root = damaged_copy(vision_data, scratch)
     info_path = root / "meta/info.json"
     info = json.loads(info_path.read_text())
@@ -90,6 +97,13 @@ def test_hostile_dataset_metadata(vision_data, scratch, feature, field, value, t
     info.update(totals)
     info_path.write_text(json.dumps(info))
     read_dataset(root)
+
+
+test_hostile_dataset_metadata, test_hostile_dataset_metadata_wide = seeded_and_wide(
+    hostile_dataset_metadata,
+    feature=st.sampled_from(["action", "observation.state", "next.reward", "index", "observation.images.corner2"]),
+    field=st.sampled_from(["dtype", "shape", "names", "extra"]), value=JSON,
+    totals=st.fixed_dictionaries({}, optional={"total_frames": JSON, "total_episodes": JSON, "fps": JSON}))
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +115,7 @@ def saved_model(scratch):
     return directory
 
 
-@FUZZ
-@given(edits=st.dictionaries(st.sampled_from(["d_model", "n_layers", "n_heads", "horizon", "n_obs", "action_dim",
-                                              "future_offsets", "image_channels", "dropout", "future_weight",
-                                              "observation_shapes", "spec", "planner", "parameterization", "tasks",
-                                              "vocabulary", "unknown_key"]), JSON, min_size=1, max_size=3),
-       drop=st.lists(st.sampled_from(["d_model", "spec", "observation_shapes", "horizon"]), max_size=2))
-def test_hostile_model_config(saved_model, scratch, edits, drop):
+def hostile_model_config(saved_model, scratch, edits, drop):
     directory = scratch / "hostile-model"
     shutil.rmtree(directory, ignore_errors=True)
     shutil.copytree(saved_model, directory)
@@ -124,9 +132,16 @@ def test_hostile_model_config(saved_model, scratch, edits, drop):
     assert tree_digest(directory) == before
 
 
-@FUZZ
-@given(cut=st.floats(0, 0.999), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=4))
-def test_damaged_model_weights(saved_model, scratch, cut, flips):
+test_hostile_model_config, test_hostile_model_config_wide = seeded_and_wide(
+    hostile_model_config,
+    edits=st.dictionaries(st.sampled_from(["d_model", "n_layers", "n_heads", "horizon", "n_obs", "action_dim",
+                                           "future_offsets", "image_channels", "dropout", "future_weight",
+                                           "observation_shapes", "spec", "planner", "parameterization", "tasks",
+                                           "vocabulary", "unknown_key"]), JSON, min_size=1, max_size=3),
+    drop=st.lists(st.sampled_from(["d_model", "spec", "observation_shapes", "horizon"]), max_size=2))
+
+
+def damaged_model_weights(saved_model, scratch, cut, flips):
     directory = scratch / "damaged-model"
     shutil.rmtree(directory, ignore_errors=True)
     shutil.copytree(saved_model, directory)
@@ -139,3 +154,8 @@ def test_damaged_model_weights(saved_model, scratch, cut, flips):
         WorldActionModel.load(directory)
     except CheckpointError as e:
         assert "model.safetensors" in str(e), e
+
+
+test_damaged_model_weights, test_damaged_model_weights_wide = seeded_and_wide(
+    damaged_model_weights, cut=st.floats(0, 0.999),
+    flips=st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), max_size=4))

@@ -83,10 +83,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from wam.data.lerobot import DatasetError
     from wam.model import CheckpointError
+    from wam.options import OptionError
 
     warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
-    cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
-                                               description="World Action Models: collect, train, evaluate, compare.")
+    try:  # building the config checks every option against its declared bounds (wam.options)
+        cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
+                                                   description="World Action Models: collect, train, evaluate, compare.")
+    except OptionError as e:
+        print(f"wam: error: {e}", file=sys.stderr)
+        return 2
     from wam.train import distributed
     from wam.train.loop import TrainConfig
 
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return distributed.relaunch(cfg.nproc, list(sys.argv[1:] if argv is None else argv))
     try:
         result = run(cfg)
-    except (ValueError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+    except (ValueError, OptionError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
         print(f"wam: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only or foreign directory

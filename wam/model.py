@@ -228,12 +228,13 @@ class WorldActionModel(nn.Module):
         for substrate in self.substrates.values():
             dataset.frames.update(substrate.cache(dataset))
 
-    def windows(self, dataset, extra_future_keys: tuple[str, ...] = ()) -> WindowDataset:
-        """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``)."""
+    def windows(self, dataset, extra_future_keys: tuple[str, ...] = (), successful_only: bool = True) -> WindowDataset:
+        """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``),
+        over the successful episodes only unless ``successful_only`` is False."""
         offsets = self.config.future_offsets if self.substrates else ()
         keys = list(dict.fromkeys([*self.future_keys, *extra_future_keys]))
         return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
-                             keys, self.anchor_keys)
+                             keys, self.anchor_keys, successful_only)
 
     @property
     def device(self) -> torch.device:

@@ -7,17 +7,20 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from annotated_types import Ge
 
 from wam.data.collect import CollectConfig, run_collect
 from wam.eval.report import print_report
 from wam.eval.runner import EvalConfig, run_eval
 from wam.io import atomic_write_json, config_dict
+from wam.options import CheckedOptions
 from wam.train.loop import TrainConfig, train
 
 
 @dataclass
-class QuickstartConfig:
+class QuickstartConfig(CheckedOptions):
     """The main job: collect, train and evaluate fast-wam on easy vision-track MetaWorld tasks."""
 
     out: Path = Path("outputs/quickstart")
@@ -25,18 +28,18 @@ class QuickstartConfig:
     tasks: str = "button-press-topdown-v3,drawer-open-v3,drawer-close-v3"
     """Comma-separated MetaWorld v3 tasks."""
     preset: str = "fast-wam"
-    demos: int = 30
+    demos: Annotated[int, Ge(1)] = 30
     """Demonstrations per task."""
-    steps: int = 2500
+    steps: Annotated[int, Ge(1)] = 2500
     """Training steps."""
-    batch_size: int = 64
-    eval_episodes: int = 10
+    batch_size: Annotated[int, Ge(1)] = 64
+    eval_episodes: Annotated[int, Ge(1)] = 10
     """Evaluation episodes per task."""
-    max_steps: int = 200
+    max_steps: Annotated[int, Ge(1)] = 200
     """Evaluation episode cap in control steps."""
-    video: int = 1
+    video: Annotated[int, Ge(0)] = 1
     """Rollout videos per task."""
-    workers: int = 2
+    workers: Annotated[int, Ge(1)] = 2
     device: str = "auto"
 
 

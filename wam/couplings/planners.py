@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge
 
 Evaluate = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,8 +44,8 @@ class PlannerOverrides:
     proposal: Literal["prior", "noise", "uniform"] | None = None
     objective: Literal["progress", "goal", "success"] | None = None
     granularity: Literal["chunk", "step"] | None = None
-    candidates: int | None = None
-    iterations: int | None = None
+    candidates: Annotated[int | None, Ge(1)] = None
+    iterations: Annotated[int | None, Ge(1)] = None
 
     def apply(self, config: PlannerConfig) -> PlannerConfig:
         from dataclasses import asdict, replace

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import tyro
 
 from wam.data.lerobot import (
@@ -25,6 +24,8 @@ from wam.data.lerobot import (
     decode_png,
     feature_problem,
     read_episodes,
+    read_table,
+    read_tasks,
 )
 from wam.io import atomic_write_json
 
@@ -109,9 +110,9 @@ def _read_columns(root: Path, features: dict[str, Any]) -> tuple[dict[str, np.nd
     parts: dict[str, list[np.ndarray]] = {k: [] for k in features}
     for path in files:
         try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as e:
-            problems.append(f"{path}: unreadable ({str(e).splitlines()[0]})")
+            table = read_table(path)
+        except DatasetError as e:
+            problems.append(str(e))
             parts = {k: [] for k in features}  # frame positions are lost: skip the per-frame checks
             continue
         extra = sorted(set(table.column_names) - set(features))
@@ -180,16 +181,11 @@ def _check_index(root: Path, columns: dict[str, np.ndarray], fps: Any) -> list[s
 
 
 def _read_tasks(root: Path, problems: list[str]) -> list[str] | None:
-    path = root / "meta/tasks.parquet"
     try:
-        table = pq.read_table(path).to_pydict()
-        order, tasks = table["task_index"], table["task"]
-    except (OSError, pa.ArrowException, KeyError) as e:
-        problems.append(f"{path}: missing, unreadable or without task_index/task columns ({str(e).splitlines()[0]})")
+        return read_tasks(root)
+    except DatasetError as e:
+        problems.append(str(e))
         return None
-    if sorted(order) != list(range(len(order))):
-        problems.append(f"{path}: task_index is {sorted(order)}, not 0..{len(order) - 1}")
-    return [t for _, t in sorted(zip(order, tasks))]
 
 
 def _check_episodes(root: Path, info: dict[str, Any], columns: dict[str, np.ndarray]) -> list[str]:
@@ -224,6 +220,8 @@ def _check_stats(root: Path, features: dict[str, Any]) -> list[str]:
         stored = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         return [f"{path}: missing or not valid JSON ({e}); {fix}"]
+    if not isinstance(stored, dict):
+        return [f"{path}: not a JSON object; {fix}"]
     fresh = compute_stats(root, features)
     problems = []
     for key, stats in fresh.items():

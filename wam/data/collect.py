@@ -16,14 +16,16 @@ import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from annotated_types import Ge, Interval, Le
 from tqdm import tqdm
 
 from wam.data.lerobot import STAGING, DatasetError, finalize, read_staged_meta, write_staged_episode
 from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
+from wam.options import CheckedOptions, OptionError
 
 SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
@@ -33,31 +35,44 @@ EVAL_SEED_BASE = 1_000_000_000
 
 
 @dataclass
-class CollectConfig:
+class CollectConfig(CheckedOptions):
     """Collect scripted-expert demonstrations from MetaWorld into a LeRobotDataset v3 directory."""
 
     tasks: str
     """Comma-separated MetaWorld v3 task names, e.g. button-press-topdown-v3,drawer-open-v3."""
-    episodes: int
+    episodes: Annotated[int, Ge(1)]
     """Episodes per task."""
     out: Path
     """Dataset directory (created; an unfinished collection there is resumed)."""
     track: Literal["vision", "state"] = "vision"
     """vision: 64x64 corner2 RGB + 4-d proprioception; state: the 39-d privileged state."""
-    workers: int = 2
+    workers: Annotated[int, Ge(1)] = 2
     """Parallel simulator processes."""
-    seed: int = 0
+    seed: Annotated[int, Ge(0), Le(MAX_DEMO_SEED - 1)] = 0
     """First demonstration seed; evaluation seeds never overlap demonstration seeds."""
-    max_steps: int = 500
+    max_steps: Annotated[int, Ge(1)] = 500
     """Episode cap in control steps; an episode ends at the first success."""
-    image_size: int = 64
+    image_size: Annotated[int, Ge(16), Le(1024)] = 64
     """Side of the square camera image (vision track)."""
+    max_failed: Annotated[float, Interval(ge=0, le=1)] = 0.1
+    """Largest share of a task's episodes the expert may fail (after its retries on new seeds) for the dataset to
+    be written; above it the collection stops with the failures listed and the finished episodes kept."""
+    keep_failed: bool = False
+    """Write the dataset whatever share of episodes failed. Failed episodes are always marked success=false in
+    meta/episodes, and `wam train` skips them unless given --include-failed."""
     ray: bool = False
     """Run the episodes on Ray workers of a local cluster instead of --workers processes (same dataset)."""
     ray_address: str | None = None
     """Run the episodes on an existing Ray cluster, e.g. ray://head:10001 or auto (see the README)."""
-    ray_workers: int | None = None
+    ray_workers: Annotated[int | None, Ge(1)] = None
     """Ray workers; default: the cluster's CPUs."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seed + self.episodes > MAX_DEMO_SEED:
+            raise OptionError(f"--seed must be at most {MAX_DEMO_SEED - self.episodes} with --episodes {self.episodes},"
+                              f" got {self.seed}: demonstration seeds stay below {MAX_DEMO_SEED}, apart from the "
+                              "evaluation seeds")
 
     @property
     def task_list(self) -> list[str]:
@@ -144,15 +159,11 @@ def keep_staged(out: Path, episode_index: int, success: bool, data: bytes) -> tu
 def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     """Collect (or finish collecting) the dataset described by ``cfg``; returns its ``meta/info.json``."""
     tasks = check_tasks(cfg.task_list)
-    if cfg.episodes < 1 or cfg.workers < 1:
-        raise ValueError("--episodes and --workers must be at least 1")
-    if not 0 <= cfg.seed < MAX_DEMO_SEED - cfg.episodes:
-        raise ValueError(f"--seed must lie in [0, {MAX_DEMO_SEED - cfg.episodes}) so demonstration seeds never "
-                         "reach the evaluation seeds")
     out = Path(cfg.out)
     # Neither the worker count nor where the directory lives changes the data (a dataset may be moved or linked).
+    # Nor does the failure policy: a refused collection is finished with --keep-failed without recording again.
     request = {k: v for k, v in config_dict(cfg).items() if k not in ("workers", "out", "ray", "ray_address",
-                                                                     "ray_workers")}
+                                                                     "ray_workers", "max_failed", "keep_failed")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
         previous = {k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}
@@ -178,7 +189,6 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                      {"out": str(out), "track": cfg.track, "image_size": cfg.image_size,
                       "max_steps": cfg.max_steps, "features": features}))
     total = len(tasks) * cfg.episodes
-    failures = 0
     with ExitStack() as stack:
         if (cfg.ray or cfg.ray_address) and jobs:
             from wam.cluster import fan_out
@@ -192,13 +202,31 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
             pool = stack.enter_context(mp.get_context("spawn").Pool(min(cfg.workers, len(jobs))))
             results = pool.imap_unordered(_record_episode, jobs)
         with tqdm(total=total, initial=total - len(jobs), desc="collect", unit="ep") as bar:
-            for _, ok in results:
-                failures += not ok
+            for _ in results:
                 bar.update()
-    info = finalize(out, features, fps=CONTROL_HZ, robot_type="sawyer",
+    failed = check_failures(out, tasks, cfg)
+    return finalize(out, features, fps=CONTROL_HZ, robot_type="sawyer",
                     extra_info={"wam": {"track": cfg.track, "tasks": tasks, "episodes_per_task": cfg.episodes,
-                                        "seed": cfg.seed}})
-    if failures:
-        print(f"warning: the expert failed {failures} episode(s) after {MAX_EXPERT_ATTEMPTS} seeds; they are kept "
-              "and marked success=false in meta/episodes")
-    return info
+                                        "seed": cfg.seed, "failed_episodes": failed}})
+
+
+def check_failures(out: Path, tasks: list[str], cfg: CollectConfig) -> dict[str, int]:
+    """Per task, how many staged episodes the expert failed; report them, and refuse (keeping every staged episode)
+    when a task's share passes ``--max-failed`` unless ``--keep-failed``."""
+    failed = dict.fromkeys(tasks, 0)
+    for path in sorted((out / STAGING).glob("episode-*.parquet")):
+        meta = read_staged_meta(path)
+        if meta is not None and not meta["success"]:
+            failed[meta["task"]] += 1
+    if not any(failed.values()):
+        return failed
+    listing = ", ".join(f"{task} {n}/{cfg.episodes}" for task, n in failed.items() if n)
+    over = [task for task, n in failed.items() if n > cfg.max_failed * cfg.episodes]
+    if over and not cfg.keep_failed:
+        raise DatasetError(f"the scripted expert failed too many episodes (after {MAX_EXPERT_ATTEMPTS} seeds each): "
+                           f"{listing}; above --max-failed {cfg.max_failed:g} for {', '.join(over)}. The finished "
+                           f"episodes are kept in {out / STAGING}: re-run the same command with --keep-failed to "
+                           "write them all (training skips the failed ones), or collect other tasks")
+    print(f"collect: the scripted expert failed {listing} episodes (after {MAX_EXPERT_ATTEMPTS} seeds each); they "
+          "are marked success=false in meta/episodes and `wam train` skips them unless given --include-failed")
+    return failed

@@ -47,6 +47,13 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 
 
 DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
+STATS = ("min", "max", "mean", "std")
+
+# The columns each metadata table must hold, with the Arrow type each must have; a reader checks them all.
+TASKS_COLUMNS = {"task_index": pa.types.is_integer, "task": pa.types.is_string}
+EPISODES_COLUMNS = {"episode_index": pa.types.is_integer, "tasks": pa.types.is_list, "length": pa.types.is_integer,
+                    "dataset_from_index": pa.types.is_integer, "dataset_to_index": pa.types.is_integer,
+                    "seed": pa.types.is_integer, "success": pa.types.is_boolean}
 
 
 class DatasetError(RuntimeError):
@@ -238,16 +245,21 @@ class LeRobotDataset:
             if problem := feature_problem(feature):
                 raise DatasetError(f"{info_path}: feature {key!r} {problem}; run `wam data check {root}` for every "
                                    "problem, then collect the dataset again")
-        stats = _read_json(root / "meta/stats.json")
         frames = cls.read_frames(root, info["features"])
+        stats = _read_stats(root / "meta/stats.json", info["features"])
         episodes = read_episodes(root)
-        tasks_table = _read_table(root / "meta/tasks.parquet").to_pydict()
-        tasks = [t for _, t in sorted(zip(tasks_table["task_index"], tasks_table["task"]))]
+        tasks = read_tasks(root)
         n = len(frames["index"])
         if n != info["total_frames"] or len(episodes) != info["total_episodes"]:
             raise DatasetError(f"{root}: data holds {n} frames / {len(episodes)} episodes but meta/info.json declares "
                                f"{info['total_frames']} / {info['total_episodes']}; the dataset is incomplete, "
                                "collect it again into a fresh --out directory")
+        _check_episode_ranges(root, episodes, n)
+        task_index = frames.get("task_index")
+        if task_index is not None and len(task_index) and not 0 <= task_index.min() <= task_index.max() < len(tasks):
+            raise DatasetError(f"{root}: frames refer to task indices outside the {len(tasks)} tasks of "
+                               "meta/tasks.parquet; "
+                               "the dataset is corrupt, collect it again")
         return cls(root, info, stats, frames, episodes, tasks)
 
     @staticmethod
@@ -256,7 +268,7 @@ class LeRobotDataset:
         files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
         if not files:
             raise DatasetError(f"{root}/data holds no parquet files; collect the dataset again with `wam collect`")
-        tables = [_read_table(f) for f in files]
+        tables = [read_table(f) for f in files]
         out: dict[str, np.ndarray] = {}
         for key, feature in features.items():
             missing = [str(f) for f, t in zip(files, tables) if key not in t.column_names]
@@ -287,17 +299,80 @@ class LeRobotDataset:
 
 def read_episodes(root: str | Path) -> list[dict[str, Any]]:
     """The episode table (one dict per episode) without loading any frame."""
-    return _read_table(Path(root) / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pylist()
+    return _read_rows(Path(root) / EPISODES_PATH.format(chunk_index=0, file_index=0), EPISODES_COLUMNS)
 
 
-def _read_table(path: Path) -> pa.Table:
+def read_tasks(root: str | Path) -> list[str]:
+    """The task strings of ``meta/tasks.parquet``, position = task index."""
+    path = Path(root) / "meta/tasks.parquet"
+    rows = sorted((r["task_index"], r["task"]) for r in _read_rows(path, TASKS_COLUMNS))
+    if [i for i, _ in rows] != list(range(len(rows))):
+        raise DatasetError(f"{path}: task indices {[i for i, _ in rows][:8]} are not 0..N-1; the file is corrupt, "
+                           "collect the dataset again")
+    return [t for _, t in rows]
+
+
+def _check_episode_ranges(root: Path, episodes: list[dict[str, Any]], n_frames: int) -> None:
+    """Every episode covers a non-empty range of the ``n_frames`` frames, as long as its declared length."""
+    for e in episodes:
+        lo, hi = e["dataset_from_index"], e["dataset_to_index"]
+        if not 0 <= lo < hi <= n_frames or hi - lo != e["length"]:
+            raise DatasetError(f"{root}: episode {e['episode_index']} declares frames [{lo}, {hi}) of length "
+                               f"{e['length']} in meta/episodes, outside the {n_frames} frames of the data; the "
+                               "dataset is corrupt, collect it again")
+
+
+def read_table(path: Path, columns: dict[str, Any] | None = None) -> pa.Table:
+    """The parquet table at ``path``; with ``columns`` (name -> Arrow type test), each must be present, of its type
+    and without nulls. Any damage raises ``DatasetError`` naming the file."""
     try:
-        return pq.read_table(path)
+        table = pq.read_table(path)
     except FileNotFoundError:
         raise DatasetError(f"{path} is missing; the dataset is incomplete, collect it again with `wam collect`") from None
-    except (OSError, pa.ArrowException) as e:
-        raise DatasetError(f"{path} is corrupt or truncated ({str(e).splitlines()[0]}); delete the dataset and "
-                           "collect it again with `wam collect`") from None
+    # Damaged bytes surface from Arrow's decoders as its own errors, or as decoding errors of the schema's text.
+    except (OSError, ValueError, KeyError, TypeError, IndexError, pa.ArrowException) as e:
+        message = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise DatasetError(f"{path} is corrupt or truncated ({message}); delete the dataset and collect it again "
+                           "with `wam collect`") from None
+    for name, is_type in (columns or {}).items():
+        if name not in table.column_names:
+            raise DatasetError(f"{path} lacks the column {name!r}; the file is corrupt, collect the dataset again")
+        column = table.column(name)
+        if not is_type(column.type) or column.null_count:
+            raise DatasetError(f"{path}: column {name!r} holds {column.type} with {column.null_count} nulls, not "
+                               "the type it is written with; the file is corrupt, collect the dataset again")
+    return table
+
+
+def _read_rows(path: Path, columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a metadata table (see ``_read_table``) as dicts; undecodable values raise ``DatasetError``."""
+    table = read_table(path, columns)
+    try:
+        return table.to_pylist()
+    except (ValueError, TypeError, OverflowError, pa.ArrowException) as e:  # e.g. text that is not UTF-8
+        raise DatasetError(f"{path} holds values that cannot be decoded ({str(e).splitlines()[0][:160]}); the file "
+                           "is corrupt, collect the dataset again") from None
+
+
+def _read_stats(path: Path, features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``meta/stats.json``, checked: every declared feature has finite min/max/mean/std of the shape it is written
+    with (per channel ``[3, 1, 1]`` for images), so normalization can never read a broken statistic."""
+    stats = _read_json(path)
+    if not isinstance(stats, dict):
+        raise DatasetError(f"{path} is not a JSON object; recompute it with `wam data stats {path.parent.parent}`")
+    for key, feature in features.items():
+        shape = (feature["shape"][-1], 1, 1) if feature["dtype"] == "image" else tuple(feature["shape"])
+        entry = stats.get(key)
+        for stat in STATS:
+            value = entry.get(stat) if isinstance(entry, dict) else None
+            try:
+                array = np.asarray(value, dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                array = None
+            if array is None or array.shape != shape or not np.isfinite(array).all():
+                raise DatasetError(f"{path}: {key!r} lacks a finite {stat!r} of shape {list(shape)}; recompute the "
+                                   f"statistics with `wam data stats {path.parent.parent}`")
+    return stats
 
 
 def _read_json(path: Path) -> dict[str, Any]:

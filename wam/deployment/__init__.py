@@ -15,7 +15,9 @@ Regimes (the fourth axis of the 4-tuple, plus the runtime dials that trade gener
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from annotated_types import Ge, Gt
 
 from wam.anatomy import Deployment
 from wam.couplings import Joint
@@ -31,16 +33,16 @@ class DeploymentConfig:
 
     deployment: Literal["open-loop", "chunked", "single-step", "interactive"] | None = None
     """Deployment regime; default: the one in the model's 4-tuple."""
-    n_action_steps: int | None = None
+    n_action_steps: Annotated[int | None, Ge(1)] = None
     """Actions executed per model call (K) under chunked deployment (the longest run between calls when adaptive)."""
-    ensemble: float | None = None
+    ensemble: Annotated[float | None, Ge(0)] = None
     """Chunked: temporal ensembling of overlapping chunks with weights exp(-m * i), oldest first (ACT: m = 0.01)."""
-    surprise: float | None = None
+    surprise: Annotated[float | None, Gt(0)] = None
     """Chunked: adaptive chunking; replan as soon as the surprise (relative error between the predicted and the
     observed future in substrate space) exceeds this threshold."""
     kv_cache: bool = True
     """Single-step, autoregressive backbones: reuse the key/value cache (False: re-encode the context every step)."""
-    window: int | None = None
+    window: Annotated[int | None, Ge(1)] = None
     """Single-step streaming: frames kept in the KV cache (default: the model's n_obs)."""
     decode: bool = False
     """Chunked: also decode the predicted future to pixels at every call (what a render-and-decode model pays)."""
@@ -64,7 +66,7 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
         return _single_step(model, cfg, seed, regime)
     if cfg.surprise is not None:
         return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode)
-    policy = ChunkedPolicy(model, fixed or cfg.n_action_steps, seed, cfg.ensemble, cfg.decode)
+    policy = ChunkedPolicy(model, cfg.n_action_steps if fixed is None else fixed, seed, cfg.ensemble, cfg.decode)
     policy.regime = regime.value
     return policy
 

@@ -36,7 +36,7 @@ class ChunkedPolicy(Policy):
         if decode and isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
             raise ValueError("--decode decodes the predicted future, but this model skips it; add --future predict")
         self.decode = decode
-        self.n_action_steps = n_action_steps or model.config.n_action_steps
+        self.n_action_steps = model.config.n_action_steps if n_action_steps is None else n_action_steps
         if not 1 <= self.n_action_steps <= model.config.horizon:
             raise ValueError(f"K={self.n_action_steps} must lie in [1, horizon={model.config.horizon}]")
         if ensemble is not None and ensemble < 0:
@@ -109,7 +109,7 @@ class AdaptivePolicy(ChunkedPolicy):
                 substrate.observe(None)  # raises the substrate's own explanation
         if isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
             model.set_future_at_inference("predict")  # the surprise needs the prediction
-        super().__init__(model, n_action_steps or model.config.horizon, seed, decode=decode)
+        super().__init__(model, model.config.horizon if n_action_steps is None else n_action_steps, seed, decode=decode)
         self.threshold = threshold
         horizon = model.config.future_offsets[:model.config.future_horizon]  # offsets the model still predicts
         self.checks = [k for k in horizon if k < self.n_action_steps]

@@ -37,7 +37,7 @@ class StreamingPolicy(Policy):
         if reason:
             raise ValueError(reason)
         self.kv_cache = kv_cache
-        self.window = window or model.config.n_obs
+        self.window = model.config.n_obs if window is None else window
         if self.window < 1:
             raise ValueError(f"the streaming window must hold at least one frame, got {self.window}")
         self.frame_tokens = model.backbone.frames[1]

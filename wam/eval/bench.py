@@ -29,14 +29,16 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.eval.budget import machine_info
 from wam.eval.runner import EvalConfig, run_eval
 from wam.io import atomic_write_json, config_dict
+from wam.options import CheckedOptions
 from wam.presets.models import PRESETS
 from wam.train.loop import TrainConfig, resolve_device, train
 
@@ -49,49 +51,49 @@ QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(CheckedOptions):
     """Train the presets on a task set, evaluate each closed-loop, and write the leaderboard and HTML report."""
 
     presets: tuple[str, ...] = ()
     """Presets to run (docs/presets.md); default: all of them."""
     tasks: str = ",".join(BENCH_TASKS)
     """Comma-separated MetaWorld v3 tasks (vision track); default: the 8 tasks of WAM-Bench."""
-    demos: int = 50
+    demos: Annotated[int, Ge(1)] = 50
     """Demonstrations per task."""
-    episodes: int = 50
+    episodes: Annotated[int, Ge(1)] = 50
     """Evaluation episodes per task, on seeds disjoint from the demonstrations."""
-    steps: int = 5000
+    steps: Annotated[int, Ge(1)] = 5000
     """Training steps per preset."""
-    batch_size: int = 64
-    max_steps: int = 300
+    batch_size: Annotated[int, Ge(1)] = 64
+    max_steps: Annotated[int, Ge(1)] = 300
     """Evaluation episode cap in control steps (the scripted demonstrations of the benchmark tasks succeed within
     114)."""
-    offline_demos: int = 5
+    offline_demos: Annotated[int, Ge(1)] = 5
     """Held-out demonstrations per task for the offline screens."""
-    video: int = 1
+    video: Annotated[int, Ge(0)] = 1
     """Rollout videos per task and preset (the report shows the first task's)."""
-    shift_tasks: int = 2
+    shift_tasks: Annotated[int, Ge(0)] = 2
     """Generalization probe: the first this many tasks are also evaluated under each declared shift."""
-    shift_episodes: int = 10
+    shift_episodes: Annotated[int, Ge(1)] = 10
     """Generalization probe: episodes per task and shift (the first seeds of the main evaluation)."""
     sweep_presets: tuple[str, ...] = ("fast-wam", "unipi", "gigaworld-policy")
     """Presets (among those run) whose fidelity-latency curve the report shows: sampler steps 2/5/10, and the future
     skipped or predicted where the preset can skip it, on the first task."""
-    sweep_episodes: int = 10
+    sweep_episodes: Annotated[int, Ge(1)] = 10
     quick: bool = False
     """Smoke-test scale: overrides tasks, demos, episodes, steps, max_steps and offline_demos (see QUICK)."""
     out: Path = Path("outputs/bench")
     """Data, runs and evaluations, reused by a re-run."""
     results: Path = Path("results/bench")
     """Where the leaderboard and the report go."""
-    workers: int = 2
+    workers: Annotated[int, Ge(1)] = 2
     """Parallel collection workers."""
     device: str = "auto"
-    timing_calls: int = 200
+    timing_calls: Annotated[int, Ge(1)] = 200
     """Model calls timed per preset (after a warm-up) for the latency columns; re-measured on every run."""
-    checkpoint_every: int = 500
+    checkpoint_every: Annotated[int, Ge(1)] = 500
     """Checkpoint training every N steps; an interrupted bench resumes the preset it was training from there."""
-    threads: int | None = None
+    threads: Annotated[int | None, Ge(1)] = None
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
     ray: bool = False
@@ -99,7 +101,7 @@ class BenchConfig:
     on a local Ray cluster: same outcomes as one process; the timing pass stays in this process."""
     ray_address: str | None = None
     """Fan the evaluations out to an existing Ray cluster instead (see `wam eval --ray-address`)."""
-    ray_workers: int | None = None
+    ray_workers: Annotated[int | None, Ge(1)] = None
     """Ray workers per evaluation; default: the cluster's CPUs."""
 
     def resolved(self) -> BenchConfig:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Le
 
 from wam.data.collect import EVAL_SEED_BASE
 from wam.deployment import make_policy
@@ -26,11 +27,12 @@ from wam.eval.budget import MemoryMeter, machine_info, process_peak_memory_mb
 from wam.eval.runner import model_block, write_video
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
+from wam.options import CheckedOptions
 from wam.train.loop import resolve_device
 
 
 @dataclass
-class DreamConfig:
+class DreamConfig(CheckedOptions):
     """Replay a real MetaWorld episode in the model's dream and measure the prediction error against horizon."""
 
     run: Path
@@ -39,9 +41,9 @@ class DreamConfig:
     """MetaWorld v3 task name, e.g. drawer-open-v3."""
     out: Path
     """Output directory for dream.mp4 and dream_info.json."""
-    steps: int = 64
+    steps: Annotated[int, Ge(1), Le(EPISODE_CONTROL_STEPS)] = 64
     """Control steps of the real episode; the dream replays them in chunks of the model's first future offset."""
-    seed: int = 0
+    seed: Annotated[int, Ge(0)] = 0
     """Offset into the evaluation seeds: the episode uses seed EVAL_SEED_BASE + seed (placement and sampler)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     policy: Literal["model", "expert"] = "model"
@@ -52,8 +54,6 @@ class DreamConfig:
 def run_dream(cfg: DreamConfig) -> dict[str, Any]:
     """Run the real episode, replay its actions in the dream; writes ``dream.mp4`` and returns ``dream_info.json``."""
     check_tasks([cfg.task])
-    if not 1 <= cfg.steps <= EPISODE_CONTROL_STEPS:
-        raise ValueError(f"--steps {cfg.steps} must lie in [1, {EPISODE_CONTROL_STEPS}] (MetaWorld's episode limit)")
     device = resolve_device(cfg.device)
     model = WorldActionModel.load(Path(cfg.run) / "model", device=device)
     check_dreamable(model)  # refuse a model that cannot dream before anything runs

@@ -54,18 +54,32 @@ def point_name(point: dict[str, Any]) -> str:
     return "_".join(f"{k}={v}" for k, v in point.items()) or "default"
 
 
+def point_configs(cfg) -> list[tuple[dict[str, Any], str, Any]]:
+    """Every operating point of ``cfg.sweep`` (an ``EvalConfig``'s) with its name and its own ``EvalConfig``; building
+    them checks each dial value against the bounds of its option (``wam.options``)."""
+    from wam.options import OptionError
+
+    points = []
+    for point in parse_grid(cfg.sweep):
+        name = point_name(point)
+        deploy = {DIALS[k][0]: v for k, v in point.items() if DIALS[k][1]}
+        direct = {DIALS[k][0]: v for k, v in point.items() if not DIALS[k][1]}
+        try:
+            point_cfg = replace(cfg, sweep=(), out=Path(cfg.out) / "points" / name,
+                                deploy=replace(cfg.deploy, **deploy), **direct)
+        except OptionError as e:
+            raise OptionError(f"--sweep point {name}: {e}") from None
+        points.append((point, name, point_cfg))
+    return points
+
+
 def run_sweep(cfg) -> dict[str, Any]:
     """Evaluate ``cfg`` (an ``EvalConfig``) at every point of ``cfg.sweep``; writes and returns ``sweep.json``."""
     from wam.eval.runner import run_eval
 
-    points = parse_grid(cfg.sweep)
     out = Path(cfg.out)
     rows = []
-    for point in points:
-        name = point_name(point)
-        deploy = {DIALS[k][0]: v for k, v in point.items() if DIALS[k][1]}
-        direct = {DIALS[k][0]: v for k, v in point.items() if not DIALS[k][1]}
-        point_cfg = replace(cfg, sweep=(), out=out / "points" / name, deploy=replace(cfg.deploy, **deploy), **direct)
+    for point, name, point_cfg in point_configs(cfg):
         done = point_cfg.out / "eval_info.json"
         info = json.loads(done.read_text()) if done.exists() else run_eval(point_cfg)
         budget = info["budget"]

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt, Le
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
@@ -28,6 +29,7 @@ from wam.data.windows import WindowDataset
 from wam.envs.metaworld import instruction
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
+from wam.options import CheckedOptions
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
 from wam.train import distributed
@@ -39,7 +41,7 @@ RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_ever
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(CheckedOptions):
     """Train a model preset on a collected dataset."""
 
     data: Path
@@ -54,39 +56,39 @@ class TrainConfig:
     """Train a census method's 4-tuple at small scale instead of a preset (see `wam census`), e.g. GR-1."""
     parameterization: Literal["epsilon", "sample", "flow"] | None = None
     """Override the denoising parameterization of diffusion and hybrid backbones."""
-    substrate_fit_steps: int | None = None
+    substrate_fit_steps: Annotated[int | None, Ge(1)] = None
     """Override the autoencoder training steps of pixel-latent and feature-token substrates."""
     post_head: Literal["shared", "separate"] | None = None
     """Post-head coupling: action stream of the shared backbone, or a separate inverse-dynamics head."""
     planner: PlannerOverrides = field(default_factory=PlannerOverrides)
     """Rollout coupling: proposal, planner, objective and search sizes (also changeable at `wam eval`)."""
-    n_obs: int | None = None
+    n_obs: Annotated[int | None, Ge(1)] = None
     """Override the observation history length (the context window of a streaming deployment)."""
-    future_offsets: tuple[int, ...] | None = None
+    future_offsets: tuple[Annotated[int, Ge(1)], ...] | None = None
     """Override which future frames t+k the substrate predicts, e.g. 4 8 12 16 (adaptive chunking checks there)."""
-    image_tokens: int | None = None
+    image_tokens: Annotated[int | None, Ge(1)] = None
     """Override the context tokens per image: 1, or a square number for a grid of spatial tokens."""
     freeze_predictor: bool = False
     """Train only the separate post-head (with --init-from a trained run): the future predictor stays fixed."""
-    steps: int = 3000
+    steps: Annotated[int, Ge(1)] = 3000
     """Optimizer steps."""
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 200
-    ema_decay: float = 0.999
+    batch_size: Annotated[int, Ge(1)] = 64
+    lr: Annotated[float, Gt(0)] = 3e-4
+    weight_decay: Annotated[float, Ge(0)] = 1e-4
+    warmup_steps: Annotated[int, Ge(0)] = 200
+    ema_decay: Annotated[float, Ge(0), Le(1)] = 0.999
     """Upper bound of the EMA decay (it warms up from 0, as in Diffusion Policy)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto picks cuda when available."""
-    threads: int | None = None
+    threads: Annotated[int | None, Ge(1)] = None
     """CPU threads (default: torch's, one per core). Pass 1 when other jobs hold cores: threads waiting on a busy
     core made a fast-wam step 4x slower than one thread (measured with two other jobs on 2 cores)."""
-    seed: int = 0
-    log_every: int = 50
-    save_every: int = 0
+    seed: Annotated[int, Ge(0)] = 0
+    log_every: Annotated[int, Ge(1)] = 50
+    save_every: Annotated[int, Ge(0)] = 0
     """Also checkpoint every N steps to checkpoints/step-N (the EMA model plus the full training state; 0: only
     the final model)."""
-    keep_checkpoints: int = 0
+    keep_checkpoints: Annotated[int, Ge(0)] = 0
     """Keep only the newest N checkpoints (0: all)."""
     resume: bool = False
     """Continue from the latest checkpoint in --out (same options required); without one, start from scratch."""
@@ -100,9 +102,13 @@ class TrainConfig:
     """Override the preset's deployment."""
     init_from: Path | None = None
     """Start from the weights of an earlier run (fine-tuning); its inputs must match the dataset."""
-    nproc: int = 1
+    nproc: Annotated[int, Ge(1)] = 1
     """Train in N processes on this machine (DistributedDataParallel; gloo on CPU, nccl on CUDA): --batch-size is
     split over them. Equivalent to `torchrun --nproc_per_node=N -m wam.cli train ...`."""
+    include_failed: bool = False
+    """Also learn from the episodes the scripted expert failed (success=false in meta/episodes); by default their
+    windows are skipped. Substrate fitting (autoencoders, keypoint statistics) sees every recorded frame either way:
+    it learns what the scenes look like, not what to do."""
     deterministic: bool = False
     """Use only deterministic torch kernels (CUDA runs need this for bit-identical losses; CPU ones already are)."""
 
@@ -168,6 +174,9 @@ def check_same_run(now: dict[str, Any], out: Path) -> None:
         before = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"cannot resume {out}: {path} is missing or unreadable ({e}); train into a new --out") from None
+    # An option added after the run started was at its default there.
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    before = {**defaults, **before}
     changed = sorted(k for k in now if k not in RUNTIME_OPTIONS and json.dumps(before.get(k)) != json.dumps(now[k]))
     if changed:
         diff = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
@@ -199,14 +208,10 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
 
     Under torchrun every process runs this; rank 0 alone writes to ``cfg.out``.
     """
-    if cfg.nproc < 1:
-        raise ValueError(f"--nproc must be at least 1, got {cfg.nproc}")
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         raise ValueError("--nproc starts processes from the command line (`wam train --nproc N ...`); from Python, "
                          "launch with `torchrun --nproc_per_node=N -m wam.cli train ...`")
     if cfg.threads is not None:
-        if cfg.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {cfg.threads}")
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -254,12 +259,18 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
         distributed.broadcast_state(model)
     model.add_caches(dataset)
     prepare_time = time.perf_counter() - start
-    windows = model.windows(dataset)
+    windows = model.windows(dataset, successful_only=not cfg.include_failed)
+    failed = sum(not e.get("success", True) for e in dataset.episodes)
     if ranks.is_main:
+        if failed:
+            print(f"train: {failed} of {len(dataset.episodes)} episodes of {cfg.data} are failed expert episodes; "
+                  + ("learning from them too (--include-failed)" if cfg.include_failed else
+                     "their windows are skipped (pass --include-failed to learn from them)"))
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json",
                           {**run_options, "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
-                           "dataset_episodes": len(dataset.episodes)})
+                           "dataset_episodes": len(dataset.episodes), "failed_episodes": failed,
+                           "trained_on_episodes": len(dataset.episodes) - (0 if cfg.include_failed else failed)})
 
     if cfg.freeze_predictor:
         model.freeze_predictor()
