@@ -173,6 +173,31 @@ def test_nan_values_are_refused(broken):
         LeRobotDataset.load(broken)
 
 
+def test_failed_demonstrations_are_refused_reported_and_skipped(tmp_path):
+    """A 5-step cap makes the real expert fail every episode: the collection stops with the failures listed and its
+    episodes kept; --keep-failed writes them (marked), and training refuses them unless --include-failed."""
+    data = tmp_path / "data"
+    collect = ["collect", "--tasks", "drawer-open-v3", "--episodes", "2", "--track", "state", "--max-steps", "5",
+               "--workers", "1", "--out", data]
+    refused = wam_cli(*collect)
+    assert_one_line_error(refused, "drawer-open-v3 2/2", "--max-failed 0.1", "--keep-failed")
+    assert len(list((data / "staging").glob("episode-*.parquet"))) == 2 and not (data / "meta/info.json").exists()
+
+    kept = wam_cli(*collect, "--keep-failed")
+    assert kept.returncode == 0, kept.stderr
+    assert "failed drawer-open-v3 2/2 episodes" in kept.stdout
+    info = json.loads((data / "meta/info.json").read_text())
+    assert info["wam"]["failed_episodes"] == {"drawer-open-v3": 2} and info["total_frames"] == 2 * 5
+    assert [e["success"] for e in LeRobotDataset.load(data).episodes] == [False, False]
+
+    train = ["train", "--preset", "vla", "--data", data, "--steps", "2", "--batch-size", "4", "--threads", "1"]
+    assert_one_line_error(wam_cli(*train, "--out", tmp_path / "a"), "no successful episode", "--include-failed")
+    included = wam_cli(*train, "--out", tmp_path / "b", "--include-failed")
+    assert included.returncode == 0, included.stderr
+    config = json.loads((tmp_path / "b/train_config.json").read_text())
+    assert (config["failed_episodes"], config["trained_on_episodes"]) == (2, 2)
+
+
 def test_bad_collect_arguments(tmp_path):
     with pytest.raises(OptionError, match="--episodes must be at least 1, got 0"):
         CollectConfig(tasks="drawer-open-v3", episodes=0, out=tmp_path / "z")

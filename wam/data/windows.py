@@ -45,7 +45,9 @@ class WindowDataset(torch.utils.data.Dataset):
         self.future_keys, self.anchor_keys = future_keys, list(anchor_keys)
         episodes = [e for e in dataset.episodes if e.get("success", True) or not successful_only]
         if not episodes:
-            raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from")
+            raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from (its "
+                               f"{len(dataset.episodes)} episodes are failed expert episodes; --include-failed learns "
+                               "from them anyway)")
         self._start = np.zeros(dataset.num_frames, dtype=np.int64)
         self._end = np.zeros(dataset.num_frames, dtype=np.int64)  # exclusive
         anchors = []
