@@ -100,3 +100,13 @@ def test_an_explicit_chunk_length_is_never_replaced_by_the_default():
     assert model.config.n_action_steps != 1 and ChunkedPolicy(model, 1).n_action_steps == 1
     with pytest.raises(ValueError, match="K=0 must lie in"):
         ChunkedPolicy(model, 0)
+
+
+@pytest.mark.parametrize("entry", ["bogus=1", "inference-steps", "inference-steps=two", "decode=maybe"])
+def test_malformed_sweep_is_one_error_line(entry, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "--run", "no-run", "--tasks", "reach-v3", "--episodes", "1", "--out", "o", "--sweep",
+                 entry]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("wam: error: --sweep") and entry in lines[0], lines
+    assert not any(tmp_path.iterdir())

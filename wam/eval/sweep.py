@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from wam.io import atomic_write_json
+from wam.options import OptionError
 
 # Sweepable dials: command-line name -> (EvalConfig field, DeploymentConfig field?, parser).
 _FLAG = {"true": True, "false": False}
@@ -40,13 +41,13 @@ def parse_grid(entries: tuple[str, ...]) -> list[dict[str, Any]]:
     for entry in entries:
         name, sep, values = entry.partition("=")
         if not sep or not values or name not in DIALS:
-            raise ValueError(f"--sweep entry {entry!r} must read DIAL=V1,V2,... with DIAL one of {', '.join(DIALS)}")
+            raise OptionError(f"--sweep entry {entry!r} must read DIAL=V1,V2,... with DIAL one of {', '.join(DIALS)}")
         if name in dict(axes):
-            raise ValueError(f"--sweep names the dial {name!r} twice; give all its values in one entry")
+            raise OptionError(f"--sweep names the dial {name!r} twice; give all its values in one entry")
         try:
             axes.append((name, [DIALS[name][2](v.strip()) for v in values.split(",")]))
         except (ValueError, KeyError):
-            raise ValueError(f"--sweep {entry!r}: a value is not a valid {name} (e.g. {name}=2,5)") from None
+            raise OptionError(f"--sweep {entry!r}: a value is not a valid {name} (e.g. {name}=2,5)") from None
     return [dict(zip([n for n, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
 
 
@@ -57,8 +58,6 @@ def point_name(point: dict[str, Any]) -> str:
 def point_configs(cfg) -> list[tuple[dict[str, Any], str, Any]]:
     """Every operating point of ``cfg.sweep`` (an ``EvalConfig``'s) with its name and its own ``EvalConfig``; building
     them checks each dial value against the bounds of its option (``wam.options``)."""
-    from wam.options import OptionError
-
     points = []
     for point in parse_grid(cfg.sweep):
         name = point_name(point)
