@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from annotated_types import Ge, Gt
+from annotated_types import Ge
 
 from wam.anatomy import Deployment
 from wam.couplings import Joint
@@ -37,7 +37,7 @@ class DeploymentConfig:
     """Actions executed per model call (K) under chunked deployment (the longest run between calls when adaptive)."""
     ensemble: Annotated[float | None, Ge(0)] = None
     """Chunked: temporal ensembling of overlapping chunks with weights exp(-m * i), oldest first (ACT: m = 0.01)."""
-    surprise: Annotated[float | None, Gt(0)] = None
+    surprise: Annotated[float | None, Ge(0)] = None
     """Chunked: adaptive chunking; replan as soon as the surprise (relative error between the predicted and the
     observed future in substrate space) exceeds this threshold."""
     kv_cache: bool = True
