@@ -71,6 +71,8 @@ def test_every_problem_is_reported_at_once(copy):
     (lambda d: (d / "meta/tasks.parquet").write_bytes(b"PAR1 junk"), "meta/tasks.parquet is corrupt or truncated"),
     (lambda d: (d / DATA_FILE).write_bytes((d / DATA_FILE).read_bytes()[:5000]), "file-000.parquet is corrupt or truncated"),
     (lambda d: (d / "meta/info.json").write_text("{"), "meta/info.json: missing or not valid JSON"),
+    (lambda d: (d / "meta/info.json").write_text("2"), "meta/info.json: holds int, not a JSON object"),
+    (lambda d: (d / "meta/stats.json").write_text("[]"), "meta/stats.json: not a JSON object"),
 ])
 def test_each_damage_is_named(copy, damage, message):
     damage(copy)

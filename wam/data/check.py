@@ -52,6 +52,9 @@ def check_dataset(root: str | Path) -> list[str]:
         info = json.loads(info_path.read_text())
     except (OSError, ValueError) as e:
         return [f"{info_path}: missing or not valid JSON ({e}); collect the dataset again with `wam collect`"]
+    if not isinstance(info, dict):
+        return [f"{info_path}: holds {type(info).__name__}, not a JSON object; collect the dataset again with "
+                "`wam collect`"]
     problems = [f"{info_path}: lacks {k!r}" for k in INFO_KEYS if k not in info]
     features = info.get("features") if isinstance(info.get("features"), dict) else {}
     problems += _check_schema(info_path, features)
