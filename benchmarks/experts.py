@@ -5,9 +5,10 @@ track and on the vision track (seeds 0..starts-1, first attempt, as `wam collect
 own ``gym.make("Meta-World/MT1", env_name=task, seed=0)`` (its first ``--starts`` resets). A task whose adapter
 success differs from MetaWorld's by more than noise (two-sided Fisher exact test, p < 0.05) is flagged.
 
-Writes ``OUT/tasks/<task>.json`` as each task finishes (a re-run skips finished tasks), then ``OUT/experts.json``
-and ``OUT/experts.md`` (the table), and exits with 1 when a task is flagged.
-    usage: python benchmarks/experts.py [--starts 20] [--tasks reach-v3,...] [--out results/experts] [--workers 2]
+Writes ``SCRATCH/<task>.json`` as each task finishes (a re-run skips finished tasks), then ``OUT/experts.json``
+(every start's outcome) and ``OUT/experts.md`` (the table), and exits with 1 when a task is flagged.
+    usage: python benchmarks/experts.py [--starts 20] [--tasks reach-v3,...] [--out results/experts]
+                                        [--scratch outputs/experts] [--workers 2]
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -24,6 +24,7 @@ from scipy.stats import fisher_exact
 from tqdm import tqdm
 
 from wam.envs.metaworld import check_tasks, expert_successes, reference_expert_successes, task_names
+from wam.eval.budget import machine_info
 from wam.io import atomic_write_bytes, atomic_write_json
 
 WAYS = ("metaworld", "state", "vision")
@@ -44,7 +45,7 @@ def run_task(job: tuple[str, int, str]) -> dict:
         table = [[row[track], starts - row[track]], [row["metaworld"], starts - row["metaworld"]]]
         row[f"p_{track}"] = float(fisher_exact(table).pvalue)
     row["within_noise"] = min(row["p_state"], row["p_vision"]) >= NOISE_P
-    atomic_write_json(Path(out) / "tasks" / f"{task}.json", row)
+    atomic_write_json(Path(out) / f"{task}.json", row)
     return row
 
 
@@ -73,7 +74,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=20, help="seeded starts per task and way")
     parser.add_argument("--tasks", default="", help="comma-separated tasks (default: all 50)")
-    parser.add_argument("--out", type=Path, default=Path("results/experts"))
+    parser.add_argument("--out", type=Path, default=Path("results/experts"), help="the table and its JSON")
+    parser.add_argument("--scratch", type=Path, default=Path("outputs/experts"), help="finished tasks, for resuming")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     if args.starts < 1 or args.workers < 1:
@@ -84,15 +86,15 @@ def main() -> int:
         parser.error(str(e))
     done = {}
     for task in tasks:
-        path = args.out / "tasks" / f"{task}.json"
+        path = args.scratch / f"{task}.json"
         if path.exists() and json.loads(path.read_text())["starts"] == args.starts:
             done[task] = json.loads(path.read_text())
-    jobs = [(task, args.starts, str(args.out)) for task in tasks if task not in done]
+    jobs = [(task, args.starts, str(args.scratch)) for task in tasks if task not in done]
     with mp.get_context("spawn").Pool(args.workers) as pool:  # spawn: each worker owns its EGL context
         for row in tqdm(pool.imap_unordered(run_task, jobs), total=len(tasks), initial=len(done), desc="experts"):
             done[row["task"]] = row
     rows = [done[task] for task in tasks]
-    summary = {"starts": args.starts, "noise_p": NOISE_P, "machine": platform.processor() or platform.machine(),
+    summary = {"starts": args.starts, "noise_p": NOISE_P, "machine": machine_info("cpu"),
                "flagged": [r["task"] for r in rows if not r["within_noise"]], "rows": rows}
     atomic_write_json(args.out / "experts.json", summary)
     table = markdown(rows, args.starts)
