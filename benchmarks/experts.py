@@ -23,7 +23,7 @@ from pathlib import Path
 from scipy.stats import fisher_exact
 from tqdm import tqdm
 
-from wam.envs.metaworld import check_tasks, expert_successes, reference_expert_successes, task_names
+from wam.envs.metaworld import MetaWorldSuite, expert_successes, reference_expert_successes, task_names
 from wam.eval.budget import machine_info
 from wam.io import atomic_write_bytes, atomic_write_json
 
@@ -81,7 +81,7 @@ def main() -> int:
     if args.starts < 1 or args.workers < 1:
         parser.error("--starts and --workers must be at least 1")
     try:
-        tasks = check_tasks([t for t in args.tasks.split(",") if t]) if args.tasks else task_names()
+        tasks = MetaWorldSuite().check_tasks([t for t in args.tasks.split(",") if t]) if args.tasks else task_names()
     except ValueError as e:
         parser.error(str(e))
     done = {}

@@ -23,11 +23,13 @@ import torch
 
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import ChunkedPolicy, StreamingPolicy
-from wam.envs.metaworld import MetaWorldEnv, instruction
+from wam.envs import get_suite
 from wam.eval.budget import machine_info
 from wam.io import atomic_write_json
 from wam.model import WorldActionModel
 from wam.train.loop import build_model
+
+METAWORLD = get_suite("metaworld")
 
 TASK = "drawer-open-v3"
 # (image tokens per frame, width, layers, image encoder channels). Our default size (one token per image); 16 tokens
@@ -41,12 +43,12 @@ SIZES = [(1, 128, 4, (16, 32, 64, 128)), (16, 128, 4, (16, 32, 64, 128)), (16, 2
 def measure(model: WorldActionModel, ticks: int, warmup: int = 20) -> dict:
     cached, recomputed = StreamingPolicy(model, kv_cache=True), StreamingPolicy(model, kv_cache=False)
     ordinary = ChunkedPolicy(model, 1)
-    env = MetaWorldEnv(TASK, track="vision", image_size=model.config.observation_shapes[
+    env = METAWORLD.make_env(TASK, track="vision", image_size=model.config.observation_shapes[
         "observation.images.corner2"][0], max_episode_steps=ticks + warmup)
     obs, _ = env.reset(seed=1_000_000_001)
     worst = 0.0
     for _ in range(warmup + ticks):
-        obs["task"] = instruction(TASK)
+        obs["task"] = METAWORLD.instruction(TASK)
         a, b, c = (p.select_action(obs) for p in (cached, recomputed, ordinary))
         worst = max(worst, float(np.abs(a - b).max()), float(np.abs(a - c).max()))
         obs, *_ = env.step(a)

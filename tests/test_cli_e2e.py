@@ -139,8 +139,8 @@ def test_unknown_preset(vision_data, tmp_path):
 def test_eval_of_a_missing_run_and_an_unknown_task(tmp_path):
     assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "e"), "config.json is missing")
-    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--tasks", "open-sesame-v3", "--episodes", "1",
-                                  "--out", tmp_path / "e"), "unknown MetaWorld task 'open-sesame-v3'")
+    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--suite", "metaworld", "--tasks", "open-sesame-v3",
+                                  "--episodes", "1", "--out", tmp_path / "e"), "unknown metaworld task 'open-sesame-v3'")
 
 
 def test_fine_tuning_on_a_mismatched_dataset(vision_data, state_data, tmp_path):

@@ -122,7 +122,13 @@ def test_different_arguments_on_existing_collection_are_refused(vision_data):
 
 def test_unknown_task_is_one_clear_line(tmp_path):
     result = wam_cli("collect", "--tasks", "drawer-opn-v3", "--episodes", "1", "--out", tmp_path / "x")
-    assert_one_line_error(result, "unknown MetaWorld task 'drawer-opn-v3'", "drawer-open-v3")
+    assert_one_line_error(result, "unknown metaworld task 'drawer-opn-v3'", "drawer-open-v3")
+    assert not (tmp_path / "x").exists(), "nothing is written for a bad request"
+
+
+def test_unknown_suite_is_one_clear_line(tmp_path):
+    result = wam_cli("collect", "--suite", "libero", "--tasks", "x", "--episodes", "1", "--out", tmp_path / "x")
+    assert_one_line_error(result, "unknown suite 'libero'", "choose from: metaworld")
     assert not (tmp_path / "x").exists(), "nothing is written for a bad request"
 
 

@@ -13,9 +13,11 @@ import torch
 from wam.anatomy import SpecError
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import AdaptivePolicy, ChunkedPolicy, DeploymentConfig, Policy, StreamingPolicy, make_policy
-from wam.envs.metaworld import MetaWorldEnv, instruction
+from wam.envs import SuiteEnv, get_suite
 from wam.model import WorldActionModel
 from wam.train.loop import build_model
+
+METAWORLD = get_suite("metaworld")
 
 pytestmark = pytest.mark.sim
 TASK = "drawer-open-v3"
@@ -28,7 +30,7 @@ def ds(vision_data):
 
 @pytest.fixture(scope="module")
 def env():
-    env = MetaWorldEnv(TASK, track="vision", image_size=64)
+    env = METAWORLD.make_env(TASK, track="vision", image_size=64)
     yield env
     env.close()
 
@@ -43,14 +45,14 @@ def small(ds: LeRobotDataset, spec: dict[str, str], **overrides) -> WorldActionM
     return model.eval()
 
 
-def drive(env: MetaWorldEnv, policies: list[Policy], steps: int, seed: int = 7) -> list[list[np.ndarray]]:
+def drive(env: SuiteEnv, policies: list[Policy], steps: int, seed: int = 7) -> list[list[np.ndarray]]:
     """Run one real episode acting with the first policy; every policy sees the same observations."""
     for p in policies:
         p.reset()
     obs, _ = env.reset(seed=seed)
     actions: list[list[np.ndarray]] = [[] for _ in policies]
     for _ in range(steps):
-        obs["task"] = instruction(TASK)
+        obs["task"] = METAWORLD.instruction(TASK)
         for i, p in enumerate(policies):
             actions[i].append(p.select_action(obs))
         obs, *_ = env.step(actions[0][-1])
@@ -122,7 +124,7 @@ def test_surprise_is_zero_for_a_perfect_prediction_and_adaptive_replans_on_it(ds
     model = small(ds, {"substrate": "pixel-latent", "coupling": "joint", "backbone": "hybrid"},
                   future_offsets=(2, 4, 6, 8), horizon=8, n_action_steps=8)
     obs, _ = env.reset(seed=3)
-    obs["task"] = instruction(TASK)
+    obs["task"] = METAWORLD.instruction(TASK)
     batch = {k: torch.from_numpy(np.asarray(obs[k]))[None, None].repeat(1, model.config.n_obs, *[1] * np.ndim(obs[k]))
              for k in model.observation_keys}
     batch["task"] = [obs["task"]]

@@ -17,9 +17,12 @@ from gymnasium.utils.env_checker import check_env
 from tests.conftest import assert_one_line_error, wam_cli
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment.dream import DreamEnv
-from wam.envs.metaworld import STATE_KEY, MetaWorldEnv, ScriptedExpert
+from wam.envs import get_suite
+from wam.envs.metaworld import STATE_KEY
 from wam.model import WorldActionModel
 from wam.train.loop import build_model
+
+METAWORLD = get_suite("metaworld")
 
 pytestmark = pytest.mark.sim
 
@@ -106,10 +109,10 @@ def test_kinematic_hand_tracks_the_real_hand(dreamer):
     """The dream moves the hand as MetaWorld moves its mocap target (0.01 m per unit action and control step, read
     from the simulator), with the hand lagging it: within 1 cm of the real hand over two dream steps."""
     env = DreamEnv(dreamer, TASK)
-    assert env.action_scale == 0.01  # SawyerXYZEnv's action_scale in the installed metaworld
-    real = MetaWorldEnv(TASK)
+    assert env.propagator.action_scale == 0.01  # SawyerXYZEnv's action_scale in the installed metaworld
+    real = METAWORLD.make_env(TASK)
     observation, _ = real.reset(seed=3)
-    expert = ScriptedExpert(real)
+    expert = METAWORLD.expert(real)
     actions, hands = [], []
     for _ in range(2 * env.stride):
         actions.append(expert.select_action())
@@ -117,7 +120,7 @@ def test_kinematic_hand_tracks_the_real_hand(dreamer):
         hands.append(observation[STATE_KEY][:3])
     real.close()
     dreamed = env.reset(seed=3)[0]
-    naive = dreamed[STATE_KEY][:3] + env.action_scale * np.clip(actions, -1, 1)[:, :3].sum(axis=0)
+    naive = dreamed[STATE_KEY][:3] + env.propagator.action_scale * np.clip(actions, -1, 1)[:, :3].sum(axis=0)
     for i in range(2):
         dreamed = env.step(np.stack(actions[i * env.stride:(i + 1) * env.stride]))[0]
         error = np.linalg.norm(dreamed[STATE_KEY][:3] - hands[(i + 1) * env.stride - 1])

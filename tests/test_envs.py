@@ -7,14 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
+from wam.envs import get_suite, resolve_tasks
 from wam.envs.metaworld import (
+    DIFFICULTY,
     IMAGE_KEY,
     STATE_KEY,
     MetaWorldEnv,
     ScriptedExpert,
-    check_tasks,
     expert_successes,
-    instruction,
     reference_expert_successes,
     task_names,
 )
@@ -123,11 +123,26 @@ def test_gymnasium_checker_accepts_the_adapter():
 
 
 def test_task_names_and_instructions():
-    assert instruction("button-press-topdown-v3") == "button press topdown"
+    suite = get_suite("metaworld")
+    assert suite.instruction("button-press-topdown-v3") == "button press topdown"
     with pytest.raises(ValueError, match="did you mean"):
-        check_tasks(["drawer-opne-v3"])
+        suite.check_tasks(["drawer-opne-v3"])
     with pytest.raises(ValueError, match="no task given"):
-        check_tasks([])
+        suite.check_tasks([])
+
+
+def test_difficulty_groups_partition_the_fifty_tasks():
+    groups = get_suite("metaworld").groups()
+    difficulty = [t for name in DIFFICULTY for t in groups[name]]
+    assert sorted(difficulty) == sorted(task_names()) and len(difficulty) == 50
+    assert [len(groups[name]) for name in DIFFICULTY] == [28, 11, 6, 5]
+
+
+def test_tasks_are_addressed_by_name_suite_and_group():
+    suite, tasks = resolve_tasks("metaworld/very-hard,reach-v3")
+    assert suite.name == "metaworld" and tasks[-1] == "reach-v3" and len(tasks) == 6
+    with pytest.raises(ValueError, match="unknown metaworld task 'pusht'"):
+        resolve_tasks("pusht")
 
 
 def test_declared_shifts_change_what_they_declare():

@@ -12,11 +12,13 @@ import torch
 from tests.conftest import train_on_windows
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment import DeploymentConfig, StreamingPolicy, make_policy
-from wam.envs.metaworld import MetaWorldEnv, instruction
+from wam.envs import get_suite
 from wam.eval.properties import causality_leak
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import PRESETS, preset, presets_markdown
 from wam.train.loop import TrainConfig, build_model
+
+METAWORLD = get_suite("metaworld")
 
 ISSUE_PRESETS = ["unipi", "gr-1", "fast-wam", "flare", "pointworld", "aim", "dreamzero", "gigaworld-policy", "lda-1b",
                  "alam", "uwm", "uva", "vpp", "vjepa2-ac", "vla", "world-model-mpc"]
@@ -66,10 +68,10 @@ def test_preset_trains_and_acts_under_its_own_deployment(name, ds):
     if model.config.spec.backbone.value == "autoregressive":  # GR-1 and DreamZero stream through the KV cache
         assert isinstance(policy, StreamingPolicy)
     task = ds.tasks[0]
-    env = MetaWorldEnv(task, track="vision", image_size=64, max_episode_steps=5)
+    env = METAWORLD.make_env(task, track="vision", image_size=64, max_episode_steps=5)
     obs, _ = env.reset(seed=1)
     for _ in range(3):
-        obs["task"] = instruction(task)
+        obs["task"] = METAWORLD.instruction(task)
         action = policy.select_action(obs)
         assert action.shape == (4,) and np.isfinite(action).all()
         obs, *_ = env.step(action)

@@ -2,7 +2,7 @@
 
 The public API, imported lazily so that ``import wam`` (and ``wam --help``) stays fast::
 
-    from wam import WAMSpec, ModelConfig, WorldActionModel, LeRobotDataset, MetaWorldEnv, make_policy, DreamEnv
+    from wam import WAMSpec, ModelConfig, WorldActionModel, LeRobotDataset, get_suite, make_policy, DreamEnv
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ _EXPORTS = {
     "WorldActionModel": "wam.model",
     "LeRobotDataset": "wam.data.lerobot",
     "WindowDataset": "wam.data.windows",
+    "get_suite": "wam.envs",
+    "Suite": "wam.envs",
     "MetaWorldEnv": "wam.envs.metaworld",
     "ScriptedExpert": "wam.envs.metaworld",
     "make_policy": "wam.deployment",

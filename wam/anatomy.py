@@ -62,15 +62,37 @@ class Deployment(str, Enum):
     INTERACTIVE = "interactive"  # the model is stepped like an environment
 
 
-# Substrates each backbone can predict. JEPA regresses embeddings and has no decoder by construction, so it
-# cannot produce pixels, codes, keypoints or maps; every other family generates any substrate as token streams.
+@dataclass(frozen=True)
+class BackboneCapabilities:
+    """What a backbone family can do, declared once so that no code asks a backbone for its type."""
+
+    substrates: frozenset[Substrate]
+    """Substrates it can predict."""
+    discrete_tokens: bool
+    """Image-like substrates reach it as code ids (a sequence model over a vocabulary), not as vectors."""
+    sampler_steps: bool
+    """It generates by iterative denoising: the sampler's step count is an inference knob, and a future can be
+    given only some of the steps (``--future truncate``)."""
+    time_positions: bool
+    """Context frames carry positions in time, so a deployment can stream them through a KV cache."""
+    instruction_words: bool
+    """It reads the instruction word by word in the same sequence as the substrate and action tokens."""
+
+
+# JEPA regresses embeddings and has no decoder by construction, so it cannot produce pixels, codes, keypoints or
+# maps; every other family generates any substrate as token streams.
 _EMBEDDING_SUBSTRATES = frozenset({Substrate.FEATURE_TEACHER, Substrate.FEATURE_ENCODER_ONLY, Substrate.FEATURE_TAP})
-_BACKBONE_SUBSTRATES: dict[Backbone, frozenset[Substrate]] = {
-    Backbone.DIFFUSION: frozenset(Substrate),
-    Backbone.AUTOREGRESSIVE: frozenset(Substrate),
-    Backbone.HYBRID: frozenset(Substrate),
-    Backbone.VLM: frozenset(Substrate),
-    Backbone.JEPA: _EMBEDDING_SUBSTRATES,
+BACKBONE_CAPABILITIES: dict[Backbone, BackboneCapabilities] = {
+    Backbone.DIFFUSION: BackboneCapabilities(frozenset(Substrate), discrete_tokens=False, sampler_steps=True,
+                                             time_positions=False, instruction_words=False),
+    Backbone.AUTOREGRESSIVE: BackboneCapabilities(frozenset(Substrate), discrete_tokens=True, sampler_steps=False,
+                                                  time_positions=True, instruction_words=False),
+    Backbone.HYBRID: BackboneCapabilities(frozenset(Substrate), discrete_tokens=False, sampler_steps=True,
+                                          time_positions=False, instruction_words=False),
+    Backbone.VLM: BackboneCapabilities(frozenset(Substrate), discrete_tokens=True, sampler_steps=False,
+                                       time_positions=False, instruction_words=True),
+    Backbone.JEPA: BackboneCapabilities(_EMBEDDING_SUBSTRATES, discrete_tokens=False, sampler_steps=False,
+                                        time_positions=False, instruction_words=False),
 }
 
 CONJUNCTION = "+"
@@ -128,6 +150,11 @@ class WAMSpec:
         return parse_substrate(self.substrate)
 
     @property
+    def capabilities(self) -> BackboneCapabilities:
+        """What this model's backbone family can do."""
+        return BACKBONE_CAPABILITIES[self.backbone]
+
+    @property
     def is_wam(self) -> bool:
         """A model is a WAM only when a predicted future lies on the action path."""
         return bool(self.substrates)
@@ -142,7 +169,7 @@ class WAMSpec:
             raise SpecError(f"substrate {self.substrate!r} predicts a future that coupling 'none' never uses; "
                             "pick coupling 'post-head', 'joint' or 'rollout', or substrate 'none' (a VLA)")
         for component in components:
-            if component not in _BACKBONE_SUBSTRATES[self.backbone]:
+            if component not in self.capabilities.substrates:
                 raise SpecError(f"backbone {self.backbone.value!r} cannot generate substrate {component.value!r}: it "
                                 "predicts in embedding space with no decoder; use substrate 'feature-teacher', or a "
                                 "'diffusion' or 'autoregressive' backbone for pixels, codes, keypoints or maps")

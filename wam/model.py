@@ -24,13 +24,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from wam.anatomy import Backbone, Coupling, SpecError, WAMSpec
+from wam.anatomy import Coupling, SpecError, WAMSpec
 from wam.backbones import CachedContext, build_backbone
 from wam.backbones.base import Stream
-from wam.couplings import ACTION, Joint, Rollout, build_coupling
+from wam.couplings import ACTION, Joint, build_coupling
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
+from wam.envs import DEFAULT_SUITE, SUITES
 from wam.io import atomic_path, atomic_write_json, from_json_dict, safetensors_writes
 from wam.nn.context import ContextEncoder
 from wam.nn.layers import random_shift
@@ -53,6 +54,8 @@ class ModelConfig:
     """Everything needed to rebuild a model: its 4-tuple, input shapes, sizes and inference knobs."""
 
     spec: WAMSpec = field(default_factory=WAMSpec)
+    suite: str = DEFAULT_SUITE
+    """The suite of the training data (``wam.envs``): where the model is evaluated and what its tasks mean."""
     observation_shapes: dict[str, list[int]] = field(default_factory=dict)
     action_dim: int = 4
     vocabulary: list[str] = field(default_factory=list)
@@ -109,6 +112,8 @@ class ModelConfig:
             self.spec = WAMSpec(**self.spec)
         if isinstance(self.planner, dict):
             self.planner = PlannerConfig(**self.planner)
+        if self.suite not in SUITES:
+            raise SpecError(f"suite {self.suite!r} is not registered ({', '.join(SUITES)})")
         self.future_offsets = tuple(self.future_offsets)
         self.image_channels = tuple(self.image_channels)
         for key, shape in self.observation_shapes.items():
@@ -161,10 +166,10 @@ class WorldActionModel(nn.Module):
         shapes = {**config.observation_shapes, "action": [config.action_dim]}
         self.normalizer = Normalizer(shapes, {**modes, "action": "minmax"})
         # A VLM reads the instruction word by word, in the same sequence as substrate and action tokens.
-        words = INSTRUCTION_WORDS if spec.backbone is Backbone.VLM else 0
+        words = INSTRUCTION_WORDS if spec.capabilities.instruction_words else 0
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
                                       config.image_channels, words, config.image_tokens,
-                                      time_positions=spec.backbone is Backbone.AUTOREGRESSIVE)
+                                      time_positions=spec.capabilities.time_positions)
         self.substrates = build_substrates(spec, config, self.encoder)
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=1.0),
                    **{s.name: s.stream for s in self.substrates.values()}}
@@ -182,7 +187,7 @@ class WorldActionModel(nn.Module):
                 raise SpecError(f"coupling {self.config.spec.coupling.value!r} has no future stream to {mode}; "
                                 "--future applies to the 'joint' and 'post-head' couplings")
             return
-        if mode == "truncate" and self.config.spec.backbone in (Backbone.AUTOREGRESSIVE, Backbone.VLM, Backbone.JEPA):
+        if mode == "truncate" and not self.config.spec.capabilities.sampler_steps:
             raise SpecError(f"backbone {self.config.spec.backbone.value!r} has no sampler steps to truncate; use "
                             "--future skip or predict")
         self.config.future_at_inference = self.coupling.future_at_inference = mode
@@ -202,7 +207,7 @@ class WorldActionModel(nn.Module):
     def set_planner(self, planner: PlannerConfig) -> None:
         """Change a rollout model's search (proposal, planner, objective, sizes); the weights stay."""
         self.config.planner = planner
-        if isinstance(self.coupling, Rollout):
+        if self.coupling.plans:
             self.coupling.planner = planner
 
     @property
@@ -215,8 +220,7 @@ class WorldActionModel(nn.Module):
         keys = [k for s in self.substrates.values() for k in s.future_keys]
         if any(s.reads_observations for s in self.substrates.values()):
             keys += self.observation_keys
-        if isinstance(self.coupling, Rollout):
-            keys += ["progress", "next.success"]
+        keys += self.coupling.label_keys
         return list(dict.fromkeys(keys))
 
     @property
@@ -309,12 +313,8 @@ class WorldActionModel(nn.Module):
     def _act(self, observation: dict[str, Any], generator: torch.Generator | None,
              context: torch.Tensor | CachedContext | None):
         context = self._context(observation) if context is None else context
-        steps = self.config.inference_steps
-        if isinstance(self.coupling, Rollout):
-            action, futures = self.coupling.act(self.backbone, context, steps, generator,
-                                                self.task_index(observation["task"]))
-        else:
-            action, futures = self.coupling.act(self.backbone, context, steps, generator)
+        action, futures = self.coupling.act(self.backbone, context, self.config.inference_steps, generator,
+                                            self.task_index(observation["task"]))
         return context, action, futures
 
     @torch.no_grad()
@@ -333,7 +333,7 @@ class WorldActionModel(nn.Module):
         way (empty when the future is skipped), or for a rollout coupling the forward model's prediction of the
         chosen chunk."""
         context, action, futures = self._act(observation, generator, None)
-        if isinstance(self.coupling, Rollout):
+        if self.coupling.plans:
             futures = self.coupling.predict(self.backbone, context, self.config.inference_steps, action, generator)
         return self.normalizer.unnormalize("action", action), futures
 
@@ -401,7 +401,7 @@ class WorldActionModel(nn.Module):
         that of ``actions`` (ties count half). For the expert's chunk, 0.5 means the objective cannot tell it from
         a proposal, 1 that it would be chosen over every one. The proposals are those of an episode's first call, so
         the planner's warm start is reset, as at the start of an episode."""
-        if not isinstance(self.coupling, Rollout):
+        if not self.coupling.plans:
             raise SpecError(f"rank_actions needs a rollout coupling, not {self.config.spec.coupling.value}: only a rollout "
                             "scores candidate chunks")
         steps, context = self.config.inference_steps, self._context(observation)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from annotated_types import Ge
 
 from wam.data.collect import CollectConfig, run_collect
+from wam.envs import DEFAULT_SUITE, check_suite_name
 from wam.eval.report import print_report
 from wam.eval.runner import EvalConfig, run_eval
 from wam.io import atomic_write_json, config_dict
@@ -25,8 +26,11 @@ class QuickstartConfig(CheckedOptions):
 
     out: Path = Path("outputs/quickstart")
     """Where the dataset, the run and the evaluation go."""
-    tasks: str = "button-press-topdown-v3,drawer-open-v3,drawer-close-v3"
-    """Comma-separated MetaWorld v3 tasks."""
+    suite: str = DEFAULT_SUITE
+    """Simulator suite (metaworld, pusht; see docs/suites.md)."""
+    tasks: str = "quickstart"
+    """Comma-separated tasks or groups of --suite; default: the suite's quickstart group (MetaWorld:
+    button-press-topdown-v3, drawer-open-v3, drawer-close-v3)."""
     preset: str = "fast-wam"
     demos: Annotated[int, Ge(1)] = 30
     """Demonstrations per task."""
@@ -42,6 +46,10 @@ class QuickstartConfig(CheckedOptions):
     workers: Annotated[int, Ge(1)] = 2
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_suite_name(self.suite)
+
 
 def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     """Run the three stages, skipping those whose outputs already exist; returns the evaluation info."""
@@ -50,7 +58,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict[str, Any]:
     atomic_write_json(out / "quickstart_config.json", config_dict(cfg))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.demos, out=out / "data", workers=cfg.workers))
+    run_collect(CollectConfig(tasks=cfg.tasks, suite=cfg.suite, episodes=cfg.demos, out=out / "data",
+                              workers=cfg.workers))
     timings["collect_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ class ActionOnly(BaseCoupling):
     def loss(self, backbone, context, action, futures, step=None, labels=None):
         return backbone.loss(context, {ACTION: action})
 
-    def act(self, backbone, context, steps, generator=None):
+    def act(self, backbone, context, steps, generator=None, task=None):
         return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
 
     def predict(self, backbone, context, steps, actions=None, generator=None) -> dict[str, torch.Tensor]:

@@ -15,6 +15,12 @@ ACTION = "action"
 class BaseCoupling(nn.Module):
     """Base class; the default is the VLA case (no future). Subclasses override ``reads``/``order`` and the methods."""
 
+    plans = False
+    """Whether it acts by rolling candidate chunks out through the forward model and scoring them: a planner's
+    knobs apply, its objective can rank any chunk, and per-task goals are fitted after training."""
+    label_keys: tuple[str, ...] = ()
+    """Dataset features its objective heads learn from, read at the last future offset."""
+
     def __init__(self, futures: tuple[str, ...] = ()):
         super().__init__()
         self.futures = tuple(futures)
@@ -23,6 +29,12 @@ class BaseCoupling(nn.Module):
     @property
     def reads(self) -> dict[str, tuple[str, ...]]:
         return {}
+
+    @property
+    def acts_from_backbone(self) -> bool:
+        """Whether the action is sampled from the backbone alone (a cached context can then stream through it);
+        not so for a planner or a separate action head."""
+        return True
 
     @property
     def order(self) -> tuple[str, ...]:
@@ -34,8 +46,9 @@ class BaseCoupling(nn.Module):
         raise NotImplementedError
 
     def act(self, backbone, context: torch.Tensor, steps: int, generator: torch.Generator | None = None,
-            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The action chunk (normalized) and whatever futures were generated on the way."""
+            task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The action chunk (normalized) and whatever futures were generated on the way; ``task`` (indices into
+        the training tasks) selects a planner's goal."""
         raise NotImplementedError
 
     def predict(self, backbone, context: torch.Tensor, steps: int, actions: torch.Tensor | None = None,

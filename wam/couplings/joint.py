@@ -49,7 +49,7 @@ class Joint(BaseCoupling):
         weight = self.action_weight(step)
         return {n: v * (weight if n.startswith(ACTION) else self.future_weight) for n, v in losses.items()}
 
-    def act(self, backbone, context, steps, generator=None):
+    def act(self, backbone, context, steps, generator=None, task=None):
         mode = self.future_at_inference
         if mode == "skip":
             return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
@@ -86,6 +86,10 @@ class PostHead(Joint):
         return {} if self.head is not None else {ACTION: self.futures}
 
     @property
+    def acts_from_backbone(self) -> bool:
+        return self.head is None
+
+    @property
     def order(self):
         return (*self.futures, ACTION)
 
@@ -100,7 +104,7 @@ class PostHead(Joint):
         losses[ACTION] = self.action_weight(step) * self.head.loss(context, {ACTION: action}, futures, hide)[ACTION]
         return losses
 
-    def act(self, backbone, context, steps, generator=None):
+    def act(self, backbone, context, steps, generator=None, task=None):
         actor = self._actor(backbone)
         if self.future_at_inference == "skip":
             return actor.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}

@@ -23,6 +23,9 @@ from wam.couplings.planners import PLANNERS, PlannerConfig
 
 
 class Rollout(BaseCoupling):
+    plans = True
+    label_keys = ("progress", "next.success")
+
     def __init__(self, futures: tuple[str, ...], streams: dict[str, Stream], d_model: int, planner: PlannerConfig,
                  n_action_steps: int, n_tasks: int, future_weight: float = 1.0):
         super().__init__(futures)
@@ -45,6 +48,10 @@ class Rollout(BaseCoupling):
     @property
     def reads(self):
         return {f: (ACTION,) for f in self.futures}
+
+    @property
+    def acts_from_backbone(self) -> bool:
+        return False  # the planner acts, over the backbone's rollouts
 
     @property
     def order(self):

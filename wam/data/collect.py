@@ -1,4 +1,4 @@
-"""Scripted-expert demonstrations from MetaWorld, collected in parallel and resumable.
+"""Scripted-expert demonstrations from any suite, collected in parallel and resumable.
 
 Episode ``e`` of a collection is fully determined by (task, seed): task ``tasks[e // episodes]`` and demonstration
 seed ``seed + e % episodes`` (the expert is retried on ``seed + e % episodes + k * SEED_STRIDE`` when it fails).
@@ -14,7 +14,7 @@ import multiprocessing as mp
 import tempfile
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +23,7 @@ from annotated_types import Ge, Interval, Le
 from tqdm import tqdm
 
 from wam.data.lerobot import STAGING, DatasetError, finalize, read_staged_meta, write_staged_episode
-from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, KEYPOINTS, STATE_KEY, check_tasks
+from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.options import CheckedOptions, OptionError
 
@@ -36,24 +36,29 @@ EVAL_SEED_BASE = 1_000_000_000
 
 @dataclass
 class CollectConfig(CheckedOptions):
-    """Collect scripted-expert demonstrations from MetaWorld into a LeRobotDataset v3 directory."""
+    """Collect scripted-expert demonstrations from a suite (MetaWorld, PushT) into a LeRobotDataset v3 directory."""
 
     tasks: str
-    """Comma-separated MetaWorld v3 task names, e.g. button-press-topdown-v3,drawer-open-v3."""
+    """Comma-separated tasks of --suite, suite/task names or whole groups, e.g. button-press-topdown-v3,
+    metaworld/easy or pusht."""
     episodes: Annotated[int, Ge(1)]
     """Episodes per task."""
     out: Path
     """Dataset directory (created; an unfinished collection there is resumed)."""
+    suite: str = DEFAULT_SUITE
+    """Simulator suite of the tasks (metaworld, pusht; see docs/suites.md)."""
     track: Literal["vision", "state"] = "vision"
-    """vision: 64x64 corner2 RGB + 4-d proprioception; state: the 39-d privileged state."""
+    """vision: camera image + proprioception (MetaWorld: 64x64 corner2 and hand/gripper; PushT: 96x96 and the
+    pusher position); state: the simulator's privileged state (MetaWorld 39-d, PushT 5-d)."""
     workers: Annotated[int, Ge(1)] = 2
     """Parallel simulator processes."""
     seed: Annotated[int, Ge(0), Le(MAX_DEMO_SEED - 1)] = 0
     """First demonstration seed; evaluation seeds never overlap demonstration seeds."""
-    max_steps: Annotated[int, Ge(1)] = 500
-    """Episode cap in control steps; an episode ends at the first success."""
-    image_size: Annotated[int, Ge(16), Le(1024)] = 64
-    """Side of the square camera image (vision track)."""
+    max_steps: Annotated[int | None, Ge(1)] = None
+    """Episode cap in control steps; an episode ends at the first success. Default: the suite's (MetaWorld 500,
+    PushT 300)."""
+    image_size: Annotated[int | None, Ge(16), Le(1024)] = None
+    """Side of the square camera image (vision track). Default: the suite's (MetaWorld 64, PushT 96)."""
     max_failed: Annotated[float, Interval(ge=0, le=1)] = 0.1
     """Largest share of a task's episodes the expert may fail (after its retries on new seeds) for the dataset to
     be written; above it the collection stops with the failures listed and the finished episodes kept."""
@@ -69,51 +74,35 @@ class CollectConfig(CheckedOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_suite_name(self.suite)
         if self.seed + self.episodes > MAX_DEMO_SEED:
             raise OptionError(f"--seed must be at most {MAX_DEMO_SEED - self.episodes} with --episodes {self.episodes},"
                               f" got {self.seed}: demonstration seeds stay below {MAX_DEMO_SEED}, apart from the "
                               "evaluation seeds")
 
-    @property
-    def task_list(self) -> list[str]:
-        return [t.strip() for t in self.tasks.split(",") if t.strip()]
-
-
-def features_for(track: str, image_size: int) -> dict[str, dict[str, Any]]:
-    """The LeRobot feature declarations a collection writes, in ``meta/info.json`` form."""
-    features: dict[str, dict[str, Any]] = {}
-    if track == "vision":
-        features[IMAGE_KEY] = {"dtype": "image", "shape": [image_size, image_size, 3],
-                               "names": ["height", "width", "channels"]}
-        features[STATE_KEY] = {"dtype": "float32", "shape": [4], "names": ["hand_x", "hand_y", "hand_z", "gripper"]}
-    else:
-        features[STATE_KEY] = {"dtype": "float32", "shape": [39], "names": None}
-    features["action"] = {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "gripper"]}
-    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
-    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
-    features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
-    # Simulator ground truth for geometric and affordance substrates; never part of a policy's observation.
-    features["groundtruth.keypoints_xyz"] = {"dtype": "float32", "shape": [len(KEYPOINTS), 3],
-                                             "names": [list(KEYPOINTS), ["x", "y", "z"]]}
-    features["groundtruth.keypoints_uv"] = {"dtype": "float32", "shape": [len(KEYPOINTS), 2],
-                                            "names": [list(KEYPOINTS), ["u", "v"]]}
-    return features
+    def resolved(self) -> tuple[Suite, list[str], CollectConfig]:
+        """The suite, its task names, and this config with the suite's defaults filled in (what the dataset
+        records, so that naming a default explicitly resumes the same collection)."""
+        suite, tasks = resolve_tasks(self.tasks, self.suite)
+        return suite, tasks, replace(self, suite=suite.name, tasks=",".join(tasks),
+                                     max_steps=self.max_steps or suite.max_episode_steps,
+                                     image_size=self.image_size or suite.default_image_size)
 
 
 _ENVS: dict[str, Any] = {}  # per worker process: one simulator per task, reused across episodes
 
 
 def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, bool]:
-    from wam.envs.metaworld import MetaWorldEnv, ScriptedExpert
-
     warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
 
     episode_index, task, base_seed, cfg = job
+    suite = get_suite(cfg["suite"])
     if task not in _ENVS:
-        _ENVS[task] = MetaWorldEnv(task, track=cfg["track"], image_size=cfg["image_size"],
-                                   max_episode_steps=cfg["max_steps"])
+        _ENVS[task] = suite.make_env(task, track=cfg["track"], image_size=cfg["image_size"],
+                                     max_episode_steps=cfg["max_steps"])
     env = _ENVS[task]
-    expert = ScriptedExpert(env)
+    expert = suite.expert(env)
+    low, high = suite.action_bounds()
     for attempt in range(MAX_EXPERT_ATTEMPTS):
         seed = base_seed + attempt * SEED_STRIDE
         frames: dict[str, list[Any]] = {k: [] for k in cfg["features"]}
@@ -125,7 +114,7 @@ def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, boo
             action = expert.select_action(obs)
             for k, v in obs.items():
                 frames[k].append(v)
-            frames["action"].append(np.clip(action, -1, 1).astype(np.float32))
+            frames["action"].append(np.clip(action, low, high).astype(np.float32))
             frames["groundtruth.keypoints_xyz"].append(truth["keypoints_xyz"])
             frames["groundtruth.keypoints_uv"].append(truth["keypoints_uv"])
             obs, reward, success, truncated, _ = env.step(action)
@@ -158,7 +147,7 @@ def keep_staged(out: Path, episode_index: int, success: bool, data: bytes) -> tu
 
 def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     """Collect (or finish collecting) the dataset described by ``cfg``; returns its ``meta/info.json``."""
-    tasks = check_tasks(cfg.task_list)
+    suite, tasks, cfg = cfg.resolved()
     out = Path(cfg.out)
     # Neither the worker count nor where the directory lives changes the data (a dataset may be moved or linked).
     # Nor does the failure policy: a refused collection is finished with --keep-failed without recording again.
@@ -166,7 +155,9 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                                                                      "ray_workers", "max_failed", "keep_failed")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
-        previous = {k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}
+        # Collections from before suites were MetaWorld's.
+        previous = {"suite": DEFAULT_SUITE, **{k: v for k, v in json.loads(config_path.read_text()).items()
+                                                if k != "out"}}
         if previous != request:
             diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
             raise DatasetError(f"{out} holds a collection made with other arguments {diff}; re-run with the same "
@@ -178,7 +169,7 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
         raise DatasetError(f"{out} exists and is not a wam collection; choose an empty or new --out directory")
     atomic_write_json(config_path, request)
 
-    features = features_for(cfg.track, cfg.image_size)
+    features = suite.features(cfg.track, cfg.image_size)
     jobs = []
     for episode_index in range(len(tasks) * cfg.episodes):
         staged = out / STAGING / f"episode-{episode_index:06d}.parquet"
@@ -186,7 +177,7 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
             continue
         task = tasks[episode_index // cfg.episodes]
         jobs.append((episode_index, task, cfg.seed + episode_index % cfg.episodes,
-                     {"out": str(out), "track": cfg.track, "image_size": cfg.image_size,
+                     {"out": str(out), "suite": suite.name, "track": cfg.track, "image_size": cfg.image_size,
                       "max_steps": cfg.max_steps, "features": features}))
     total = len(tasks) * cfg.episodes
     with ExitStack() as stack:
@@ -205,9 +196,10 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
             for _ in results:
                 bar.update()
     failed = check_failures(out, tasks, cfg)
-    return finalize(out, features, fps=CONTROL_HZ, robot_type="sawyer",
-                    extra_info={"wam": {"track": cfg.track, "tasks": tasks, "episodes_per_task": cfg.episodes,
-                                        "seed": cfg.seed, "failed_episodes": failed}})
+    return finalize(out, features, fps=suite.control_hz, robot_type=suite.robot_type,
+                    extra_info={"wam": {"suite": suite.name, "track": cfg.track, "tasks": tasks,
+                                        "episodes_per_task": cfg.episodes, "seed": cfg.seed,
+                                        "failed_episodes": failed}})
 
 
 def check_failures(out: Path, tasks: list[str], cfg: CollectConfig) -> dict[str, int]:

@@ -229,6 +229,12 @@ class LeRobotDataset:
     def num_frames(self) -> int:
         return int(self.info["total_frames"])
 
+    @property
+    def suite(self) -> str:
+        """The suite the episodes come from (``meta/info.json`` ``wam.suite``; datasets from before suites were
+        MetaWorld's)."""
+        return dataset_suite(self.info, self.root / "meta/info.json")
+
     @classmethod
     def load(cls, root: str | Path) -> LeRobotDataset:
         """Load and check a dataset; every problem raises ``DatasetError`` naming the file and the fix."""
@@ -245,6 +251,7 @@ class LeRobotDataset:
             if problem := feature_problem(feature):
                 raise DatasetError(f"{info_path}: feature {key!r} {problem}; run `wam data check {root}` for every "
                                    "problem, then collect the dataset again")
+        dataset_suite(info, info_path)
         frames = cls.read_frames(root, info["features"])
         stats = _read_stats(root / "meta/stats.json", info["features"])
         episodes = read_episodes(root)
@@ -295,6 +302,18 @@ class LeRobotDataset:
                 raise DatasetError(f"feature {key!r} has shape {list(out[key].shape[1:])} in the data files but "
                                    f"{feature['shape']} in meta/info.json; the dataset is corrupt, collect it again")
         return out
+
+
+def dataset_suite(info: dict[str, Any], path: Path) -> str:
+    """The registered suite named by the ``meta/info.json`` at ``path`` (``DatasetError`` for one this installation
+    lacks); datasets from before suites were MetaWorld's."""
+    from wam.envs import DEFAULT_SUITE, SUITES
+
+    wam = info.get("wam")
+    name = wam.get("suite", DEFAULT_SUITE) if isinstance(wam, dict) else DEFAULT_SUITE
+    if not isinstance(name, str) or name not in SUITES:
+        raise DatasetError(f"{path}: wam.suite {name!r} is not a registered suite ({', '.join(SUITES)})")
+    return name
 
 
 def read_episodes(root: str | Path) -> list[dict[str, Any]]:

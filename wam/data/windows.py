@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from wam.data.lerobot import DatasetError, LeRobotDataset
-from wam.envs.metaworld import instruction
+from wam.envs import get_suite
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -56,7 +56,8 @@ class WindowDataset(torch.utils.data.Dataset):
             self._start[lo:hi], self._end[lo:hi] = lo, hi
             anchors.append(np.arange(lo, hi))
         self.anchors = np.concatenate(anchors)
-        self.instructions = np.array([instruction(t) for t in dataset.tasks])
+        suite = get_suite(dataset.suite)
+        self.instructions = np.array([suite.instruction(t) for t in dataset.tasks])
 
     def __len__(self) -> int:
         return len(self.anchors)

@@ -1,20 +1,22 @@
 """The model as an interactive simulator: a gymnasium environment whose frames are dreamed (``interactive``).
 
-``DreamEnv`` takes its first observation from a real MetaWorld reset and never touches the simulator again. Each
+``DreamEnv`` takes its first observation from a real reset of the model's suite and never touches the simulator
+again. Each
 ``step`` takes a chunk of ``stride = future_offsets[0]`` actions, pads it to the model's horizon H by repeating its
 last action, asks the model for the future those actions lead to (``predict(history, actions)``: the
 ``p(s | c, a)`` of a joint or rollout coupling) and decodes the frame at the first offset: that frame is the next
 image observation. Only models that predict action-conditioned pixels can dream; others are refused at
 construction.
 
-The proprioceptive state (hand xyz, gripper opening) is *not* predicted by any substrate, so it is propagated
-kinematically from the actions, as MetaWorld moves its mocap target: ``target += clip(a[:3]) * action_scale``
-(0.01 m per control step in all 50 v3 tasks, ``SawyerXYZEnv.set_xyz_action``), clipped to the task's mocap
-bounds. The real hand lags that target (a weld constraint drags it along), so the reported hand closes a fraction
-``HAND_GAIN`` of the gap per step; measured against the simulator over the first 8 steps of expert and random
-episodes this tracks the hand to ~3 mm, against ~20 mm for the hand put straight on the target (test_dream.py).
-Contacts are not modelled: a hand pushing on an object drifts from the real one. The gripper opening keeps its
-last value (the fingers are torque-driven and stop on whatever they grasp, which a kinematic rule cannot know).
+The proprioceptive state is *not* predicted by any substrate, so it is propagated kinematically from the actions
+by the suite's ``state_propagator`` (``wam.envs.base.StatePropagator``). MetaWorld moves its mocap target by
+``clip(a[:3]) * action_scale`` (0.01 m per control step in all 50 v3 tasks, ``SawyerXYZEnv.set_xyz_action``),
+clipped to the task's mocap bounds; the real hand lags that target (a weld constraint drags it along), so the
+reported hand closes a fraction ``HAND_GAIN`` of the gap per step; measured against the simulator over the first 8
+steps of expert and random episodes this tracks the hand to ~3 mm, against ~20 mm for the hand put straight on the
+target (test_dream.py). Contacts are not modelled: a hand pushing on an object drifts from the real one. The
+gripper opening keeps its last value (the fingers are torque-driven and stop on whatever they grasp, which a
+kinematic rule cannot know). PushT's pusher is kinematic and PD-driven, so its propagation is exact.
 """
 
 from __future__ import annotations
@@ -28,15 +30,12 @@ import torch
 
 from wam.anatomy import Coupling
 from wam.deployment.base import history_batch
-from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, STATE_KEY, MetaWorldEnv, instruction
+from wam.envs import get_suite
 from wam.model import WorldActionModel
 from wam.substrates.pixel import DecodedFrames, LatentFrames
 
 PIXEL_SUBSTRATES = (DecodedFrames, LatentFrames)  # LatentFrames includes feature-token's TokenCodes
 ACTION_CONDITIONED = (Coupling.JOINT, Coupling.ROLLOUT)  # couplings that model p(s | c, a)
-HAND_GAIN = 0.2
-"""Fraction of the gap to the mocap target the hand closes per control step (fitted on 4 tasks x 3 seeds)."""
-EPISODE_CONTROL_STEPS = 500  # MetaWorld's episode limit
 
 
 def check_dreamable(model: WorldActionModel) -> DecodedFrames | LatentFrames:
@@ -58,9 +57,10 @@ def check_dreamable(model: WorldActionModel) -> DecodedFrames | LatentFrames:
 class DreamEnv(gym.Env):
     """A trained WAM stepped like an environment: actions in, dreamed frames (and kinematic state) out.
 
-    Action: a chunk of ``stride`` actions ``[stride, action_dim]`` in [-1, 1]; observation: the keys, shapes and
-    dtypes of ``MetaWorldEnv``'s vision track. Reward is 0 and episodes never terminate; they are truncated after
-    ``max_episode_steps`` dream steps (default: MetaWorld's 500 control steps). Memory is bounded: the history is a
+    Action: a chunk of ``stride`` actions ``[stride, action_dim]`` within the suite's action bounds; observation:
+    the keys, shapes and dtypes of the suite's vision track. Reward is 0 and episodes never terminate; they are
+    truncated after ``max_episode_steps`` dream steps (default: the suite's episode cap, MetaWorld's 500 or PushT's
+    300 control steps). Memory is bounded: the history is a
     deque of ``n_obs`` observations, spaced ``stride`` control steps apart (training windows space them one step
     apart; the dream has no frames in between), and nothing else grows with the episode. ``seed`` seeds the first
     ``reset()`` that is given none (the placement and the sampler's generator).
@@ -70,28 +70,33 @@ class DreamEnv(gym.Env):
         self._substrate = check_dreamable(model)
         self.model = model.eval()
         config = model.config
-        self.task, self.instruction = task, instruction(task)
+        suite = self.suite = get_suite(config.suite)
+        self.image_key, self.state_key = suite.image_key, suite.state_key
+        self.task, self.instruction = task, suite.instruction(suite.check_tasks([task])[0])
         self.stride, self.horizon = config.future_offsets[0], config.horizon
-        self.max_episode_steps = EPISODE_CONTROL_STEPS // self.stride if max_episode_steps is None else max_episode_steps
-        self._real = MetaWorldEnv(task, track="vision", image_size=config.observation_shapes[IMAGE_KEY][0])
+        self.max_episode_steps = (suite.max_episode_steps // self.stride if max_episode_steps is None
+                                  else max_episode_steps)
+        if self.image_key not in config.observation_shapes:
+            raise ValueError(f"the model observes no {self.image_key}; dream with a model trained on vision-track "
+                             "data")
+        self._real = suite.make_env(task, track="vision", image_size=config.observation_shapes[self.image_key][0])
         got = {k: list(s.shape) for k, s in self._real.observation_space.spaces.items()}
         expected = {k: list(v) for k, v in config.observation_shapes.items()}
         if got != expected:
             self._real.close()
-            raise ValueError(f"the model expects observations {expected} but MetaWorld's vision track gives {got}; "
-                             "dream with a model trained on vision-track data")
-        mujoco_env = self._real._env  # MetaWorld's SawyerXYZEnv: the real action scale and mocap bounds
-        self.action_scale = float(mujoco_env.action_scale)
-        self._mocap_low, self._mocap_high = np.asarray(mujoco_env.mocap_low), np.asarray(mujoco_env.mocap_high)
+            raise ValueError(f"the model expects observations {expected} but the {suite.name} vision track gives "
+                             f"{got}; dream with a model trained on vision-track data")
+        self.propagator = suite.state_propagator(self._real)
 
         self.render_mode = "rgb_array"
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ / self.stride}
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": suite.control_hz / self.stride}
         self.observation_space = self._real.observation_space
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.stride, config.action_dim), np.float32)
+        low, high = suite.action_bounds()
+        self.action_space = gym.spaces.Box(np.tile(low, (self.stride, 1)), np.tile(high, (self.stride, 1)),
+                                           (self.stride, config.action_dim), np.float32)
         self._seed: int | None = seed  # used by the first reset that is given no seed
         self._generator = torch.Generator(device=model.device)
         self._history: deque[dict[str, np.ndarray]] = deque(maxlen=config.n_obs)
-        self._target = np.zeros(3)  # the mocap target the hand is dragged toward
         self._steps = 0
 
     @property
@@ -106,7 +111,7 @@ class DreamEnv(gym.Env):
         observation, _ = self._real.reset(seed=seed)
         self._generator.manual_seed(seed if seed is not None else int(self.np_random.integers(2**62)))
         self.model.reset()
-        self._target = observation[STATE_KEY][:3].astype(np.float64)
+        self.propagator.reset(observation)
         self._history.clear()
         self._history.extend(observation for _ in range(self._history.maxlen))  # as the training windows do
         self._steps = 0
@@ -115,17 +120,19 @@ class DreamEnv(gym.Env):
     def step(self, chunk):
         if not self._history:
             raise RuntimeError("call reset() before step()")
-        chunk = np.clip(np.asarray(chunk, dtype=np.float32), -1.0, 1.0)
+        chunk = np.asarray(chunk, dtype=np.float32)
         if chunk.shape != self.action_space.shape:
             raise ValueError(f"a dream step takes a chunk of shape {self.action_space.shape} (stride x action_dim), "
                              f"got {chunk.shape}; pass {self.stride} actions per step")
+        chunk = np.clip(chunk, self.action_space.low, self.action_space.high)
         padded = np.concatenate([chunk, np.repeat(chunk[-1:], self.horizon - self.stride, axis=0)])
         with torch.inference_mode():
             futures = self.model.predict(self._batch(), actions=torch.from_numpy(padded)[None],
                                          generator=self._generator)
             frames = self._substrate.decode(futures[self._substrate.name])["frames"]  # [1, F, 3, H, W] in [0, 1]
             image = frames[0, 0].mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        observation = {IMAGE_KEY: image, STATE_KEY: self._propagate_state(chunk)}
+        state = self.propagator.step(self._history[-1][self.state_key], chunk)
+        observation = {self.image_key: image, self.state_key: state}
         self._history.append(observation)
         self._steps += 1
         return _copy(observation), 0.0, False, self._steps >= self.max_episode_steps, {}
@@ -134,7 +141,7 @@ class DreamEnv(gym.Env):
         """The current (dreamed, after the first step) frame, HWC uint8."""
         if not self._history:
             raise RuntimeError("call reset() before render()")
-        return self._history[-1][IMAGE_KEY].copy()
+        return self._history[-1][self.image_key].copy()
 
     def close(self) -> None:
         self._real.close()
@@ -142,14 +149,6 @@ class DreamEnv(gym.Env):
 
     def _batch(self) -> dict[str, Any]:
         return history_batch(self._history, self.model.observation_keys, self.instruction)
-
-    def _propagate_state(self, chunk: np.ndarray) -> np.ndarray:
-        """The next proprioceptive state: hand dragged toward the moving mocap target, gripper unchanged."""
-        state = self._history[-1][STATE_KEY].astype(np.float64)
-        for action in chunk:
-            self._target = np.clip(self._target + action[:3] * self.action_scale, self._mocap_low, self._mocap_high)
-            state[:3] += HAND_GAIN * (self._target - state[:3])
-        return state.astype(np.float32)
 
 
 def _copy(observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wam.backbones import AutoregressiveBackbone, CachedContext
-from wam.couplings import ACTION, PostHead, Rollout
+from wam.backbones import CachedContext
+from wam.couplings import ACTION
 from wam.deployment.base import Policy
 from wam.model import WorldActionModel
 from wam.nn.transformer import KVCache
@@ -48,11 +48,10 @@ class StreamingPolicy(Policy):
     @staticmethod
     def why_not(model: WorldActionModel) -> str | None:
         """Why ``model`` cannot stream its context through the cache (None when it can)."""
-        backbone, coupling = model.backbone, model.coupling
-        if not isinstance(backbone, AutoregressiveBackbone) or backbone.frames is None:
-            return (f"KV-cache streaming needs the 'autoregressive' backbone, not "
+        if not model.config.spec.capabilities.time_positions:
+            return (f"KV-cache streaming needs the 'autoregressive' backbone (its context frames lie in time), not "
                     f"{model.config.spec.backbone.value!r}; deploy this model with chunked K=1 instead")
-        if isinstance(coupling, Rollout) or (isinstance(coupling, PostHead) and coupling.head is not None):
+        if not model.coupling.acts_from_backbone:
             return ("KV-cache streaming generates from the backbone alone; a rollout planner or a separate post-head "
                     "acts outside it, so deploy this model with chunked K=1 instead")
         return None

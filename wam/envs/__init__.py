@@ -1,0 +1,58 @@
+"""Environment suites: one module per simulator, one registry entry each (see ``wam.envs.base`` and docs/suites.md).
+
+Tasks are addressed as ``task`` (in the suite given by ``--suite``), ``suite/task``, or a whole named group such
+as ``metaworld/easy``. A suite's module is imported only when the suite is asked for, so a machine without one
+simulator can still use the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from wam.envs.base import KEYPOINT_ROLES, Expert, StatePropagator, Suite, SuiteEnv, Track
+from wam.options import OptionError
+
+__all__ = ["KEYPOINT_ROLES", "SUITES", "DEFAULT_SUITE", "Expert", "StatePropagator", "Suite", "SuiteEnv", "Track",
+           "check_suite_name", "get_suite", "resolve_tasks"]
+
+SUITES: dict[str, str] = {
+    "metaworld": "wam.envs.metaworld:MetaWorldSuite",
+}
+"""Suite name -> ``module:class``."""
+DEFAULT_SUITE = "metaworld"
+
+
+def check_suite_name(name: str) -> str:
+    """``name`` if a suite is registered under it, else ``OptionError`` listing the registered ones."""
+    if name not in SUITES:
+        raise OptionError(f"unknown suite {name!r}; choose from: {', '.join(SUITES)} (see docs/suites.md to add one)")
+    return name
+
+
+@cache
+def get_suite(name: str) -> Suite:
+    """The suite registered under ``name`` (one instance per process)."""
+    module, cls = SUITES[check_suite_name(name)].split(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def resolve_tasks(spec: str, suite: str = DEFAULT_SUITE) -> tuple[Suite, list[str]]:
+    """The suite and task names that ``spec`` (comma-separated ``task``, ``suite/task`` or ``suite/group``) names;
+    ``ValueError`` for an unknown task or group, or for tasks of more than one suite."""
+    names: list[str] = []
+    suites: set[str] = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        owner, _, name = item.rpartition("/")
+        owner = owner or suite
+        found = get_suite(owner)
+        suites.add(owner)
+        group = found.groups().get(name)
+        names += group if group is not None else found.check_tasks([name])
+    if len(suites) > 1:
+        raise ValueError(f"--tasks {spec!r} names tasks of several suites ({', '.join(sorted(suites))}); a dataset or "
+                         "an evaluation holds one suite")
+    chosen = get_suite(suites.pop() if suites else suite)
+    return chosen, chosen.check_tasks(list(dict.fromkeys(names)))

@@ -8,26 +8,31 @@ State track: the 39-d MetaWorld state (hand, gripper, object poses, previous fra
 Observations use the dataset's own keys (``observation.state``, ``observation.images.corner2``) so a policy sees
 in the simulator exactly what it saw in training. ``ground_truth()`` exposes the 3-D positions of the end effector,
 the task's key object and the goal, with their projections into the image, for substrates that need them.
+``MetaWorldSuite`` is this module's entry in the suite registry (``wam.envs``).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from wam.envs.base import StatePropagator, Suite, Track
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-Track = Literal["vision", "state"]
 CAMERA = "corner2"
 IMAGE_KEY = f"observation.images.{CAMERA}"
 STATE_KEY = "observation.state"
 CONTROL_HZ = 80.0  # MetaWorld: one action per 5 physics steps of 2.5 ms
-KEYPOINTS = ("ee", "object", "goal")  # order of the rows of ``keypoints_uv`` / ``keypoints_xyz``
+MAX_EPISODE_STEPS = 500  # MetaWorld's own ``max_path_length``
+ACTION_SCALE = 0.01  # the mocap target moves by action * 1 cm per control step in all 50 v3 tasks
+MOCAP_LOW, MOCAP_HIGH = np.array([-0.5, 0.4, 0.05]), np.array([0.5, 1.0, 0.5])
+HAND_GAIN = 0.2
+"""Fraction of the gap to the mocap target the hand closes per control step (fitted on 4 tasks x 3 seeds)."""
 
-Shift = Literal["none", "camera", "colour", "placement"]
 SHIFTS: dict[str, str] = {
     "none": "the training distribution",
     "camera": "the camera moved 5 cm up and 5 cm toward the scene's far side",
@@ -36,6 +41,21 @@ SHIFTS: dict[str, str] = {
                  "its range by up to a quarter of its width, on a random side",
 }
 """The declared distribution shifts of the generalization probe (``MetaWorldEnv(shift=...)``)."""
+DIFFICULTY = {
+    "easy": ("button-press", "button-press-topdown", "button-press-topdown-wall", "button-press-wall",
+             "coffee-button", "dial-turn", "door-close", "door-lock", "door-open", "door-unlock", "drawer-close",
+             "drawer-open", "faucet-close", "faucet-open", "handle-press", "handle-press-side", "handle-pull",
+             "handle-pull-side", "lever-pull", "peg-unplug-side", "plate-slide", "plate-slide-back",
+             "plate-slide-back-side", "plate-slide-side", "reach", "reach-wall", "window-close", "window-open"),
+    "medium": ("basketball", "bin-picking", "box-close", "coffee-pull", "coffee-push", "hammer", "peg-insert-side",
+               "push-wall", "soccer", "sweep", "sweep-into"),
+    "hard": ("assembly", "hand-insert", "pick-out-of-hole", "pick-place", "push", "push-back"),
+    "very-hard": ("disassemble", "pick-place-wall", "shelf-place", "stick-pull", "stick-push"),
+}
+"""The difficulty groups of Seo et al. (2022), by which DP3, VPP and later papers report MetaWorld (v3 names)."""
+WAM_BENCH = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
+             "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
+"""The 8 tasks of WAM-Bench (``wam bench``): easy tasks whose scripted demonstrations succeed within 114 steps."""
 CAMERA_SHIFT = np.array([0.0, 0.05, 0.05])
 COLOUR_TINT = np.array([0.85, 1.0, 1.15])
 PLACEMENT_MARGIN = 0.25
@@ -48,36 +68,17 @@ def task_names() -> list[str]:
     return list(metaworld.ALL_V3_ENVIRONMENTS)
 
 
-def check_tasks(tasks: list[str]) -> list[str]:
-    """Return ``tasks`` unchanged, or raise ``ValueError`` naming the first unknown task."""
-    known = task_names()
-    for task in tasks:
-        if task not in known:
-            close = [k for k in known if task.split("-")[0] in k][:5] or known[:5]
-            raise ValueError(f"unknown MetaWorld task {task!r}; did you mean one of: {', '.join(close)}? "
-                             "(`wam collect --help` lists the 50 v3 tasks)")
-    if not tasks:
-        raise ValueError("no task given; pass --tasks NAME[,NAME...], e.g. --tasks drawer-open-v3")
-    return tasks
-
-
-def instruction(task: str) -> str:
-    """The task's name as a natural-language instruction: ``drawer-open-v3`` -> ``drawer open``."""
-    return " ".join(w for w in task.split("-") if not (w.startswith("v") and w[1:].isdigit()))
-
-
 class MetaWorldEnv(gym.Env):
     """One MetaWorld v3 task; every ``reset(seed=s)`` draws a fresh, reproducible object and goal placement."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
-    def __init__(self, task: str, track: Track = "vision", image_size: int = 64, max_episode_steps: int = 500,
-                 render_size: int | None = None, shift: Shift = "none"):
+    def __init__(self, task: str, track: Track = "vision", image_size: int = 64,
+                 max_episode_steps: int = MAX_EPISODE_STEPS, render_size: int | None = None, shift: str = "none"):
         import metaworld
 
-        check_tasks([task])
-        if shift not in SHIFTS:
-            raise ValueError(f"unknown shift {shift!r}; choose from: {', '.join(SHIFTS)}")
+        MetaWorldSuite().check_tasks([task])
+        MetaWorldSuite().check_shift(shift)
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
@@ -226,7 +227,7 @@ class ScriptedExpert:
         return np.asarray(self._policy.get_action(self.env.privileged_state), dtype=np.float32)
 
 
-def expert_successes(task: str, seeds: list[int], track: Track = "state", max_steps: int = 500) -> list[bool]:
+def expert_successes(task: str, seeds: list[int], track: Track = "state", max_steps: int = MAX_EPISODE_STEPS) -> list[bool]:
     """Whether the scripted expert succeeds from each seeded start of ``task``, run through this adapter exactly as
     ``wam collect`` runs it (first attempt, no retry)."""
     env = MetaWorldEnv(task, track=track, max_episode_steps=max_steps)
@@ -245,14 +246,14 @@ def expert_successes(task: str, seeds: list[int], track: Track = "state", max_st
     return outcomes
 
 
-def reference_expert_successes(task: str, starts: int, max_steps: int = 500) -> list[bool]:
+def reference_expert_successes(task: str, starts: int, max_steps: int = MAX_EPISODE_STEPS) -> list[bool]:
     """Whether the scripted expert succeeds from each of ``starts`` starts of MetaWorld's own environment,
     ``gym.make("Meta-World/MT1", env_name=task, seed=0)``, which draws each reset's placement from its own seeded
     set of 50: the yardstick this adapter must match."""
     import metaworld  # noqa: F401  (registers the Meta-World/ environments)
     from metaworld.policies import ENV_POLICY_MAP
 
-    check_tasks([task])
+    MetaWorldSuite().check_tasks([task])
     env = gym.make("Meta-World/MT1", env_name=task, seed=0, max_episode_steps=max_steps)
     policy = ENV_POLICY_MAP[task]()
     outcomes = []
@@ -267,3 +268,88 @@ def reference_expert_successes(task: str, starts: int, max_steps: int = 500) -> 
     finally:
         env.close()
     return outcomes
+
+
+class MocapPropagator:
+    """The hand's kinematics for the dream: MetaWorld moves its mocap target by ``clip(a[:3]) * ACTION_SCALE``
+    (clipped to the task's mocap bounds) and the hand follows it; the gripper opening stays as it was."""
+
+    dims, unit = 3, "m"
+
+    def __init__(self, env: MetaWorldEnv):
+        sawyer = env._env  # MetaWorld's SawyerXYZEnv: the real action scale and mocap bounds
+        self.action_scale = float(sawyer.action_scale)
+        self._low, self._high = np.asarray(sawyer.mocap_low), np.asarray(sawyer.mocap_high)
+        self._target = np.zeros(3)  # the mocap target the hand is dragged toward
+
+    def reset(self, observation: dict[str, np.ndarray]) -> None:
+        self._target = observation[STATE_KEY][:3].astype(np.float64)
+
+    def step(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray:
+        state = state.astype(np.float64)
+        for action in np.clip(chunk, -1.0, 1.0):
+            self._target = np.clip(self._target + action[:3] * self.action_scale, self._low, self._high)
+            state[:3] += HAND_GAIN * (self._target - state[:3])
+        return state.astype(np.float32)
+
+
+class MetaWorldSuite(Suite):
+    """MetaWorld v3's 50 Sawyer tasks: vision track (64x64 ``corner2`` image, hand xyz and gripper) or the 39-d
+    state; actions are hand displacement and gripper effort in [-1, 1]; success as MetaWorld defines it per task."""
+
+    name = "metaworld"
+    control_hz = CONTROL_HZ
+    max_episode_steps = MAX_EPISODE_STEPS
+    default_image_size = 64
+    robot_type = "sawyer"
+    image_key = IMAGE_KEY
+    state_key = STATE_KEY
+    keypoint_names = ("ee", "object", "goal")
+    shifts = SHIFTS
+    score = "MetaWorld's shaped reward (0 to 10)"
+
+    def tasks(self) -> list[str]:
+        return task_names()
+
+    def groups(self) -> dict[str, list[str]]:
+        return {"all": self.tasks(), "wam-bench": list(WAM_BENCH), "quick": ["button-press-topdown-v3", "drawer-close-v3"],
+                "quickstart": ["button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3"],
+                **{name: [f"{t}-v3" for t in tasks] for name, tasks in DIFFICULTY.items()}}
+
+    def instruction(self, task: str) -> str:
+        """The task's name without its version: ``drawer-open-v3`` -> ``drawer open``."""
+        return " ".join(w for w in task.split("-") if not (w.startswith("v") and w[1:].isdigit()))
+
+    def make_env(self, task: str, track: Track = "vision", image_size: int | None = None,
+                 max_episode_steps: int | None = None, shift: str = "none",
+                 render_size: int | None = None) -> MetaWorldEnv:
+        return MetaWorldEnv(task, track=track, image_size=image_size or self.default_image_size,
+                            max_episode_steps=max_episode_steps or MAX_EPISODE_STEPS, render_size=render_size,
+                            shift=shift)
+
+    def expert(self, env: MetaWorldEnv) -> ScriptedExpert:
+        return ScriptedExpert(env)
+
+    def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
+        if track == "state":
+            return {STATE_KEY: {"dtype": "float32", "shape": [39], "names": None}}
+        return {IMAGE_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
+                            "names": ["height", "width", "channels"]},
+                STATE_KEY: {"dtype": "float32", "shape": [4], "names": ["hand_x", "hand_y", "hand_z", "gripper"]}}
+
+    def action_feature(self) -> dict[str, Any]:
+        return {"dtype": "float32", "shape": [4], "names": ["dx", "dy", "dz", "gripper"]}
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return -np.ones(4, np.float32), np.ones(4, np.float32)
+
+    def state_propagator(self, env: MetaWorldEnv) -> StatePropagator:
+        return MocapPropagator(env)
+
+    def executable(self, states: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        """Every action in [-1, 1], and the hand, integrated kinematically from its current position, inside
+        MetaWorld's mocap workspace."""
+        path = states[:, None, :3] + ACTION_SCALE * np.cumsum(np.clip(chunks[..., :3], -1, 1), axis=1)
+        in_workspace = ((path >= MOCAP_LOW - 1e-6) & (path <= MOCAP_HIGH + 1e-6)).all(-1)
+        return super().executable(states, chunks) & in_workspace
+

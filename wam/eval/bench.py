@@ -35,6 +35,7 @@ import numpy as np
 from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
 from wam.eval.budget import machine_info
 from wam.eval.runner import EvalConfig, run_eval
 from wam.io import atomic_write_json, config_dict
@@ -42,12 +43,11 @@ from wam.options import CheckedOptions
 from wam.presets.models import PRESETS
 from wam.train.loop import TrainConfig, resolve_device, train
 
-BENCH_TASKS = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
-               "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
-QUICK = dict(tasks="button-press-topdown-v3,drawer-close-v3", demos=5, episodes=2, steps=20, max_steps=60,
+QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
              offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1, checkpoint_every=10,
              timing_calls=10)
-"""The smoke-test scale of --quick: two easy tasks, a few demonstrations, episodes and training steps."""
+"""The smoke-test scale of --quick: the suite's quick tasks (MetaWorld: two easy ones), a few demonstrations,
+episodes and training steps."""
 
 
 @dataclass
@@ -56,8 +56,11 @@ class BenchConfig(CheckedOptions):
 
     presets: tuple[str, ...] = ()
     """Presets to run (docs/presets.md); default: all of them."""
-    tasks: str = ",".join(BENCH_TASKS)
-    """Comma-separated MetaWorld v3 tasks (vision track); default: the 8 tasks of WAM-Bench."""
+    suite: str = DEFAULT_SUITE
+    """Simulator suite (metaworld, pusht; see docs/suites.md)."""
+    tasks: str = "wam-bench"
+    """Comma-separated tasks or groups of --suite (vision track); default: the suite's wam-bench group (MetaWorld:
+    the 8 tasks of WAM-Bench; PushT: pusht)."""
     demos: Annotated[int, Ge(1)] = 50
     """Demonstrations per task."""
     episodes: Annotated[int, Ge(1)] = 50
@@ -104,13 +107,19 @@ class BenchConfig(CheckedOptions):
     ray_workers: Annotated[int | None, Ge(1)] = None
     """Ray workers per evaluation; default: the cluster's CPUs."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_suite_name(self.suite)
+
     def resolved(self) -> BenchConfig:
-        """This config with --quick applied and the preset list filled in; unknown presets are refused."""
+        """This config with --quick applied, the tasks named and the preset list filled in; unknown presets and
+        tasks are refused."""
         unknown = [p for p in self.presets if p not in PRESETS]
         if unknown:
             raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
         fields = {**asdict(self), **(QUICK if self.quick else {}), "presets": self.presets or tuple(PRESETS)}
-        return BenchConfig(**fields)
+        suite, tasks = resolve_tasks(fields["tasks"], self.suite)
+        return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
 
 
 def _train_settings(cfg: BenchConfig, preset: str) -> dict[str, Any]:
@@ -178,7 +187,7 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
 
     p = PRESETS[preset]
     grid = []
-    if p.resolved_spec().backbone.value in ("diffusion", "hybrid"):
+    if p.resolved_spec().capabilities.sampler_steps:
         grid.append("inference-steps=2,5,10")
     if p.fields.get("future_at_inference") == "skip":
         grid.append("future=skip,predict")
@@ -193,7 +202,6 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
 def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The five properties of ``preset`` (see wam.eval.properties), kept once computed."""
     from wam.data.lerobot import LeRobotDataset
-    from wam.envs.metaworld import SHIFTS
     from wam.eval.properties import offline_properties, persistence
 
     out = cfg.out / preset / "properties"
@@ -206,7 +214,7 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     shifted_tasks = tasks[:cfg.shift_tasks]
     unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
     success = {"none": float(np.mean(unshifted))}
-    for shift in (s for s in SHIFTS if s != "none"):
+    for shift in (s for s in get_suite(cfg.suite).shifts if s != "none"):
         info = _evaluate(_eval_config(cfg, preset, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
                                       shift=shift))
         success[shift] = info["aggregated"]["pc_success"] / 100
@@ -229,7 +237,6 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
     import torch
 
     from wam.data.collect import EVAL_SEED_BASE
-    from wam.envs.metaworld import CONTROL_HZ
     from wam.eval.budget import latency_block
     from wam.eval.runner import EpisodeRunner, load_for_eval
 
@@ -253,7 +260,7 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
     timed = latencies[WARMUP_CALLS:]
     # Actions per timed call as in the episodes: total steps over total calls.
     actions = round(len(timed) * sum(steps) / max(sum(calls), 1))
-    timing = {**latency_block(timed, actions, runner.policy.min_actions_per_call, CONTROL_HZ, calls, steps),
+    timing = {**latency_block(timed, actions, runner.policy.min_actions_per_call, runner.suite.control_hz, calls, steps),
               "episodes": j, "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
               "machine": machine_info(runner.model.device)}
     atomic_write_json(cfg.out / preset / "timing.json", timing)
@@ -384,9 +391,9 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     cfg = cfg.resolved()
     start = time.perf_counter()
     data, heldout = cfg.out / "data", cfg.out / "heldout"
-    run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.demos, out=data, workers=cfg.workers))
-    run_collect(CollectConfig(tasks=cfg.tasks, episodes=cfg.offline_demos, out=heldout, workers=cfg.workers,
-                              seed=HELDOUT_SEED_BASE))
+    run_collect(CollectConfig(tasks=cfg.tasks, suite=cfg.suite, episodes=cfg.demos, out=data, workers=cfg.workers))
+    run_collect(CollectConfig(tasks=cfg.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=heldout,
+                              workers=cfg.workers, seed=HELDOUT_SEED_BASE))
     rows, curves, pending = [], {}, []
     for preset in cfg.presets:
         print(f"--- {preset}", flush=True)
@@ -403,7 +410,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
     board = {
         "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",
-        "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)), "tasks": cfg.tasks.split(","),
+        "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)), "suite": cfg.suite,
+        "tasks": cfg.tasks.split(","),
         "rows": sorted(rows, key=lambda r: -r["success"]), "screen_correlations": screen_correlations(rows),
         "pareto_front": pareto_front(rows), "central_claim": central_claim(rows),
         "time_s": time.perf_counter() - start, "results": str(cfg.results),

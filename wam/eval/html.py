@@ -12,6 +12,8 @@ from typing import Any
 
 import jinja2
 
+from wam.envs import DEFAULT_SUITE, get_suite
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: accuracy at budget</title>
 <style>
@@ -211,12 +213,11 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
                 break
     sweeps = [f"sweeps/{r['preset']}/sweep.png" for r in board["rows"] if r.get("sweep")]
     screens = sorted({k for r in board["rows"] for k in r["offline"]})
-    from wam.envs.metaworld import SHIFTS
-
-    shift_notes = {k: v for k, v in SHIFTS.items() if k != "none"}
+    shifts = get_suite(board.get("suite", DEFAULT_SUITE)).shifts
+    shift_notes = {k: v for k, v in shifts.items() if k != "none"}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
-        board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(SHIFTS), shift_notes=shift_notes,
+        board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(shifts), shift_notes=shift_notes,
         pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
         ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
     path = results / "report.html"

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from wam.couplings import Rollout
 from wam.model import WorldActionModel
 
 
@@ -57,10 +56,10 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
         add("action_mse_chunk", (chunk - truth).pow(2).mean(), b)
         if not model.substrates:
             continue
-        if isinstance(model.coupling, Rollout):
+        if model.coupling.plans:
             add("expert_chunk_rank", model.rank_actions(batch, batch["action"], generator).mean(), b)
         _, targets = model.targets(batch)
-        given = batch["action"] if isinstance(model.coupling, Rollout) else None
+        given = batch["action"] if model.coupling.plans else None
         predicted = model.predict(batch, actions=given, generator=generator)
         for substrate in model.substrates.values():
             name, pred = substrate.name, predicted[substrate.name]

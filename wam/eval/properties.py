@@ -11,11 +11,11 @@
 - **persistence**: the model dreams 96 steps of the expert's actions from a real first frame (``DreamEnv``); the
   number is the PSNR of the dreamed frame at the longest horizon, with the dream's peak memory. Only for models
   that predict pixels given actions.
-- **physical plausibility**: the fraction of predicted action-chunk steps the robot can execute as commanded:
-  every action inside [-1, 1], and the hand, integrated kinematically from its current position, inside
-  MetaWorld's mocap workspace. (Keypoint error against the simulator's ground truth, for geometric substrates, is
-  an offline screen.)
-- **generalization**: closed-loop success under the declared shifts of ``wam.envs.metaworld.SHIFTS`` (camera
+- **physical plausibility**: the fraction of predicted action-chunk steps the robot can execute as commanded,
+  as the suite judges it (``Suite.executable``): every action inside the action bounds, and in MetaWorld the hand,
+  integrated kinematically from its current position, inside the mocap workspace. (Keypoint error against the
+  simulator's ground truth, for geometric substrates, is an offline screen.)
+- **generalization**: closed-loop success under the suite's declared shifts (``Suite.shifts``; MetaWorld: camera
   pose, colours, object placement outside the training range), as a fraction of the unshifted success on the same
   tasks and seeds.
 """
@@ -30,11 +30,9 @@ import torch
 
 from wam.anatomy import SpecError
 from wam.data.lerobot import LeRobotDataset
-from wam.envs.metaworld import STATE_KEY
+from wam.envs import get_suite
 from wam.model import WorldActionModel
 
-ACTION_SCALE = 0.01  # MetaWorld moves the mocap target by action * 1 cm per control step
-MOCAP_LOW, MOCAP_HIGH = np.array([-0.5, 0.4, 0.05]), np.array([0.5, 1.0, 0.5])
 DREAM_STEPS = 96
 
 
@@ -85,13 +83,11 @@ def causality_leak(model: WorldActionModel, batch: dict[str, Any], seed: int = 0
 
 
 def executable_fraction(model: WorldActionModel, batch: dict[str, Any], seed: int = 0) -> float:
-    """Fraction of chunk steps with every action in [-1, 1] and the integrated hand inside the mocap workspace."""
+    """Fraction of chunk steps the suite judges executable from the current proprioception."""
+    suite = get_suite(model.config.suite)
     chunk = model.act(batch, generator=torch.Generator(model.device).manual_seed(seed)).cpu().numpy()
-    hand = batch[STATE_KEY][:, -1, :3].numpy()
-    path = hand[:, None] + ACTION_SCALE * np.cumsum(np.clip(chunk[..., :3], -1, 1), axis=1)
-    in_range = (np.abs(chunk) <= 1 + 1e-6).all(-1)
-    in_workspace = ((path >= MOCAP_LOW - 1e-6) & (path <= MOCAP_HIGH + 1e-6)).all(-1)
-    return float((in_range & in_workspace).mean())
+    states = batch[suite.state_key][:, -1].numpy()
+    return float(suite.executable(states, chunk).mean())
 
 
 def persistence(run: Path, task: str, out: Path, device: str = "auto") -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""``wam eval``: seeded closed-loop episodes in MetaWorld, reported as accuracy at budget.
+"""``wam eval``: seeded closed-loop episodes in the model's suite, reported as accuracy at budget.
 
 ``eval_info.json`` is a superset of LeRobot's: ``per_episode`` and ``aggregated`` as there, plus ``per_task``,
 ``budget`` (latency per call and per action, effective control rate, feasibility at the control rate, peak
@@ -26,7 +26,7 @@ from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
 from wam.deployment import DeploymentConfig, Policy, make_policy
-from wam.envs.metaworld import CONTROL_HZ, IMAGE_KEY, MetaWorldEnv, Shift, check_tasks, instruction
+from wam.envs import Suite, SuiteEnv, check_suite_name, get_suite, resolve_tasks
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import CONFIG_NAME, WEIGHTS_NAME, WorldActionModel
@@ -36,20 +36,23 @@ from wam.train.loop import resolve_device
 
 @dataclass
 class EvalConfig(CheckedOptions):
-    """Evaluate a trained model closed-loop in MetaWorld and report success with latency and memory."""
+    """Evaluate a trained model closed-loop in its suite and report success with latency and memory."""
 
     run: Path
     """Run directory written by `wam train` (holds model/)."""
     tasks: str
-    """Comma-separated MetaWorld v3 task names."""
+    """Comma-separated tasks, suite/task names or groups of the model's suite (e.g. drawer-open-v3, metaworld/easy,
+    pusht)."""
     episodes: Annotated[int, Ge(1)]
     """Episodes per task, on seeds disjoint from the demonstrations."""
     out: Path
     """Output directory for eval_info.json and videos."""
     video: Annotated[int, Ge(0)] = 0
     """Write rollout videos of the first K episodes of each task."""
-    max_steps: Annotated[int, Ge(1)] = 500
-    """Episode cap in control steps (MetaWorld's own limit is 500)."""
+    suite: str | None = None
+    """The suite to evaluate in; default and only choice: the one the model was trained on."""
+    max_steps: Annotated[int | None, Ge(1)] = None
+    """Episode cap in control steps; default: the suite's own (MetaWorld 500, PushT 300)."""
     inference_steps: Annotated[int | None, Ge(1)] = None
     """Sampler steps per call; default: the model's."""
     future_horizon: Annotated[int | None, Ge(1)] = None
@@ -74,8 +77,9 @@ class EvalConfig(CheckedOptions):
     offline: bool = False
     """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
     --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
-    shift: Shift = "none"
-    """Evaluate under a declared distribution shift: camera, colour or placement (see wam.envs.metaworld.SHIFTS)."""
+    shift: str = "none"
+    """Evaluate under a declared distribution shift of the suite (MetaWorld: camera, colour, placement; see
+    wam.envs.metaworld.SHIFTS)."""
     data: Path | None = None
     """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
     ray: bool = False
@@ -88,6 +92,8 @@ class EvalConfig(CheckedOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.suite is not None:
+            check_suite_name(self.suite)
         if self.sweep:
             from wam.eval.sweep import point_configs
 
@@ -115,7 +121,21 @@ def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None
             "deployment": None if policy is None else policy.knobs(), "run": str(run)}
 
 
-def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> dict[str, Any]:
+def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
+    """The model's suite and the tasks of ``cfg`` in it; ``ValueError`` when ``--suite`` names another suite or a
+    task or shift is not the suite's."""
+    name = model.config.suite
+    if cfg.suite is not None and cfg.suite != name:
+        raise ValueError(f"{cfg.run} holds a model trained on the {name} suite, not {cfg.suite}; evaluate it with "
+                         f"--suite {name} (or without --suite)")
+    suite, tasks = resolve_tasks(cfg.tasks, name)
+    if suite.name != name:
+        raise ValueError(f"--tasks {cfg.tasks!r} are {suite.name} tasks but the model was trained on {name}")
+    suite.check_shift(cfg.shift)
+    return suite, tasks
+
+
+def run_offline(cfg: EvalConfig, model: WorldActionModel, suite: Suite, tasks: list[str]) -> dict[str, Any]:
     """The offline screens of ``model`` on held-out demonstrations; writes and returns ``offline_info.json``."""
     from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
     from wam.eval.offline import offline_screens
@@ -124,11 +144,11 @@ def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> d
     out = Path(cfg.out)
     data = cfg.data
     if data is None:
-        track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
-        size = model.config.observation_shapes.get(IMAGE_KEY, [64])[0]
+        shapes = model.config.observation_shapes
+        size = shapes[suite.image_key][0] if suite.image_key in shapes else None
         data = out / "heldout-data"
-        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, track=track,
-                                  seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
+        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, suite=suite.name,
+                                  track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
     dataset = LeRobotDataset.load(data)
     check_compatible(model, dataset)
     _check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
@@ -144,15 +164,17 @@ def run_offline(cfg: EvalConfig, model: WorldActionModel, tasks: list[str]) -> d
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     """Run the evaluation described by ``cfg``; writes and returns ``eval_info.json`` (``offline_info.json``)."""
-    tasks = check_tasks([t.strip() for t in cfg.tasks.split(",") if t.strip()])
     if cfg.sweep:
         from wam.eval.sweep import run_sweep
 
         return run_sweep(cfg)
+    if cfg.suite is not None:
+        resolve_tasks(cfg.tasks, cfg.suite)  # refuse an unknown task before loading anything
     torch.set_num_threads(cfg.threads)
     model = load_for_eval(cfg, Path(cfg.run) / "model")
+    suite, tasks = model_suite(cfg, model)
     if cfg.offline:
-        return run_offline(cfg, model, tasks)
+        return run_offline(cfg, model, suite, tasks)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     _check_seeds_disjoint(Path(cfg.run), set(seeds))
     out = Path(cfg.out)
@@ -202,7 +224,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
             "avg_steps": float(np.mean([e["steps"] for e in per_episode])),
             "eval_s": wall, "eval_ep_s": wall / len(per_episode),
         },
-        "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, CONTROL_HZ,
+        "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, suite.control_hz,
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
                    "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
@@ -238,16 +260,17 @@ class EpisodeRunner:
     def __init__(self, cfg: EvalConfig, model: WorldActionModel):
         self.cfg, self.model = cfg, model
         self.policy = make_policy(model, cfg.deploy, seed=cfg.seed)
-        self.track = "vision" if IMAGE_KEY in model.config.observation_shapes else "state"
+        self.suite = get_suite(model.config.suite)
+        self.track = self.suite.track_of(model.config.observation_shapes)
         self.expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
         self.memory = MemoryMeter()
-        self._envs: dict[str, MetaWorldEnv] = {}
+        self._envs: dict[str, SuiteEnv] = {}
 
-    def _env(self, task: str) -> MetaWorldEnv:
+    def _env(self, task: str) -> SuiteEnv:
         if task not in self._envs:
-            size = self.expected[IMAGE_KEY][0] if self.track == "vision" else 64
-            env = MetaWorldEnv(task, track=self.track, image_size=size, max_episode_steps=self.cfg.max_steps,
-                               shift=self.cfg.shift)
+            size = self.expected[self.suite.image_key][0] if self.track == "vision" else None
+            env = self.suite.make_env(task, track=self.track, image_size=size, max_episode_steps=self.cfg.max_steps,
+                                      shift=self.cfg.shift)
             got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
             if got != self.expected:
                 raise ValueError(f"the model expects observations {self.expected} but the {self.track} track gives "
@@ -266,8 +289,8 @@ class EpisodeRunner:
         t0 = time.perf_counter()
         while True:
             if j < self.cfg.video and self.track == "vision":
-                frames.append(obs[IMAGE_KEY])
-            obs["task"] = instruction(task)
+                frames.append(obs[self.suite.image_key])
+            obs["task"] = self.suite.instruction(task)
             obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
             rewards.append(reward)
             self.memory.sample()
@@ -278,7 +301,7 @@ class EpisodeRunner:
                 "model_calls": len(policy.call_latencies) - calls_before, "sum_reward": float(np.sum(rewards)),
                 "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0,
                 "call_latencies": policy.call_latencies[calls_before:], "peak_memory_mb": self.memory.peak_mb,
-                "video": video_bytes(frames) if frames else None}
+                "video": video_bytes(frames, self.suite.control_hz) if frames else None}
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -299,16 +322,18 @@ class RemoteEpisodeRunner:
         return self.runner.episode(task, j, seed)
 
 
-def video_bytes(frames: list[np.ndarray]) -> bytes:
+def video_bytes(frames: list[np.ndarray], control_hz: float) -> bytes:
     """``frames`` as an mp4 file's bytes (workers on other machines send them back rather than write them)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return write_video(Path(tmp) / "episode.mp4", frames).read_bytes()
+        return write_video(Path(tmp) / "episode.mp4", frames, control_hz).read_bytes()
 
 
-def write_video(path: Path, frames: list[np.ndarray], scale: int = 4) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], control_hz: float, scale: int = 4) -> Path:
+    """``frames`` enlarged ``scale`` times (64 px is too small to watch), played at half the control rate (at
+    least 5 frames per second)."""
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]  # 64 px is too small to watch
-    imageio.mimwrite(path, big, fps=int(CONTROL_HZ // 2), macro_block_size=1)
+    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]
+    imageio.mimwrite(path, big, fps=max(5, int(control_hz // 2)), macro_block_size=1)
     return path

@@ -1,47 +1,49 @@
-"""Substrates: what future a model predicts, as token streams (see ``wam.substrates.base``)."""
+"""Substrates: what future a model predicts, as token streams (see ``wam.substrates.base``).
+
+Each implementation registers under its anatomy value in ``SUBSTRATES``; a value without one is refused when a
+model is built, never replaced by another substrate.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
-from wam.anatomy import Backbone, SpecError, Substrate, WAMSpec
-from wam.substrates.base import FutureSubstrate, SubstrateInputs
+from wam.anatomy import SpecError, Substrate, WAMSpec
+from wam.substrates.base import FutureSubstrate, SubstrateInputs, SubstrateSizing
 from wam.substrates.feature import EncoderFeatures, TapFeatures, TeacherFeatures, TokenCodes
 from wam.substrates.geometric import AffordanceMaps, KeypointTracks
 from wam.substrates.pixel import DecodedFrames, LatentFrames
 
-__all__ = ["FutureSubstrate", "SubstrateInputs", "build_substrates"]
+__all__ = ["SUBSTRATES", "FutureSubstrate", "SubstrateInputs", "SubstrateSizing", "build_substrates"]
 
-_NEEDS_IMAGE = {Substrate.PIXEL_DECODED, Substrate.PIXEL_LATENT, Substrate.FEATURE_TOKEN}
+SUBSTRATES: dict[Substrate, type[FutureSubstrate]] = {
+    Substrate.PIXEL_DECODED: DecodedFrames,
+    Substrate.PIXEL_LATENT: LatentFrames,
+    Substrate.FEATURE_ENCODER_ONLY: EncoderFeatures,
+    Substrate.FEATURE_TAP: TapFeatures,
+    Substrate.FEATURE_TEACHER: TeacherFeatures,
+    Substrate.FEATURE_TOKEN: TokenCodes,
+    Substrate.GEOMETRIC: KeypointTracks,
+    Substrate.AFFORDANCE: AffordanceMaps,
+}
+"""Anatomy value -> implementation (``none``, the VLA, has no future and so no entry)."""
 
 
 def build_substrates(spec: WAMSpec, config, encoder: nn.Module) -> nn.ModuleDict:
     """One module per substrate component of ``spec``, keyed by kind (empty for a VLA)."""
     images = [k for k, s in sorted(config.observation_shapes.items()) if len(s) == 3]
     image_key = images[0] if images else None
-    size = config.observation_shapes[image_key][0] if image_key else 64
-    n_future = len(config.future_offsets)
-    discrete = spec.backbone in (Backbone.AUTOREGRESSIVE, Backbone.VLM)
+    sizing = SubstrateSizing(n_future=len(config.future_offsets), image_key=image_key,
+                             image_size=config.observation_shapes[image_key][0] if image_key else 64,
+                             discrete=spec.capabilities.discrete_tokens, d_model=config.d_model, encoder=encoder)
     out = nn.ModuleDict()
     for kind in spec.substrates:
-        if kind in _NEEDS_IMAGE and image_key is None:
+        if kind not in SUBSTRATES:
+            raise SpecError(f"substrate {kind.value!r} has no registered implementation (registered: "
+                            f"{', '.join(k.value for k in SUBSTRATES)})")
+        cls = SUBSTRATES[kind]
+        if cls.needs_image and image_key is None:
             raise SpecError(f"substrate {kind.value!r} predicts images but the model observes none; collect the "
                             "dataset with --track vision, or pick a feature, geometric or affordance substrate")
-        if kind is Substrate.PIXEL_DECODED:
-            module: FutureSubstrate = DecodedFrames(n_future, image_key, size)
-        elif kind is Substrate.PIXEL_LATENT:
-            module = LatentFrames(n_future, image_key, size)
-        elif kind is Substrate.FEATURE_TOKEN:
-            module = TokenCodes(n_future, image_key, size, discrete)
-        elif kind is Substrate.FEATURE_ENCODER_ONLY:
-            module = EncoderFeatures(n_future, encoder.tokens_per_frame, config.d_model)
-        elif kind is Substrate.FEATURE_TAP:
-            module = TapFeatures(n_future, encoder.tokens_per_frame, config.d_model)
-        elif kind is Substrate.FEATURE_TEACHER:
-            module = TeacherFeatures(n_future, encoder.tokens_per_frame, config.d_model, encoder)
-        elif kind is Substrate.GEOMETRIC:
-            module = KeypointTracks(n_future, size)
-        else:
-            module = AffordanceMaps(n_future, size)
-        out[kind.value.replace("-", "_")] = module
+        out[kind.value.replace("-", "_")] = cls.build(sizing)
     return out

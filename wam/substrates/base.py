@@ -25,6 +25,23 @@ UNIT_RANGE = 1.0  # tokens in [-1, 1]: pixels, maps
 STANDARD_RANGE = 6.0  # standardized or layer-normed tokens (measured on MetaWorld: |x| <= 5)
 
 
+@dataclass(frozen=True)
+class SubstrateSizing:
+    """What a substrate may size itself by when a model is built (``FutureSubstrate.build``)."""
+
+    n_future: int
+    """Future frames predicted (the model's ``future_offsets``)."""
+    image_key: str | None
+    """The observed camera image, if any."""
+    image_size: int
+    """Its side in pixels (64 when there is no image: geometric tokens still scale flows by it)."""
+    discrete: bool
+    """Whether the backbone takes image codes as ids (``BackboneCapabilities.discrete_tokens``)."""
+    d_model: int
+    encoder: nn.Module
+    """The model's observation encoder (feature substrates predict its features)."""
+
+
 @dataclass
 class SubstrateInputs:
     """What ``targets`` may read: normalized observations (history and ``future.*``), the raw batch, the encoder."""
@@ -35,14 +52,21 @@ class SubstrateInputs:
 
 
 class FutureSubstrate(nn.Module):
-    """Base class; subclasses set ``kind`` and ``stream`` and implement ``targets``."""
+    """Base class; subclasses set ``kind`` and ``stream`` and implement ``build`` and ``targets``."""
 
     kind: Substrate
     stream: Stream
+    needs_image: bool = False
+    """Whether it predicts images, so the model must observe one."""
     future_keys: tuple[str, ...] = ()
     anchor_keys: tuple[str, ...] = ()
     reads_observations: bool = False
     """Whether the targets are computed from the future observation frames (the model then normalizes them)."""
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> FutureSubstrate:
+        """The substrate sized for a model."""
+        raise NotImplementedError
 
     @property
     def name(self) -> str:

@@ -20,7 +20,7 @@ from torch import nn
 
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
-from wam.substrates.base import STANDARD_RANGE, FutureSubstrate, SubstrateInputs, patchify
+from wam.substrates.base import STANDARD_RANGE, FutureSubstrate, SubstrateInputs, SubstrateSizing, patchify
 from wam.substrates.pixel import LatentFrames
 
 
@@ -29,6 +29,10 @@ class EncoderFeatures(FutureSubstrate):
 
     kind = Substrate.FEATURE_ENCODER_ONLY
     reads_observations = True
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> EncoderFeatures:
+        return cls(sizing.n_future, sizing.encoder.tokens_per_frame, sizing.d_model)
 
     def __init__(self, n_future: int, tokens_per_frame: int, dim: int):
         super().__init__()
@@ -54,6 +58,10 @@ class TeacherFeatures(EncoderFeatures):
 
     kind = Substrate.FEATURE_TEACHER
 
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> TeacherFeatures:
+        return cls(sizing.n_future, sizing.encoder.tokens_per_frame, sizing.d_model, sizing.encoder)
+
     def __init__(self, n_future: int, tokens_per_frame: int, dim: int, encoder: nn.Module, decay: float = 0.99):
         super().__init__(n_future, tokens_per_frame, dim)
         self.teacher = copy.deepcopy(encoder).requires_grad_(False)
@@ -73,6 +81,10 @@ class TokenCodes(LatentFrames):
 
     kind = Substrate.FEATURE_TOKEN
     quantize = True
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> TokenCodes:
+        return cls(sizing.n_future, sizing.image_key, sizing.image_size, sizing.discrete)
 
     def __init__(self, n_future: int, image_key: str, image_size: int, discrete: bool):
         self.discrete = discrete

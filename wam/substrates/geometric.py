@@ -1,7 +1,8 @@
 """Geometric and affordance substrates, built from the simulator ground truth recorded at collection.
 
-Both read ``groundtruth.keypoints_xyz`` / ``groundtruth.keypoints_uv`` (end effector, key object, goal; see
-``wam.envs.metaworld.KEYPOINTS``), which are labels for the future only and never part of an observation.
+Both read ``groundtruth.keypoints_xyz`` / ``groundtruth.keypoints_uv`` (end effector, key object, goal in every
+suite; see ``wam.envs.base.KEYPOINT_ROLES``), which are labels for the future only and never part of an
+observation.
 
 - ``geometric``: per future step and keypoint one token: the 3-D position (standardized with the dataset's
   statistics) and the 2-D image flow of the tracked point since ``t`` (in units of a quarter image);
@@ -16,8 +17,16 @@ import torch
 
 from wam.anatomy import Substrate
 from wam.backbones.base import Stream
-from wam.envs.metaworld import KEYPOINTS
-from wam.substrates.base import STANDARD_RANGE, UNIT_RANGE, FutureSubstrate, SubstrateInputs, patchify, unpatchify
+from wam.envs.base import KEYPOINT_ROLES as KEYPOINTS
+from wam.substrates.base import (
+    STANDARD_RANGE,
+    UNIT_RANGE,
+    FutureSubstrate,
+    SubstrateInputs,
+    SubstrateSizing,
+    patchify,
+    unpatchify,
+)
 
 XYZ, UV = "groundtruth.keypoints_xyz", "groundtruth.keypoints_uv"
 FLOW_SCALE = 4.0  # flow is divided by image_size / 4 so typical motions are O(1)
@@ -27,6 +36,10 @@ class KeypointTracks(FutureSubstrate):
     """Future tokens ``[B, n_future * n_kp, 5]``: standardized xyz and image flow of every keypoint."""
 
     kind = Substrate.GEOMETRIC
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> KeypointTracks:
+        return cls(sizing.n_future, sizing.image_size)
     future_keys = (XYZ, UV)
     anchor_keys = (UV,)
 
@@ -59,6 +72,10 @@ class AffordanceMaps(FutureSubstrate):
     """Future tokens: goal, contact and progress maps at ``map_size`` pixels, ``4 x 4`` patches per step."""
 
     kind = Substrate.AFFORDANCE
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> AffordanceMaps:
+        return cls(sizing.n_future, sizing.image_size)
     future_keys = (UV, "progress")
     channels = ("goal", "contact", "progress")
 

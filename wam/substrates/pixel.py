@@ -13,6 +13,7 @@ from wam.substrates.base import (
     UNIT_RANGE,
     FutureSubstrate,
     SubstrateInputs,
+    SubstrateSizing,
     disk_cached,
     patchify,
     unpatchify,
@@ -25,6 +26,11 @@ class DecodedFrames(FutureSubstrate):
     """Future frames in [-1, 1], cut into ``4 x 4`` patches per frame; ``decode`` gives frames in [0, 1]."""
 
     kind = Substrate.PIXEL_DECODED
+    needs_image = True
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> DecodedFrames:
+        return cls(sizing.n_future, sizing.image_key, sizing.image_size)
 
     def __init__(self, n_future: int, image_key: str, image_size: int):
         super().__init__()
@@ -52,6 +58,11 @@ class LatentFrames(FutureSubstrate):
 
     kind = Substrate.PIXEL_LATENT
     quantize = False
+    needs_image = True
+
+    @classmethod
+    def build(cls, sizing: SubstrateSizing) -> LatentFrames:
+        return cls(sizing.n_future, sizing.image_key, sizing.image_size)
 
     def __init__(self, n_future: int, image_key: str, image_size: int):
         super().__init__()

@@ -22,11 +22,10 @@ from annotated_types import Ge, Gt, Le
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
-from wam.couplings import Rollout
 from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
-from wam.envs.metaworld import instruction
+from wam.envs import get_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.options import CheckedOptions
@@ -140,9 +139,10 @@ def build_model(preset_name: str | None, dataset: LeRobotDataset, spec_overrides
     normalization statistics)."""
     observation_keys = [k for k in dataset.features if k.startswith("observation.")]
     shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
-    vocabulary = sorted({w for task in dataset.tasks for w in instruction(task).split()})
-    fields = {**(preset(preset_name) if preset_name else {}), "tasks": [instruction(t) for t in dataset.tasks],
-              **overrides}
+    suite = get_suite(dataset.suite)
+    vocabulary = sorted({w for task in dataset.tasks for w in suite.instruction(task).split()})
+    fields = {**(preset(preset_name) if preset_name else {}), "tasks": [suite.instruction(t) for t in dataset.tasks],
+              "suite": suite.name, **overrides}
     if spec_overrides:
         fields["spec"] = WAMSpec(**{**fields.get("spec", WAMSpec()).to_dict(), **spec_overrides})
     if fields.get("spec", WAMSpec()).is_wam and not fields.get("future_offsets", True):
@@ -324,7 +324,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
         log_file.close()
     ema.copy_to(trainable)
     model.eval()
-    if isinstance(model.coupling, Rollout):
+    if model.coupling.plans:
         model.coupling.set_goals(goal_targets(model, windows))
     summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
                "steps": cfg.steps, "final_loss_smooth": smooth,

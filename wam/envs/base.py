@@ -1,0 +1,173 @@
+"""The suite interface: everything the rest of the package may ask of a simulator.
+
+A suite is a family of tasks in one simulator (MetaWorld's 50 manipulation tasks, PushT). It declares its tasks and
+named task groups, builds an environment for (task, track, image size, declared shift), provides a scripted expert
+over the true simulator state, and states its control rate, episode cap, metrics, feature schema, instruction text,
+declared shifts and ground-truth keypoints. Collection, training, evaluation, the dream and the benchmark ask the
+suite named by the dataset (``meta/info.json`` ``wam.suite``) or the model (``ModelConfig.suite``) and nothing else.
+
+Every environment a suite builds follows one contract (``SuiteEnv``): ``reset(seed=s)`` draws a reproducible
+start; ``step(action)`` returns ``(observation, reward, success, truncated, info)`` with ``terminated`` meaning
+success and ``info["is_success"]``; observations use the dataset's own keys; ``ground_truth()`` gives the
+``KEYPOINT_ROLES`` in world and image coordinates; ``render()`` gives the camera frame.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+Track = Literal["vision", "state"]
+STANDARD_GROUPS = ("all", "wam-bench", "quick", "quickstart")
+"""The task groups every suite has (``Suite.groups``)."""
+KEYPOINT_ROLES = ("ee", "object", "goal")
+"""Rows of ``groundtruth.keypoints_xyz`` / ``keypoints_uv`` in every suite: the end effector (or pusher), the key
+object and the goal. The geometric and affordance substrates learn them; they are never observed."""
+
+
+class SuiteEnv(Protocol):
+    """What a suite's environment provides beyond ``gymnasium.Env``."""
+
+    observation_space: gym.spaces.Dict
+    action_space: gym.spaces.Box
+    task: str
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]: ...
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]: ...
+
+    def render(self) -> np.ndarray: ...
+
+    def ground_truth(self) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+class Expert(Protocol):
+    """A scripted expert behind the policy interface; it reads the true state of the environment it is bound to."""
+
+    def reset(self) -> None: ...
+
+    def select_action(self, observation: dict[str, Any] | None = None) -> np.ndarray: ...
+
+
+class StatePropagator(Protocol):
+    """How the dream moves the proprioceptive state between dreamed frames: the robot's own kinematics, which need
+    no world model (``wam.deployment.dream``)."""
+
+    dims: int
+    """How many leading state dimensions it integrates (a hand's xyz, a pusher's xy); the rest keep their value."""
+    unit: str
+    """Their unit, for reports."""
+
+    def reset(self, observation: dict[str, np.ndarray]) -> None: ...
+
+    def step(self, state: np.ndarray, chunk: np.ndarray) -> np.ndarray: ...
+
+
+class Suite(ABC):
+    """One simulator's tasks behind the interface the package uses (see the module docstring)."""
+
+    name: ClassVar[str]
+    control_hz: ClassVar[float]
+    """Actions per simulated second."""
+    max_episode_steps: ClassVar[int]
+    """The suite's own episode cap in control steps."""
+    default_image_size: ClassVar[int]
+    """Side of the square camera image of the vision track unless ``--image-size`` says otherwise."""
+    robot_type: ClassVar[str]
+    image_key: ClassVar[str]
+    state_key: ClassVar[str] = "observation.state"
+    keypoint_names: ClassVar[tuple[str, str, str]]
+    """This suite's names for the ``KEYPOINT_ROLES``, in that order."""
+    shifts: ClassVar[dict[str, str]]
+    """The declared distribution shifts of the generalization probe, ``"none"`` first, with what each changes."""
+    score: ClassVar[str]
+    """What the per-step reward measures, whose per-episode maximum is reported beside success."""
+
+    @abstractmethod
+    def tasks(self) -> list[str]:
+        """Every task of the suite."""
+
+    def groups(self) -> dict[str, list[str]]:
+        """Named task groups (``metaworld/easy``). Every suite has ``all``, and the task sets the commands use
+        by default: ``wam-bench`` (``wam bench``), ``quick`` (``wam bench --quick``) and ``quickstart``; a suite
+        with few tasks uses all of them for each."""
+        return dict.fromkeys(STANDARD_GROUPS, self.tasks())
+
+    def instruction(self, task: str) -> str:
+        """The task as a natural-language instruction for the model's context."""
+        return task.replace("-", " ")
+
+    @abstractmethod
+    def make_env(self, task: str, track: Track = "vision", image_size: int | None = None,
+                 max_episode_steps: int | None = None, shift: str = "none",
+                 render_size: int | None = None) -> SuiteEnv:
+        """An environment of ``task``; ``render_size`` renders frames larger than the observation (videos)."""
+
+    @abstractmethod
+    def expert(self, env: SuiteEnv) -> Expert:
+        """The scripted expert bound to ``env`` (an environment this suite built)."""
+
+    @abstractmethod
+    def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
+        """The ``observation.*`` feature declarations of ``track``, in ``meta/info.json`` form."""
+
+    @abstractmethod
+    def action_feature(self) -> dict[str, Any]:
+        """The ``action`` feature declaration (its shape and what each dimension means)."""
+
+    @abstractmethod
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and highest action the environment accepts, per dimension."""
+
+    def state_propagator(self, env: SuiteEnv) -> StatePropagator:
+        """The dream's proprioception model for ``env``; suites whose robot state cannot be integrated from the
+        actions alone do not dream."""
+        raise ValueError(f"the {self.name} suite has no kinematic model of its proprioception, so it cannot dream")
+
+    def executable(self, states: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+        """Per chunk step, whether the robot can execute it as commanded from proprioception ``states`` ``[B, S]``:
+        by default, every action inside the action bounds. ``chunks`` is ``[B, H, action_dim]``."""
+        low, high = self.action_bounds()
+        return ((chunks >= low - 1e-6) & (chunks <= high + 1e-6)).all(-1)
+
+    # Derived from the declarations above; suites do not override these.
+
+    def features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
+        """Every feature a collection of ``track`` writes: observations, action, reward and flags, and the
+        simulator's ground-truth keypoints (never part of a policy's observation)."""
+        names = list(self.keypoint_names)
+        return {
+            **self.observation_features(track, image_size),
+            "action": self.action_feature(),
+            "next.reward": {"dtype": "float32", "shape": [1], "names": None},
+            "next.success": {"dtype": "bool", "shape": [1], "names": None},
+            "next.done": {"dtype": "bool", "shape": [1], "names": None},
+            "groundtruth.keypoints_xyz": {"dtype": "float32", "shape": [len(names), 3], "names": [names, ["x", "y", "z"]]},
+            "groundtruth.keypoints_uv": {"dtype": "float32", "shape": [len(names), 2], "names": [names, ["u", "v"]]},
+        }
+
+    def track_of(self, observation_shapes: dict[str, Any]) -> Track:
+        """The track whose observations have these keys."""
+        return "vision" if self.image_key in observation_shapes else "state"
+
+    def check_tasks(self, tasks: list[str]) -> list[str]:
+        """``tasks`` unchanged, or ``ValueError`` naming the first one this suite does not have."""
+        if not tasks:
+            raise ValueError(f"no task given; pass --tasks NAME[,NAME...], e.g. --tasks {self.tasks()[0]}")
+        known = self.tasks()
+        for task in tasks:
+            if task not in known:
+                close = [k for k in known if task.split("-")[0] in k][:5] or known[:5]
+                raise ValueError(f"unknown {self.name} task {task!r}; did you mean one of: {', '.join(close)}? "
+                                 f"(groups: {', '.join(f'{self.name}/{g}' for g in self.groups())})")
+        return tasks
+
+    def check_shift(self, shift: str) -> str:
+        if shift not in self.shifts:
+            raise ValueError(f"unknown shift {shift!r} for the {self.name} suite; choose from: {', '.join(self.shifts)}")
+        return shift
