@@ -141,6 +141,9 @@ def test_difficulty_groups_partition_the_fifty_tasks():
 def test_tasks_are_addressed_by_name_suite_and_group():
     suite, tasks = resolve_tasks("metaworld/very-hard,reach-v3")
     assert suite.name == "metaworld" and tasks[-1] == "reach-v3" and len(tasks) == 6
+    assert resolve_tasks("pusht", "pusht")[1] == resolve_tasks("pusht/pusht")[1] == ["pusht"]
+    with pytest.raises(ValueError, match="several suites"):
+        resolve_tasks("pusht/pusht,reach-v3")
     with pytest.raises(ValueError, match="unknown metaworld task 'pusht'"):
         resolve_tasks("pusht")
 

@@ -1,14 +1,26 @@
-"""The suite interface: every registered suite keeps its contract."""
+"""The suite interface: every registered suite keeps its contract, and PushT, the second suite, works end to end
+(environment, scripted expert, ground truth, dream kinematics, and collect -> train -> eval -> dream)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
 
+from tests.conftest import assert_one_line_error, wam_cli
+from wam.data.lerobot import LeRobotDataset
+from wam.deployment.dream import DreamEnv
 from wam.envs import SUITES, get_suite
 from wam.envs.base import KEYPOINT_ROLES, STANDARD_GROUPS
+from wam.envs.pusht import PushTEnv, PushTExpert, expert_outcomes
+from wam.train.loop import build_model
 
 pytestmark = pytest.mark.sim
+
+SIZES = dict(d_model=32, n_layers=1, n_heads=2, inference_steps=2, image_channels=(8, 8, 8, 8))
 
 
 @pytest.mark.parametrize("name", SUITES)
@@ -44,5 +56,111 @@ def test_suite_keeps_its_contract(name, track):
             assert isinstance(reward, float) and info["is_success"] == success
         assert truncated or success
         assert suite.instruction(task)
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("track", ["vision", "state"])
+def test_pusht_passes_gymnasium_checks(track):
+    env = PushTEnv(track=track)
+    try:
+        check_env(env, skip_render_check=True)
+    finally:
+        env.close()
+
+
+def test_pusht_expert_succeeds_from_seeded_starts():
+    """The scripted expert over the true pymunk state (the benchmark runs all 100 starts)."""
+    outcomes = expert_outcomes(list(range(8)))
+    assert [o["success"] for o in outcomes] == [True] * 8
+    assert all(o["max_reward"] == 1.0 and o["max_coverage"] > 0.95 and o["steps"] < 150 for o in outcomes)
+    again = expert_outcomes([3])[0]
+    assert again["steps"] == outcomes[3]["steps"] and again["max_coverage"] == pytest.approx(outcomes[3]["max_coverage"])
+
+
+def test_pusht_ground_truth_lands_on_the_image():
+    """The pusher's and the block's image coordinates fall on their colours in the observation."""
+    env = PushTEnv()
+    try:
+        for seed in range(3):
+            observation, _ = env.reset(seed=seed)
+            image, uv = observation["observation.image"], env.ground_truth()["keypoints_uv"]
+            u, v = np.floor(uv[0]).astype(int)
+            assert image[v, u, 2] > 200 and image[v, u, 0] < 120, "royal blue pusher"
+            assert np.allclose(env.ground_truth()["keypoints_xyz"][0, :2], observation["observation.state"])
+    finally:
+        env.close()
+
+
+def test_pusht_dream_kinematics_are_exact():
+    """The dream's pusher follows gym-pusht's PD controller step for step (the pusher is kinematic)."""
+    suite = get_suite("pusht")
+    env = PushTEnv()
+    try:
+        observation, _ = env.reset(seed=2)
+        expert = PushTExpert(env)
+        expert.reset()
+        propagator = suite.state_propagator(env)
+        propagator.reset(observation)
+        state = observation["observation.state"]
+        for _ in range(12):
+            action = expert.select_action()
+            observation, *_ = env.step(action)
+            state = propagator.step(state, action[None])
+            assert np.abs(state - observation["observation.state"]).max() < 1e-2
+    finally:
+        env.close()
+
+
+@pytest.fixture(scope="module")
+def pusht_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pusht") / "data"
+    result = wam_cli("collect", "--suite", "pusht", "--tasks", "pusht", "--episodes", "3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_pusht_collection_is_a_checked_dataset_of_its_suite(pusht_data):
+    assert wam_cli("data", "check", pusht_data).returncode == 0
+    info = json.loads((pusht_data / "meta/info.json").read_text())
+    assert (info["fps"], info["robot_type"], info["wam"]["suite"]) == (10.0, "2d pointer", "pusht")
+    assert info["features"]["observation.image"]["shape"] == [96, 96, 3]
+    assert info["features"]["action"]["shape"] == [2]
+    dataset = LeRobotDataset.load(pusht_data)
+    assert dataset.suite == "pusht" and all(e["success"] for e in dataset.episodes)
+
+
+def test_pusht_train_eval_and_dream_from_the_command_line(pusht_data, tmp_path):
+    run = tmp_path / "run"
+    result = wam_cli("train", "--preset", "vla", "--data", pusht_data, "--out", run, "--steps", "4")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "model/config.json").read_text())["suite"] == "pusht"
+    result = wam_cli("eval", "--run", run, "--tasks", "pusht/pusht", "--episodes", "1", "--max-steps", "10",
+                     "--out", tmp_path / "eval")
+    assert result.returncode == 0, result.stderr
+    info = json.loads((tmp_path / "eval/eval_info.json").read_text())
+    assert info["per_task"]["pusht"]["n_episodes"] == 1 and info["per_episode"][0]["steps"] == 10
+    assert info["budget"]["control_hz"] == 10.0
+    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
+                                  "--out", tmp_path / "x"), "unknown pusht task 'drawer-open-v3'")
+    assert_one_line_error(wam_cli("eval", "--run", run, "--suite", "metaworld", "--tasks", "drawer-open-v3",
+                                  "--episodes", "1",
+                                  "--out", tmp_path / "x"), "trained on the pusht suite")
+
+
+def test_pusht_dream_steps_with_the_suite_bounds(pusht_data):
+    dataset = LeRobotDataset.load(pusht_data)
+    torch.manual_seed(0)
+    model = build_model(None, dataset, {"substrate": "pixel-decoded", "backbone": "hybrid", "coupling": "joint"},
+                        **SIZES).eval()
+    env = DreamEnv(model, "pusht", max_episode_steps=2)
+    try:
+        check_env(env)
+        assert env.action_space.shape == (model.config.future_offsets[0], 2) and env.action_space.high.max() == 512
+        observation, _ = env.reset(seed=0)
+        dreamed, *_ = env.step(np.full(env.action_space.shape, 256.0, np.float32))
+        assert dreamed["observation.image"].shape == (96, 96, 3)
+        moved = dreamed["observation.state"] - observation["observation.state"]
+        assert np.all(np.sign(moved) == np.sign(256.0 - observation["observation.state"])), "toward the target"
     finally:
         env.close()
