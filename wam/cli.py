@@ -14,8 +14,8 @@ def _commands() -> dict[str, type]:
     from wam.data.check import DataConfig
     from wam.data.collect import CollectConfig
     from wam.eval.bench import BenchConfig
+    from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig
-    from wam.eval.runner import EvalConfig
     from wam.presets.census import CensusConfig
     from wam.quickstart import QuickstartConfig
     from wam.train.loop import TrainConfig
@@ -28,9 +28,10 @@ def run(cfg: Any) -> Any:
     """Dispatch a parsed config to its job."""
     from wam.data.check import DataConfig, run_data
     from wam.data.collect import CollectConfig, run_collect
+    from wam.eval import run_eval
     from wam.eval.bench import BenchConfig, run_bench
+    from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig, print_dream, run_dream
-    from wam.eval.runner import EvalConfig, run_eval
     from wam.presets.census import CensusConfig, run_census
     from wam.quickstart import QuickstartConfig, run_quickstart
     from wam.train.loop import TrainConfig, train

@@ -13,8 +13,9 @@ from annotated_types import Ge
 
 from wam.data.collect import CollectConfig, run_collect
 from wam.envs import DEFAULT_SUITE, check_suite_name
+from wam.eval import run_eval
+from wam.eval.config import EvalConfig
 from wam.eval.report import print_report
-from wam.eval.runner import EvalConfig, run_eval
 from wam.io import atomic_write_json, config_dict
 from wam.options import CheckedOptions
 from wam.train.loop import TrainConfig, train

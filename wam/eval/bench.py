@@ -36,8 +36,9 @@ from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
+from wam.eval import run_eval
 from wam.eval.budget import machine_info
-from wam.eval.runner import EvalConfig, run_eval
+from wam.eval.config import EvalConfig
 from wam.io import atomic_write_json, config_dict
 from wam.options import CheckedOptions
 from wam.presets.models import PRESETS
@@ -238,7 +239,8 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
 
     from wam.data.collect import EVAL_SEED_BASE
     from wam.eval.budget import latency_block
-    from wam.eval.runner import EpisodeRunner, load_for_eval
+    from wam.eval.runner import EpisodeRunner
+    from wam.eval.subject import load_for_eval
 
     torch.set_num_threads(1)
     run = cfg.out / preset / "run"

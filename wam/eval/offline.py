@@ -17,12 +17,21 @@ the scripted expert did and what the simulator then showed:
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.data.lerobot import LeRobotDataset
+from wam.eval.budget import machine_info
+from wam.eval.config import EvalConfig
+from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
+from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
+from wam.train.loop import check_compatible
 
 
 @torch.no_grad()
@@ -94,3 +103,31 @@ def _ceiling(substrate, target: torch.Tensor) -> torch.Tensor | None:
     if not hasattr(substrate, "autoencoder"):
         return None
     return substrate.decode(target)["frames"]
+
+
+def run_offline(cfg: EvalConfig) -> dict[str, Any]:
+    """The offline screens of ``cfg.run``'s model on held-out demonstrations (collected on held-out seeds unless
+    ``cfg.data`` names them); writes and returns ``offline_info.json``."""
+    torch.set_num_threads(cfg.threads)
+    model = load_for_eval(cfg, Path(cfg.run) / "model")
+    suite, tasks = model_suite(cfg, model)
+
+    out = Path(cfg.out)
+    data = cfg.data
+    if data is None:
+        shapes = model.config.observation_shapes
+        size = shapes[suite.image_key][0] if suite.image_key in shapes else None
+        data = out / "heldout-data"
+        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, suite=suite.name,
+                                  track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
+    dataset = LeRobotDataset.load(data)
+    check_compatible(model, dataset)
+    check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
+                          "screen on held-out demonstrations (omit --data to collect them)")
+    start = time.perf_counter()
+    screens = offline_screens(model, dataset, seed=cfg.seed)
+    info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
+            "model": model_block(model, cfg.run),
+            "machine": machine_info(model.device), "config": config_dict(cfg)}
+    atomic_write_json(out / "offline_info.json", info)
+    return info

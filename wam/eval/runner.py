@@ -1,4 +1,4 @@
-"""``wam eval``: seeded closed-loop episodes in the model's suite, reported as accuracy at budget.
+"""``wam eval``, closed loop: seeded episodes in the model's suite, reported as accuracy at budget.
 
 ``eval_info.json`` is a superset of LeRobot's: ``per_episode`` and ``aggregated`` as there, plus ``per_task``,
 ``budget`` (latency per call and per action, effective control rate, feasibility at the control rate, peak
@@ -8,179 +8,46 @@ checked against the demonstration seeds of the training dataset when it is at ha
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-import tyro
-from annotated_types import Ge
 from tqdm import tqdm
 
-from wam.anatomy import Coupling
-from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE
-from wam.data.lerobot import DatasetError, LeRobotDataset, read_episodes
-from wam.deployment import DeploymentConfig, Policy, make_policy
-from wam.envs import Suite, SuiteEnv, check_suite_name, get_suite, resolve_tasks
+from wam.deployment import Policy, make_policy
+from wam.envs import Suite, SuiteEnv, get_suite, resolve_tasks
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
+from wam.eval.config import EvalConfig
+from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import CONFIG_NAME, WEIGHTS_NAME, WorldActionModel
-from wam.options import CheckedOptions
-from wam.train.loop import resolve_device
 
 
-@dataclass
-class EvalConfig(CheckedOptions):
-    """Evaluate a trained model closed-loop in its suite and report success with latency and memory."""
-
-    run: Path
-    """Run directory written by `wam train` (holds model/)."""
-    tasks: str
-    """Comma-separated tasks, suite/task names or groups of the model's suite (e.g. drawer-open-v3, metaworld/easy,
-    pusht)."""
-    episodes: Annotated[int, Ge(1)]
-    """Episodes per task, on seeds disjoint from the demonstrations."""
-    out: Path
-    """Output directory for eval_info.json and videos."""
-    video: Annotated[int, Ge(0)] = 0
-    """Write rollout videos of the first K episodes of each task."""
-    suite: str | None = None
-    """The suite to evaluate in; default and only choice: the one the model was trained on."""
-    max_steps: Annotated[int | None, Ge(1)] = None
-    """Episode cap in control steps; default: the suite's own (MetaWorld 500, PushT 300)."""
-    inference_steps: Annotated[int | None, Ge(1)] = None
-    """Sampler steps per call; default: the model's."""
-    future_horizon: Annotated[int | None, Ge(1)] = None
-    """Generate only the first N future offsets at inference (a shorter prediction horizon); default: all."""
-    future: Literal["skip", "predict", "truncate"] | None = None
-    """For models with a future stream: skip it (act directly) or predict it first (imagine, then act)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: Annotated[int, Ge(1)] = 1
-    """CPU threads per model call. One by default: a batch-of-one call of a small model gains little from more,
-    and on a machine where another job holds a core, a second thread that waits for it made calls up to 100x
-    slower (measured: 16 ms against 1.6 s per call)."""
-    seed: Annotated[int, Ge(0)] = 0
-    """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
-    deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)
-    """Deployment regime and its dials (K, temporal ensembling, adaptive surprise threshold, KV cache, decode)."""
-    sweep: tuple[str, ...] = ()
-    """Evaluate a grid of operating points instead of one, e.g. --sweep inference-steps=2,5,10 n-action-steps=4,8
-    (dials: inference-steps, future, future-horizon, n-action-steps, deployment, ensemble, surprise, decode,
-    kv-cache); writes sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
-    planner: PlannerOverrides = field(default_factory=PlannerOverrides)
-    """Rollout models: change the search at evaluation time (the weights stay)."""
-    offline: bool = False
-    """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
-    --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
-    shift: str = "none"
-    """Evaluate under a declared distribution shift of the suite (MetaWorld: camera, colour, placement; see
-    wam.envs.metaworld.SHIFTS)."""
-    data: Path | None = None
-    """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
-    ray: bool = False
-    """Fan the episodes out to Ray workers on a local Ray cluster started for this run (same results as one
-    process for the same seeds)."""
-    ray_address: str | None = None
-    """Fan the episodes out to an existing Ray cluster, e.g. ray://head:10001 or auto (see the README)."""
-    ray_workers: Annotated[int | None, Ge(1)] = None
-    """Ray workers (one model and one simulator per task each); default: the cluster's CPUs."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.suite is not None:
-            check_suite_name(self.suite)
-        if self.sweep:
-            from wam.eval.sweep import point_configs
-
-            point_configs(self)  # every operating point's options are checked before any point runs
-
-
-def _check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation seeds",
-                          fix: str = "pick another --seed") -> None:
-    try:
-        episodes = read_episodes(json.loads((run / "train_config.json").read_text())["data"])
-    except (OSError, KeyError, ValueError, DatasetError):
-        return  # the training data moved away; evaluation seeds are disjoint by construction anyway
-    overlap = seeds & {e["seed"] for e in episodes}
-    if overlap:
-        raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
-
-
-def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None) -> dict[str, Any]:
-    """What was evaluated: the 4-tuple, the runtime knobs in force and the deployment regime with its dials."""
-    c = model.config
-    return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
-            "future_offsets": list(c.future_offsets), "future_horizon": c.future_horizon,
-            "future_at_inference": c.future_at_inference,
-            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None,
-            "deployment": None if policy is None else policy.knobs(), "run": str(run)}
-
-
-def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
-    """The model's suite and the tasks of ``cfg`` in it; ``ValueError`` when ``--suite`` names another suite or a
-    task or shift is not the suite's."""
-    name = model.config.suite
-    if cfg.suite is not None and cfg.suite != name:
-        raise ValueError(f"{cfg.run} holds a model trained on the {name} suite, not {cfg.suite}; evaluate it with "
-                         f"--suite {name} (or without --suite)")
-    suite, tasks = resolve_tasks(cfg.tasks, name)
-    if suite.name != name:
-        raise ValueError(f"--tasks {cfg.tasks!r} are {suite.name} tasks but the model was trained on {name}")
-    suite.check_shift(cfg.shift)
-    return suite, tasks
-
-
-def run_offline(cfg: EvalConfig, model: WorldActionModel, suite: Suite, tasks: list[str]) -> dict[str, Any]:
-    """The offline screens of ``model`` on held-out demonstrations; writes and returns ``offline_info.json``."""
-    from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
-    from wam.eval.offline import offline_screens
-    from wam.train.loop import check_compatible
-
-    out = Path(cfg.out)
-    data = cfg.data
-    if data is None:
-        shapes = model.config.observation_shapes
-        size = shapes[suite.image_key][0] if suite.image_key in shapes else None
-        data = out / "heldout-data"
-        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, suite=suite.name,
-                                  track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
-    dataset = LeRobotDataset.load(data)
-    check_compatible(model, dataset)
-    _check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
-                          "screen on held-out demonstrations (omit --data to collect them)")
-    start = time.perf_counter()
-    screens = offline_screens(model, dataset, seed=cfg.seed)
-    info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
-            "model": model_block(model, cfg.run),
-            "machine": machine_info(model.device), "config": config_dict(cfg)}
-    atomic_write_json(out / "offline_info.json", info)
-    return info
-
-
-def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation described by ``cfg``; writes and returns ``eval_info.json`` (``offline_info.json``)."""
-    if cfg.sweep:
-        from wam.eval.sweep import run_sweep
-
-        return run_sweep(cfg)
+def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
+    """Seeded closed-loop episodes of ``cfg``; writes and returns ``eval_info.json``."""
     if cfg.suite is not None:
         resolve_tasks(cfg.tasks, cfg.suite)  # refuse an unknown task before loading anything
     torch.set_num_threads(cfg.threads)
     model = load_for_eval(cfg, Path(cfg.run) / "model")
     suite, tasks = model_suite(cfg, model)
-    if cfg.offline:
-        return run_offline(cfg, model, suite, tasks)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
-    _check_seeds_disjoint(Path(cfg.run), set(seeds))
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_seeds_disjoint(Path(cfg.run), set(seeds))
     jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
+    records, policy = run_episodes(cfg, model, jobs)
+    info = eval_info(cfg, model, policy, suite, tasks, records, wall=time.perf_counter() - start)
+    atomic_write_json(Path(cfg.out) / "eval_info.json", info)
+    return info
+
+
+def run_episodes(cfg: EvalConfig, model: WorldActionModel, jobs: list[tuple[str, int, int]],
+                 ) -> tuple[list[dict[str, Any]], Policy]:
+    """The episode records of ``jobs`` (task, index, seed), in this process or on Ray workers, and the policy that
+    acted (for its description)."""
     if cfg.ray or cfg.ray_address:
         from wam.cluster import fan_out
 
@@ -188,19 +55,22 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         files = {name: (model_dir / name).read_bytes() for name in (CONFIG_NAME, WEIGHTS_NAME)}
         records = list(tqdm(fan_out(RemoteEpisodeRunner, (cfg, files), jobs, cfg.ray_address, cfg.ray_workers),
                             total=len(jobs), desc="eval (ray)", unit="ep"))
-        policy = make_policy(model, cfg.deploy, seed=cfg.seed)  # for its description; the workers acted
-    else:
-        runner = EpisodeRunner(cfg, model)
-        with tqdm(total=len(jobs), desc="eval", unit="ep") as bar:
-            records = []
-            for job in jobs:
-                records.append(runner.episode(*job))
-                bar.update()
-                bar.set_postfix(success=f"{np.mean([r['success'] for r in records]):.2f}")
-        runner.close()
-        policy = runner.policy
-    wall = time.perf_counter() - start
+        return records, make_policy(model, cfg.deploy, seed=cfg.seed)  # the workers acted
+    runner = EpisodeRunner(cfg, model)
+    records = []
+    with tqdm(total=len(jobs), desc="eval", unit="ep") as bar:
+        for job in jobs:
+            records.append(runner.episode(*job))
+            bar.update()
+            bar.set_postfix(success=f"{np.mean([r['success'] for r in records]):.2f}")
+    runner.close()
+    return records, runner.policy
 
+
+def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: Suite, tasks: list[str],
+              records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way)."""
+    out = Path(cfg.out)
     videos, latencies, per_episode, peak_mb = [], [], [], 0.0
     for i, record in enumerate(records):
         j, video = record.pop("j"), record.pop("video")
@@ -214,7 +84,7 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     actions_executed = sum(e["steps"] for e in per_episode)
     per_task = {t: {"pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode if e["task"] == t])),
                     "n_episodes": cfg.episodes} for t in tasks}
-    info = {
+    return {
         "per_episode": per_episode,
         "per_task": per_task,
         "aggregated": {
@@ -229,25 +99,11 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
                    "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
         "model": model_block(model, cfg.run, policy),
+        "suite": {"name": suite.name, "score": suite.score},
         "machine": machine_info(model.device),
         "video_paths": videos,
         "config": config_dict(cfg),
     }
-    atomic_write_json(out / "eval_info.json", info)
-    return info
-
-
-def load_for_eval(cfg: EvalConfig, directory: Path) -> WorldActionModel:
-    """The model in ``directory`` with the evaluation's runtime knobs (sampler steps, future, planner) applied."""
-    model = WorldActionModel.load(directory, device=resolve_device(cfg.device))
-    if cfg.inference_steps is not None:
-        model.config.inference_steps = cfg.inference_steps
-    if cfg.future is not None:
-        model.set_future_at_inference(cfg.future)
-    if cfg.future_horizon is not None:
-        model.set_future_horizon(cfg.future_horizon)
-    model.set_planner(cfg.planner.apply(model.config.planner))
-    return model
 
 
 class EpisodeRunner:

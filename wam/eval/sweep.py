@@ -11,76 +11,22 @@ the feasibility at the control rate per point, and ``<out>/sweep.png`` plots suc
 
 from __future__ import annotations
 
-import itertools
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from wam.eval.config import EvalConfig, point_configs
+from wam.eval.runner import run_closed_loop
 from wam.io import atomic_write_json
-from wam.options import OptionError
-
-# Sweepable dials: command-line name -> (EvalConfig field, DeploymentConfig field?, parser).
-_FLAG = {"true": True, "false": False}
-DIALS: dict[str, tuple[str, bool, Any]] = {
-    "inference-steps": ("inference_steps", False, int),
-    "future": ("future", False, str),
-    "future-horizon": ("future_horizon", False, int),
-    "n-action-steps": ("n_action_steps", True, int),
-    "deployment": ("deployment", True, str),
-    "ensemble": ("ensemble", True, float),
-    "surprise": ("surprise", True, float),
-    "decode": ("decode", True, lambda v: _FLAG[v.lower()]),
-    "kv-cache": ("kv_cache", True, lambda v: _FLAG[v.lower()]),
-}
 
 
-def parse_grid(entries: tuple[str, ...]) -> list[dict[str, Any]]:
-    """``("inference-steps=2,5", "future=skip,predict")`` -> the 4 operating points of their product."""
-    axes: list[tuple[str, list[Any]]] = []
-    for entry in entries:
-        name, sep, values = entry.partition("=")
-        if not sep or not values or name not in DIALS:
-            raise OptionError(f"--sweep entry {entry!r} must read DIAL=V1,V2,... with DIAL one of {', '.join(DIALS)}")
-        if name in dict(axes):
-            raise OptionError(f"--sweep names the dial {name!r} twice; give all its values in one entry")
-        try:
-            axes.append((name, [DIALS[name][2](v.strip()) for v in values.split(",")]))
-        except (ValueError, KeyError):
-            raise OptionError(f"--sweep {entry!r}: a value is not a valid {name} (e.g. {name}=2,5)") from None
-    return [dict(zip([n for n, _ in axes], combo)) for combo in itertools.product(*[v for _, v in axes])]
-
-
-def point_name(point: dict[str, Any]) -> str:
-    return "_".join(f"{k}={v}" for k, v in point.items()) or "default"
-
-
-def point_configs(cfg) -> list[tuple[dict[str, Any], str, Any]]:
-    """Every operating point of ``cfg.sweep`` (an ``EvalConfig``'s) with its name and its own ``EvalConfig``; building
-    them checks each dial value against the bounds of its option (``wam.options``)."""
-    points = []
-    for point in parse_grid(cfg.sweep):
-        name = point_name(point)
-        deploy = {DIALS[k][0]: v for k, v in point.items() if DIALS[k][1]}
-        direct = {DIALS[k][0]: v for k, v in point.items() if not DIALS[k][1]}
-        try:
-            point_cfg = replace(cfg, sweep=(), out=Path(cfg.out) / "points" / name,
-                                deploy=replace(cfg.deploy, **deploy), **direct)
-        except OptionError as e:
-            raise OptionError(f"--sweep point {name}: {e}") from None
-        points.append((point, name, point_cfg))
-    return points
-
-
-def run_sweep(cfg) -> dict[str, Any]:
-    """Evaluate ``cfg`` (an ``EvalConfig``) at every point of ``cfg.sweep``; writes and returns ``sweep.json``."""
-    from wam.eval.runner import run_eval
-
+def run_sweep(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate ``cfg`` closed-loop at every point of ``cfg.sweep``; writes and returns ``sweep.json``."""
     out = Path(cfg.out)
     rows = []
     for point, name, point_cfg in point_configs(cfg):
         done = point_cfg.out / "eval_info.json"
-        info = json.loads(done.read_text()) if done.exists() else run_eval(point_cfg)
+        info = json.loads(done.read_text()) if done.exists() else run_closed_loop(point_cfg)
         budget = info["budget"]
         rows.append({"point": point, "name": name, "pc_success": info["aggregated"]["pc_success"],
                      "latency_per_call_ms_p50": budget["latency_per_call_ms"]["p50"],

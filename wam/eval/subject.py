@@ -1,0 +1,65 @@
+"""The model under evaluation, shared by every evaluation mode: loaded with the run's inference knobs, checked
+against its suite and tasks, and described in the reports."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from wam.anatomy import Coupling
+from wam.data.lerobot import DatasetError, read_episodes
+from wam.deployment import Policy
+from wam.envs import Suite, resolve_tasks
+from wam.eval.config import EvalConfig
+from wam.model import WorldActionModel
+from wam.train.loop import resolve_device
+
+
+def load_for_eval(cfg: EvalConfig, directory: Path) -> WorldActionModel:
+    """The model in ``directory`` with the evaluation's runtime knobs (sampler steps, future, planner) applied."""
+    model = WorldActionModel.load(directory, device=resolve_device(cfg.device))
+    if cfg.inference_steps is not None:
+        model.config.inference_steps = cfg.inference_steps
+    if cfg.future is not None:
+        model.set_future_at_inference(cfg.future)
+    if cfg.future_horizon is not None:
+        model.set_future_horizon(cfg.future_horizon)
+    model.set_planner(cfg.planner.apply(model.config.planner))
+    return model
+
+
+def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
+    """The model's suite and the tasks of ``cfg`` in it; ``ValueError`` when ``--suite`` names another suite or a
+    task or shift is not the suite's."""
+    name = model.config.suite
+    if cfg.suite is not None and cfg.suite != name:
+        raise ValueError(f"{cfg.run} holds a model trained on the {name} suite, not {cfg.suite}; evaluate it with "
+                         f"--suite {name} (or without --suite)")
+    suite, tasks = resolve_tasks(cfg.tasks, name)
+    if suite.name != name:
+        raise ValueError(f"--tasks {cfg.tasks!r} are {suite.name} tasks but the model was trained on {name}")
+    suite.check_shift(cfg.shift)
+    return suite, tasks
+
+
+def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None) -> dict[str, Any]:
+    """What was evaluated: the 4-tuple, the runtime knobs in force and the deployment regime with its dials."""
+    c = model.config
+    return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
+            "future_offsets": list(c.future_offsets), "future_horizon": c.future_horizon,
+            "future_at_inference": c.future_at_inference,
+            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None,
+            "deployment": None if policy is None else policy.knobs(), "run": str(run)}
+
+
+def check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation seeds",
+                          fix: str = "pick another --seed") -> None:
+    try:
+        episodes = read_episodes(json.loads((run / "train_config.json").read_text())["data"])
+    except (OSError, KeyError, ValueError, DatasetError):
+        return  # the training data moved away; evaluation seeds are disjoint by construction anyway
+    overlap = seeds & {e["seed"] for e in episodes}
+    if overlap:
+        raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
