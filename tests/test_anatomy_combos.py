@@ -9,6 +9,7 @@ import torch
 
 from tests.conftest import train_on_fixed_batch, train_on_windows
 from wam.anatomy import Backbone, Coupling, SpecError, Substrate, WAMSpec
+from wam.couplings.planners import PlannerConfig
 from wam.data.lerobot import LeRobotDataset
 from wam.eval.offline import offline_screens
 from wam.model import WorldActionModel
@@ -97,8 +98,7 @@ def test_separate_inverse_dynamics_head_trains_alone_when_the_predictor_is_froze
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("coupling.head.") for n in changed)
     model.eval()
-    model.set_future_at_inference("predict")
-    assert model.act(windows.batch(np.arange(2))).shape == (2, 16, 4)
+    assert model.act(windows.batch(np.arange(2)), inference=model.inference(future="predict")).shape == (2, 16, 4)
 
 
 def test_freezing_needs_a_separate_head(ds):
@@ -172,17 +172,17 @@ def test_rollout_plans_with_every_proposal_and_objective(granularity, proposal, 
     from wam.train.loop import goal_targets
 
     model = tiny({"substrate": "geometric", "coupling": "rollout"}, ds)
-    model.coupling.planner = type(model.coupling.planner)(granularity=granularity, proposal=proposal,
-                                                          objective=objective, candidates=4, iterations=2, elites=2)
+    knobs = model.inference(planner=PlannerConfig(granularity=granularity, proposal=proposal, objective=objective,
+                                                  candidates=4, iterations=2, elites=2))
     model.eval()
     windows = model.windows(ds)
     model.coupling.set_goals(goal_targets(model, windows))
     assert model.coupling.goal_0.abs().sum() > 0  # goals were fitted from the demonstrations' last frames
     batch = windows.batch(np.arange(2))
-    proposals = model.coupling.propose(model.backbone, model._context(batch), model.config.inference_steps, 4,
+    proposals = model.coupling.propose(model.backbone, model._context(batch), model._call(knobs), 4,
                                        torch.Generator().manual_seed(0))
-    first = model.act(batch, generator=torch.Generator().manual_seed(0))
-    second = model.act(batch, generator=torch.Generator().manual_seed(0))  # 'noise' now perturbs the last plan
+    first = model.act(batch, generator=torch.Generator().manual_seed(0), inference=knobs)
+    second = model.act(batch, generator=torch.Generator().manual_seed(0), inference=knobs)  # 'noise': the last plan
     assert first.shape == second.shape == (2, 16, 4)
     if granularity == "step" and proposal == "prior":
         # Only the next action was searched: the rest of the chunk is the first proposal, the prior's sample.
@@ -198,11 +198,11 @@ def test_rank_actions_counts_the_proposals_a_chunk_outscores(ds, monkeypatch):
     assert 0 <= offline_screens(model, ds, max_windows=8, batch_size=8)["expert_chunk_rank"] <= 1
     # An objective that prefers low first action dimensions: the all-low chunk beats every uniform proposal, the
     # all-high chunk none.
-    model.coupling.planner = type(model.coupling.planner)(proposal="uniform", candidates=8)
+    knobs = model.inference(planner=PlannerConfig(proposal="uniform", candidates=8))
     monkeypatch.setattr(model.coupling, "score_chunks", lambda b, c, s, chunks, task, g=None: -chunks[..., 0].mean(-1))
     low, high = (model.normalizer.unnormalize("action", torch.full_like(batch["action"], v)) for v in (-1.0, 1.0))
-    assert model.rank_actions(batch, low).tolist() == [1.0] * 3
-    assert model.rank_actions(batch, high).tolist() == [0.0] * 3
+    assert model.rank_actions(batch, low, inference=knobs).tolist() == [1.0] * 3
+    assert model.rank_actions(batch, high, inference=knobs).tolist() == [0.0] * 3
 
 
 def test_rank_actions_needs_a_rollout_coupling(ds):

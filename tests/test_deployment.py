@@ -66,9 +66,10 @@ def test_kv_cache_replacement_gives_the_recomputed_actions(ds, env, coupling, su
     # Window 4 with image grids of 4 tokens: by step 12 the window has slid 8 times.
     model = small(ds, {"substrate": substrate, "coupling": coupling, "backbone": "autoregressive"}, n_obs=4,
                   image_tokens=4)
-    model.set_future_at_inference(future)
-    cached, recomputed = StreamingPolicy(model, kv_cache=True), StreamingPolicy(model, kv_cache=False)
-    ordinary = ChunkedPolicy(model, 1)  # the non-streaming path: whole history encoded, whole chunk generated
+    knobs = model.inference(future=future)
+    cached = StreamingPolicy(model, kv_cache=True, inference=knobs)
+    recomputed = StreamingPolicy(model, kv_cache=False, inference=knobs)
+    ordinary = ChunkedPolicy(model, 1, inference=knobs)  # the non-streaming path: whole history encoded, whole chunk
     a, b, c = drive(env, [cached, recomputed, ordinary], steps=12)
     np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5)
     np.testing.assert_allclose(np.array(a), np.array(c), atol=1e-5)
@@ -138,7 +139,8 @@ def test_surprise_is_zero_for_a_perfect_prediction_and_adaptive_replans_on_it(ds
     assert len(never.call_latencies) == 2 and never.early_replans == 0  # every K = 8 steps
     assert len(always.call_latencies) == 8 and always.early_replans == 7  # at every first check, 2 steps in
     assert always.min_actions_per_call == 2 and always.knobs()["checks"] == [2, 4, 6]
-    assert model.config.future_at_inference == "predict"  # the surprise needs the prediction
+    assert always.inference.future == "predict"  # the surprise needs the prediction
+    assert model.config.future_at_inference == "skip"  # which the policy asks for; the model stays as trained
 
 
 def test_interactive_deployment_steps_with_the_future_predicted(ds, env):
@@ -146,7 +148,7 @@ def test_interactive_deployment_steps_with_the_future_predicted(ds, env):
                        "deployment": "interactive"})
     policy = make_policy(model)
     assert isinstance(policy, ChunkedPolicy) and policy.regime == "interactive" and policy.n_action_steps == 1
-    assert model.config.future_at_inference == "predict"
+    assert policy.inference.future == "predict" and model.config.future_at_inference == "skip"
     drive(env, [policy], steps=3)
     assert len(policy.call_latencies) == 3
 
@@ -187,23 +189,22 @@ def test_streaming_refuses_what_it_cannot_stream_and_single_step_falls_back(ds):
 @pytest.mark.parametrize("backbone", ["diffusion", "autoregressive", "hybrid", "jepa", "vlm"])
 def test_a_shorter_prediction_horizon_generates_a_prefix_of_the_future(ds, backbone, coupling):
     model = small(ds, {"substrate": "feature-teacher", "coupling": coupling, "backbone": backbone})
-    if coupling != "rollout":
-        model.set_future_at_inference("predict")
+    knobs = model.inference(future="predict" if coupling != "rollout" else None)
     batch = model.windows(ds).batch(np.arange(2))
     name = "future.feature-teacher"
-    full = model.plan(batch, generator=torch.Generator().manual_seed(0))[1][name]
-    model.set_future_horizon(1)
-    actions, futures = model.plan(batch, generator=torch.Generator().manual_seed(0))
+    full = model.plan(batch, generator=torch.Generator().manual_seed(0), inference=knobs)[1][name]
+    shorter = model.inference(future_horizon=1, base=knobs)
+    actions, futures = model.plan(batch, generator=torch.Generator().manual_seed(0), inference=shorter)
     assert actions.shape == (2, 16, 4) and futures[name].shape == (2, full.shape[1] // 2, full.shape[2])
     if backbone == "autoregressive" and coupling == "joint":  # action first, then the future left to right
         torch.testing.assert_close(futures[name], full[:, :full.shape[1] // 2])
     with pytest.raises(SpecError, match=re.escape("future horizon 3 must lie in [1, 2]")):
-        model.set_future_horizon(3)
+        model.inference(future_horizon=3)
 
 
 def test_a_shortened_pixel_future_still_decodes(ds):
     model = small(ds, {"substrate": "pixel-latent", "coupling": "joint", "backbone": "hybrid"})
-    model.set_future_horizon(1)
     model.add_caches(ds)
-    futures = model.predict(model.windows(ds).batch(np.arange(2)), generator=torch.Generator().manual_seed(0))
+    futures = model.predict(model.windows(ds).batch(np.arange(2)), generator=torch.Generator().manual_seed(0),
+                            inference=model.inference(future_horizon=1))
     assert model.decode(futures)["future.pixel-latent"]["frames"].shape == (2, 1, 3, 64, 64)

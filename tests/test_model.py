@@ -104,11 +104,11 @@ def test_fast_wam_future_branch_is_skipped_at_inference(ds):
     model.act(batch)
     assert seen and all(s == ("action",) for s in seen)
     seen.clear()
-    model.set_future_at_inference("predict")
-    model.act(batch)
+    model.act(batch, inference=model.inference(future="predict"))
     assert ("future.feature-encoder-only",) in seen and ("future.feature-encoder-only", "action") in seen
+    assert model.config.future_at_inference == "skip", "a call's knobs never change the model's config"
     with pytest.raises(SpecError, match="no future stream"):
-        small("vla", ds).set_future_at_inference("predict")
+        small("vla", ds).inference(future="predict")
 
 
 def test_truncated_and_missing_checkpoints(ds, tmp_path):
@@ -149,3 +149,33 @@ def test_random_shift_moves_all_frames_of_a_sample_together():
     assert torch.equal(shifted[:, 0], shifted[:, 1]) and torch.equal(shifted[:, 1], shifted[:, 2])
     assert not torch.equal(shifted, frames)  # with 25 possible offsets per sample, some sample moved
     assert random_shift(frames, pad=0) is frames
+
+
+@pytest.mark.parametrize("axis, value", [("substrate", "geometric"), ("backbone", "jepa"), ("coupling", "rollout")])
+def test_an_unregistered_component_is_refused_not_replaced(ds, monkeypatch, axis, value):
+    """Every anatomy value is built by its own registry entry; without one the model is refused, not built with
+    another family (the registries replaced if-chains whose last branch caught everything)."""
+    from wam.anatomy import Backbone, Coupling, Substrate
+    from wam.backbones import BACKBONES
+    from wam.couplings import COUPLINGS
+    from wam.substrates import SUBSTRATES
+
+    registry, enum = {"substrate": (SUBSTRATES, Substrate), "backbone": (BACKBONES, Backbone),
+                      "coupling": (COUPLINGS, Coupling)}[axis]
+    monkeypatch.delitem(registry, enum(value))
+    spec = {"substrate": "feature-teacher", "coupling": "rollout", "backbone": "jepa", **{axis: value}}
+    if axis == "substrate":
+        spec = {"substrate": value, "coupling": "joint", "backbone": "diffusion"}
+    with pytest.raises(SpecError, match=f"{axis} '{value}' has no registered implementation"):
+        build_model(None, ds, spec, d_model=32, n_layers=1, n_heads=2)
+
+
+def test_every_anatomy_value_is_registered():
+    from wam.anatomy import BACKBONE_CAPABILITIES, Backbone, Coupling, Substrate
+    from wam.backbones import BACKBONES
+    from wam.couplings import COUPLINGS
+    from wam.substrates import SUBSTRATES
+
+    assert set(SUBSTRATES) == set(Substrate) - {Substrate.NONE}
+    assert all(cls.kind is kind for kind, cls in SUBSTRATES.items())
+    assert set(BACKBONES) == set(BACKBONE_CAPABILITIES) == set(Backbone) and set(COUPLINGS) == set(Coupling)

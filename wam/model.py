@@ -27,7 +27,8 @@ from torch import nn
 from wam.anatomy import Coupling, SpecError, WAMSpec
 from wam.backbones import CachedContext, build_backbone
 from wam.backbones.base import Stream
-from wam.couplings import ACTION, Joint, build_coupling
+from wam.couplings import ACTION, Call, build_coupling
+from wam.couplings.base import FutureMode
 from wam.couplings.planners import PlannerConfig
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
@@ -47,6 +48,24 @@ INSTRUCTION_WORDS = 8  # MetaWorld instructions have 2-4 words
 
 class CheckpointError(RuntimeError):
     """A run directory whose checkpoint is missing, truncated or does not match its config."""
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """The run-time knobs of a model call: they change how a trained model acts, never its weights or its config.
+
+    ``WorldActionModel.inference(...)`` gives the model's own (from its ``ModelConfig``) with overrides, checked
+    against what the model can do; policies and evaluations carry one and pass it to every call.
+    """
+
+    inference_steps: int
+    """Sampler steps per call."""
+    future: FutureMode
+    """Joint and post-head couplings: skip the future stream, generate it first, or give it ``truncate_steps``."""
+    future_horizon: int | None
+    """Generate only the first this many future offsets (None: all)."""
+    planner: PlannerConfig
+    """Rollout coupling: its search."""
 
 
 @dataclass
@@ -178,37 +197,38 @@ class WorldActionModel(nn.Module):
         self.backbone = build_backbone(spec.backbone, config, self.encoder.n_tokens, streams, self.coupling.reads,
                                        self.coupling.order, self.encoder.tokens_per_frame)
         self._task_index = {t: i for i, t in enumerate(config.tasks)}
-        self.set_future_horizon(config.future_horizon)
+        self.default_inference = self.inference()
 
-    def set_future_at_inference(self, mode: Literal["skip", "predict", "truncate"]) -> None:
-        """Choose how ``act`` treats the future stream; a model without one refuses anything but ``skip``."""
-        if not isinstance(self.coupling, Joint):
-            if mode != "skip":
-                raise SpecError(f"coupling {self.config.spec.coupling.value!r} has no future stream to {mode}; "
-                                "--future applies to the 'joint' and 'post-head' couplings")
-            return
-        if mode == "truncate" and not self.config.spec.capabilities.sampler_steps:
-            raise SpecError(f"backbone {self.config.spec.backbone.value!r} has no sampler steps to truncate; use "
+    def inference(self, inference_steps: int | None = None, future: FutureMode | None = None,
+                  future_horizon: int | None = None, planner: PlannerConfig | None = None,
+                  base: InferenceConfig | None = None) -> InferenceConfig:
+        """``base`` (default: the model's own knobs) with the given ones changed; ``SpecError`` for a knob this
+        model does not have: a future to generate or truncate, a horizon beyond its offsets."""
+        c = self.config
+        base = base or InferenceConfig(c.inference_steps, c.future_at_inference, c.future_horizon, c.planner)
+        knobs = InferenceConfig(inference_steps or base.inference_steps, future or base.future,
+                                base.future_horizon if future_horizon is None else future_horizon,
+                                planner or base.planner)
+        if future not in (None, "skip") and not self.coupling.has_future_stream:
+            raise SpecError(f"coupling {c.spec.coupling.value!r} has no future stream to {future}; "
+                            "--future applies to the 'joint' and 'post-head' couplings")
+        if future == "truncate" and not c.spec.capabilities.sampler_steps:
+            raise SpecError(f"backbone {c.spec.backbone.value!r} has no sampler steps to truncate; use "
                             "--future skip or predict")
-        self.config.future_at_inference = self.coupling.future_at_inference = mode
-
-    def set_future_horizon(self, offsets: int | None) -> None:
-        """Generate only the first ``offsets`` future offsets at inference (None: all): a shorter prediction
-        horizon costs fewer future tokens per call."""
-        n = len(self.config.future_offsets)
-        if offsets is not None and not (self.substrates and 1 <= offsets <= n):
-            raise SpecError(f"future horizon {offsets} must lie in [1, {n}] (the model predicts the offsets "
-                            f"{list(self.config.future_offsets)})" if self.substrates else
+        n = len(c.future_offsets)
+        if knobs.future_horizon is not None and not (self.substrates and 1 <= knobs.future_horizon <= n):
+            raise SpecError(f"future horizon {knobs.future_horizon} must lie in [1, {n}] (the model predicts the "
+                            f"offsets {list(c.future_offsets)})" if self.substrates else
                             "this model has substrate 'none': it predicts no future to shorten")
-        self.config.future_horizon = offsets
-        self.coupling.future_lengths = {} if offsets is None else {
-            s.name: s.stream.length * offsets // n for s in self.substrates.values()}
+        return knobs
 
-    def set_planner(self, planner: PlannerConfig) -> None:
-        """Change a rollout model's search (proposal, planner, objective, sizes); the weights stay."""
-        self.config.planner = planner
-        if self.coupling.plans:
-            self.coupling.planner = planner
+    def _call(self, inference: InferenceConfig | None) -> Call:
+        """The coupling's view of ``inference`` (default: the model's own knobs)."""
+        knobs = inference or self.default_inference
+        n, horizon = len(self.config.future_offsets), knobs.future_horizon
+        lengths = {} if horizon is None else {s.name: s.stream.length * horizon // n for s in self.substrates.values()}
+        future = knobs.future if self.coupling.has_future_stream else "skip"  # nothing else to do without one
+        return Call(knobs.inference_steps, future, lengths, knobs.planner)
 
     @property
     def observation_keys(self) -> list[str]:
@@ -311,35 +331,40 @@ class WorldActionModel(nn.Module):
         return torch.tensor([self._task_index.get(t, 0) for t in instructions], device=self.device)
 
     def _act(self, observation: dict[str, Any], generator: torch.Generator | None,
-             context: torch.Tensor | CachedContext | None):
+             context: torch.Tensor | CachedContext | None, call: Call):
         context = self._context(observation) if context is None else context
-        action, futures = self.coupling.act(self.backbone, context, self.config.inference_steps, generator,
+        action, futures = self.coupling.act(self.backbone, context, call, generator,
                                             self.task_index(observation["task"]))
         return context, action, futures
 
     @torch.no_grad()
     def act(self, observation: dict[str, Any], generator: torch.Generator | None = None,
-            context: torch.Tensor | CachedContext | None = None) -> torch.Tensor:
-        """An action chunk ``[B, H, d_a]`` in environment units for an observation history batch.
+            context: torch.Tensor | CachedContext | None = None,
+            inference: InferenceConfig | None = None) -> torch.Tensor:
+        """An action chunk ``[B, H, d_a]`` in environment units for an observation history batch, under the knobs
+        of ``inference`` (default: the model's own).
 
         ``context`` replaces encoding ``observation`` (a streaming deployment's ``CachedContext``, whose caps can
         make the chunk shorter than H)."""
-        return self.normalizer.unnormalize("action", self._act(observation, generator, context)[1])
+        return self.normalizer.unnormalize("action", self._act(observation, generator, context,
+                                                               self._call(inference))[1])
 
     @torch.no_grad()
     def plan(self, observation: dict[str, Any], generator: torch.Generator | None = None,
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             inference: InferenceConfig | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``act``, plus the futures (substrate space) the model expects along the chunk: those generated on the
         way (empty when the future is skipped), or for a rollout coupling the forward model's prediction of the
         chosen chunk."""
-        context, action, futures = self._act(observation, generator, None)
+        call = self._call(inference)
+        context, action, futures = self._act(observation, generator, None, call)
         if self.coupling.plans:
-            futures = self.coupling.predict(self.backbone, context, self.config.inference_steps, action, generator)
+            futures = self.coupling.predict(self.backbone, context, call, action, generator)
         return self.normalizer.unnormalize("action", action), futures
 
     @torch.no_grad()
     def predict(self, observation: dict[str, Any], actions: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                generator: torch.Generator | None = None,
+                inference: InferenceConfig | None = None) -> dict[str, torch.Tensor]:
         """The predicted future in substrate space, one ``[B, L, d]`` tensor (ids for discrete codes) per stream.
 
         ``actions`` (environment units) condition the prediction, ``p(s | c, a)``, for couplings that model it.
@@ -349,8 +374,8 @@ class WorldActionModel(nn.Module):
         if actions is not None:
             actions = self.normalizer.normalize("action", actions.to(self.device))
         try:
-            return self.coupling.predict(self.backbone, self._context(observation), self.config.inference_steps,
-                                         actions, generator)
+            return self.coupling.predict(self.backbone, self._context(observation), self._call(inference), actions,
+                                         generator)
         except ValueError as e:
             raise SpecError(str(e)) from None
 
@@ -395,7 +420,7 @@ class WorldActionModel(nn.Module):
 
     @torch.no_grad()
     def rank_actions(self, observation: dict[str, Any], actions: torch.Tensor, generator: torch.Generator | None = None,
-                     ) -> torch.Tensor:
+                     inference: InferenceConfig | None = None) -> torch.Tensor:
         """For a rollout coupling, how its planner would rank the chunks ``actions [B, H, d_a]`` (environment units):
         the fraction ``[B]`` of the planner's first proposals whose rolled-out future the objective scores below
         that of ``actions`` (ties count half). For the expert's chunk, 0.5 means the objective cannot tell it from
@@ -404,12 +429,12 @@ class WorldActionModel(nn.Module):
         if not self.coupling.plans:
             raise SpecError(f"rank_actions needs a rollout coupling, not {self.config.spec.coupling.value}: only a rollout "
                             "scores candidate chunks")
-        steps, context = self.config.inference_steps, self._context(observation)
+        call, context = self._call(inference), self._context(observation)
         task = self.task_index(observation["task"])
         self.coupling.reset()  # the first proposal of an episode, not noise around an earlier plan
-        proposals = self.coupling.propose(self.backbone, context, steps, self.coupling.planner.candidates, generator)
+        proposals = self.coupling.propose(self.backbone, context, call, call.planner.candidates, generator)
         own = self.normalizer.normalize("action", actions.to(self.device))[:, None]
-        scores = self.coupling.score_chunks(self.backbone, context, steps, torch.cat([own, proposals], 1), task,
+        scores = self.coupling.score_chunks(self.backbone, context, call, torch.cat([own, proposals], 1), task,
                                             generator)
         own_score, others = scores[:, :1], scores[:, 1:]
         return ((others < own_score).float() + 0.5 * (others == own_score).float()).mean(1)

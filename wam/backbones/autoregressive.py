@@ -57,6 +57,30 @@ class CachedContext:
         return self.instruction.device
 
 
+@dataclass
+class ContextPrefix:
+    """Context tokens not yet in the cache; they go through the trunk in the same pass as the first stream token."""
+
+    tokens: torch.Tensor
+    group_sizes: list[int]
+    """Consecutive groups of tokens (a frame each, then the instruction) that attend only within themselves."""
+    positions: torch.Tensor | None
+    """The rotary position of every token (None: the backbone places nothing in time)."""
+
+
+@dataclass
+class GenerationStart:
+    """Where a ``generate`` call starts: the cache, what to feed first, and how to leave the cache afterwards."""
+
+    cache: KVCache
+    prefix: ContextPrefix
+    now: int | None
+    """Rotary position of the generated tokens: the newest frame's (None: no time positions)."""
+    rollback: int | None
+    """Cache length to roll back to after generating (a ``CachedContext`` keeps its frames, not the prediction)."""
+    caps: Mapping[str, int]
+
+
 class AutoregressiveBackbone(StreamBackbone):
     """Causal transformer over ``context, [start_s, y_s]`` for every stream ``s`` in order."""
 
@@ -128,7 +152,7 @@ class AutoregressiveBackbone(StreamBackbone):
                      positions: torch.Tensor | None) -> torch.Tensor:
         """Append context tokens to ``cache`` in one pass: consecutive groups of ``sizes`` tokens (frames, the
         instruction) that attend only within themselves, at rotary ``positions`` (one per token)."""
-        return self._feed(x[:, :0], cache, {}, None, len(cache) + x.shape[1], 0, (x, sizes, positions))
+        return self._feed(x[:, :0], cache, {}, None, len(cache) + x.shape[1], 0, ContextPrefix(x, sizes, positions))
 
     @torch.no_grad()
     def generate(self, context: torch.Tensor | CachedContext, generate: tuple[str, ...],
@@ -145,22 +169,9 @@ class AutoregressiveBackbone(StreamBackbone):
         one pass per generated token and no more.
         """
         given, b = dict(given or {}), context.shape[0]
-        caps: Mapping[str, int] = {}
-        if isinstance(context, CachedContext):
-            cache, now, caps = context.cache, context.position, context.caps
-            n_frames, n_words = context.frames.shape[1] // context.frame_size, context.instruction.shape[1]
-            rollback = len(cache) + context.frames.shape[1]
-            positions = torch.cat([context.first_position + torch.arange(n_frames).repeat_interleave(context.frame_size),
-                                   torch.full((n_words,), now)])
-            prefix = (torch.cat([context.frames, context.instruction], dim=1),
-                      [context.frame_size] * n_frames + [n_words], positions)
-            context.frames = context.frames[:, :0]  # fed for good: a second call on this context reuses them
-        else:
-            cache, rollback = KVCache(self.n_layers), None
-            groups, positions = self._context_layout(context.device)
-            now = None if self.frames is None else self.frames[0] - 1
-            prefix = (context, [hi - lo for lo, hi in groups] if groups else [self.context_len], positions)
-        context_end = len(cache) + prefix[0].shape[1]
+        start = self._start(context)
+        cache, now, caps, prefix = start.cache, start.now, start.caps, start.prefix
+        context_end = len(cache) + prefix.tokens.shape[1]
         spans: dict[str, tuple[int, int]] = {}
         hidden: list[torch.Tensor] = []
         wanted = [n for n in self.order if n in given or n in generate]
@@ -188,10 +199,28 @@ class AutoregressiveBackbone(StreamBackbone):
                     hidden.append(h)
             out[n] = torch.cat(values, dim=1)
         if prefix is not None:  # no stream was fed: the context still goes into the cache
-            hidden.append(self.feed_context(prefix[0], cache, prefix[1], prefix[2]))
-        if rollback is not None:
-            cache.truncate(rollback)  # the predicted streams leave; the next real observation takes their place
+            hidden.append(self.feed_context(prefix.tokens, cache, prefix.group_sizes, prefix.positions))
+        if start.rollback is not None:
+            cache.truncate(start.rollback)  # the predicted streams leave; the next real observation takes their place
         return out, torch.cat(hidden, dim=1), spans, cache
+
+    def _start(self, context: torch.Tensor | CachedContext) -> GenerationStart:
+        """A fresh cache for a context tensor; for a ``CachedContext``, its cache, with its new frames and the
+        instruction to feed (the frames for good: a second call on the same context reuses them)."""
+        if not isinstance(context, CachedContext):
+            groups, positions = self._context_layout(context.device)
+            sizes = [hi - lo for lo, hi in groups] if groups else [self.context_len]
+            return GenerationStart(KVCache(self.n_layers), ContextPrefix(context, sizes, positions),
+                                   now=None if self.frames is None else self.frames[0] - 1, rollback=None, caps={})
+        cache, now = context.cache, context.position
+        n_frames, n_words = context.frames.shape[1] // context.frame_size, context.instruction.shape[1]
+        rollback = len(cache) + context.frames.shape[1]
+        positions = torch.cat([context.first_position + torch.arange(n_frames).repeat_interleave(context.frame_size),
+                               torch.full((n_words,), now)])
+        prefix = ContextPrefix(torch.cat([context.frames, context.instruction], dim=1),
+                               [context.frame_size] * n_frames + [n_words], positions)
+        context.frames = context.frames[:, :0]
+        return GenerationStart(cache, prefix, now, rollback, context.caps)
 
     def _choose(self, name: str, output: torch.Tensor, temperature: float, generator) -> torch.Tensor:
         stream = self.streams[name]
@@ -204,16 +233,16 @@ class AutoregressiveBackbone(StreamBackbone):
 
     def _feed(self, x: torch.Tensor, cache: KVCache, spans: dict[str, tuple[int, int]], name: str | None,
               context_end: int, now: int | None,
-              prefix: tuple[torch.Tensor, list[int], torch.Tensor | None] | None = None) -> torch.Tensor:
+              prefix: ContextPrefix | None = None) -> torch.Tensor:
         """Append tokens ``x`` of stream ``name`` after a context ending at cache index ``context_end``; context
-        tokens still to be fed (``prefix``: tokens, group sizes, rotary positions) go first, in the same pass."""
+        tokens still to be fed (``prefix``) go first, in the same pass."""
         b, t = x.shape[:2]
-        p = 0 if prefix is None else prefix[0].shape[1]
+        p = 0 if prefix is None else prefix.tokens.shape[1]
         past = len(cache)
         total = past + p + t
         allowed = torch.zeros(1, p + t, total, dtype=torch.bool, device=x.device)
         lo = 0
-        for size in (prefix[1] if prefix else []):  # context groups see only themselves
+        for size in (prefix.group_sizes if prefix else []):  # context groups see only themselves
             allowed[:, lo:lo + size, past + lo:past + lo + size] = True
             lo += size
         if t:
@@ -229,6 +258,6 @@ class AutoregressiveBackbone(StreamBackbone):
                     allowed[:, p:, olo:ohi] = True
         positions = self._positions(t, now, x.device)
         if prefix is not None:
-            x = torch.cat([prefix[0], x], dim=1)
-            positions = None if prefix[2] is None else torch.cat([prefix[2].to(x.device), positions])
+            x = torch.cat([prefix.tokens, x], dim=1)
+            positions = None if prefix.positions is None else torch.cat([prefix.positions.to(x.device), positions])
         return self.trunk(x, allowed.expand(b, -1, -1), cache, positions)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from wam.anatomy import Coupling, SpecError
 from wam.backbones import DiffusionBackbone, Stream
 from wam.couplings.action_only import ActionOnly
-from wam.couplings.base import ACTION, BaseCoupling
+from wam.couplings.base import ACTION, BaseCoupling, Call
 from wam.couplings.joint import Joint, PostHead
 from wam.couplings.rollout import Rollout
 
-__all__ = ["ACTION", "COUPLINGS", "ActionOnly", "BaseCoupling", "CouplingSizing", "Joint", "PostHead", "Rollout",
+__all__ = ["ACTION", "COUPLINGS", "ActionOnly", "BaseCoupling", "Call", "CouplingSizing", "Joint", "PostHead", "Rollout",
            "build_coupling"]
 
 
@@ -34,8 +34,7 @@ class CouplingSizing:
     @property
     def joint_knobs(self) -> tuple:
         c = self.config
-        return (self.futures, c.future_weight, c.future_dropout, c.future_at_inference, c.truncate_steps,
-                c.substrate_first_steps)
+        return self.futures, c.future_weight, c.future_dropout, c.truncate_steps, c.substrate_first_steps
 
 
 def _post_head(s: CouplingSizing) -> PostHead:
@@ -48,8 +47,8 @@ def _post_head(s: CouplingSizing) -> PostHead:
 
 COUPLINGS: dict[Coupling, Callable[[CouplingSizing], BaseCoupling]] = {
     Coupling.NONE: lambda s: ActionOnly(),
-    Coupling.ROLLOUT: lambda s: Rollout(s.futures, s.streams, s.config.d_model, s.config.planner,
-                                        s.config.n_action_steps, max(1, len(s.config.tasks)), s.config.future_weight),
+    Coupling.ROLLOUT: lambda s: Rollout(s.futures, s.streams, s.config.d_model, s.config.n_action_steps,
+                                        max(1, len(s.config.tasks)), s.config.future_weight),
     Coupling.JOINT: lambda s: Joint(*s.joint_knobs),
     Coupling.POST_HEAD: _post_head,
 }

@@ -11,8 +11,8 @@ class ActionOnly(BaseCoupling):
     def loss(self, backbone, context, action, futures, step=None, labels=None):
         return backbone.loss(context, {ACTION: action})
 
-    def act(self, backbone, context, steps, generator=None, task=None):
-        return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
+    def act(self, backbone, context, call, generator=None, task=None):
+        return backbone.sample(context, (ACTION,), call.steps, generator=generator)[ACTION], {}
 
-    def predict(self, backbone, context, steps, actions=None, generator=None) -> dict[str, torch.Tensor]:
+    def predict(self, backbone, context, call, actions=None, generator=None) -> dict[str, torch.Tensor]:
         raise ValueError("this model has substrate 'none' (a VLA): it predicts no future")

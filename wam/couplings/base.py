@@ -6,10 +6,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
 import torch
 from torch import nn
 
+from wam.couplings.planners import PlannerConfig
+
 ACTION = "action"
+FutureMode = Literal["skip", "predict", "truncate"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one model call asks of a coupling (``WorldActionModel`` builds it from an ``InferenceConfig``)."""
+
+    steps: int
+    """Sampler steps."""
+    future: FutureMode = "skip"
+    """Joint and post-head couplings: skip the future stream, generate it, or give it only ``truncate_steps``."""
+    lengths: Mapping[str, int] = field(default_factory=dict)
+    """Tokens to generate per future stream, for a shortened prediction horizon (absent: all)."""
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    """Rollout coupling: proposal, planner, objective and their sizes."""
 
 
 class BaseCoupling(nn.Module):
@@ -24,7 +45,6 @@ class BaseCoupling(nn.Module):
     def __init__(self, futures: tuple[str, ...] = ()):
         super().__init__()
         self.futures = tuple(futures)
-        self.future_lengths: dict[str, int] = {}  # a shortened prediction horizon: tokens generated per future
 
     @property
     def reads(self) -> dict[str, tuple[str, ...]]:
@@ -45,15 +65,20 @@ class BaseCoupling(nn.Module):
         """Loss parts; ``step`` drives weight schedules, ``labels`` (progress, success) train objective heads."""
         raise NotImplementedError
 
-    def act(self, backbone, context: torch.Tensor, steps: int, generator: torch.Generator | None = None,
+    def act(self, backbone, context: torch.Tensor, call: Call, generator: torch.Generator | None = None,
             task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The action chunk (normalized) and whatever futures were generated on the way; ``task`` (indices into
         the training tasks) selects a planner's goal."""
         raise NotImplementedError
 
-    def predict(self, backbone, context: torch.Tensor, steps: int, actions: torch.Tensor | None = None,
+    def predict(self, backbone, context: torch.Tensor, call: Call, actions: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @property
+    def has_future_stream(self) -> bool:
+        """Whether its action may read a generated future stream (``Call.future`` other than skip applies)."""
+        return False
 
     def reset(self) -> None:
         """Forget per-episode state (a planner's last plan)."""

@@ -12,22 +12,21 @@ skipped (``skip``: never computed).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from torch import nn
 
 from wam.couplings.base import ACTION, BaseCoupling, dropout_mask
 
-FutureMode = Literal["skip", "predict", "truncate"]
-
 
 class Joint(BaseCoupling):
     def __init__(self, futures: tuple[str, ...], future_weight: float = 1.0, future_dropout: float = 0.5,
-                 future_at_inference: FutureMode = "skip", truncate_steps: int = 2, substrate_first_steps: int = 0):
+                 truncate_steps: int = 2, substrate_first_steps: int = 0):
         super().__init__(futures)
         self.future_weight, self.future_dropout = future_weight, future_dropout
-        self.future_at_inference, self.truncate_steps = future_at_inference, truncate_steps
-        self.substrate_first_steps = substrate_first_steps
+        self.truncate_steps, self.substrate_first_steps = truncate_steps, substrate_first_steps
+
+    @property
+    def has_future_stream(self) -> bool:
+        return True
 
     @property
     def reads(self):
@@ -49,19 +48,18 @@ class Joint(BaseCoupling):
         weight = self.action_weight(step)
         return {n: v * (weight if n.startswith(ACTION) else self.future_weight) for n, v in losses.items()}
 
-    def act(self, backbone, context, steps, generator=None, task=None):
-        mode = self.future_at_inference
-        if mode == "skip":
-            return backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
-        partial = {f: self.truncate_steps for f in self.futures} if mode == "truncate" else None
-        out = backbone.sample(context, (*self.futures, ACTION), steps, generator=generator, partial=partial,
-                              lengths=self.future_lengths)
+    def act(self, backbone, context, call, generator=None, task=None):
+        if call.future == "skip":
+            return backbone.sample(context, (ACTION,), call.steps, generator=generator)[ACTION], {}
+        partial = {f: self.truncate_steps for f in self.futures} if call.future == "truncate" else None
+        out = backbone.sample(context, (*self.futures, ACTION), call.steps, generator=generator, partial=partial,
+                              lengths=call.lengths)
         return out.pop(ACTION), out
 
-    def predict(self, backbone, context, steps, actions=None, generator=None):
+    def predict(self, backbone, context, call, actions=None, generator=None):
         given = None if actions is None else {ACTION: actions}
-        out = backbone.sample(context, self.futures if given else (*self.futures, ACTION), steps, given=given,
-                              generator=generator, lengths=self.future_lengths)
+        out = backbone.sample(context, self.futures if given else (*self.futures, ACTION), call.steps, given=given,
+                              generator=generator, lengths=call.lengths)
         return {f: out[f] for f in self.futures}
 
 
@@ -104,17 +102,17 @@ class PostHead(Joint):
         losses[ACTION] = self.action_weight(step) * self.head.loss(context, {ACTION: action}, futures, hide)[ACTION]
         return losses
 
-    def act(self, backbone, context, steps, generator=None, task=None):
+    def act(self, backbone, context, call, generator=None, task=None):
         actor = self._actor(backbone)
-        if self.future_at_inference == "skip":
-            return actor.sample(context, (ACTION,), steps, generator=generator)[ACTION], {}
-        future_steps = self.truncate_steps if self.future_at_inference == "truncate" else steps
-        futures = backbone.sample(context, self.futures, future_steps, generator=generator, lengths=self.future_lengths)
-        action = actor.sample(context, (ACTION,), steps, given=futures, generator=generator)[ACTION]
+        if call.future == "skip":
+            return actor.sample(context, (ACTION,), call.steps, generator=generator)[ACTION], {}
+        future_steps = self.truncate_steps if call.future == "truncate" else call.steps
+        futures = backbone.sample(context, self.futures, future_steps, generator=generator, lengths=call.lengths)
+        action = actor.sample(context, (ACTION,), call.steps, given=futures, generator=generator)[ACTION]
         return action, futures
 
-    def predict(self, backbone, context, steps, actions=None, generator=None):
+    def predict(self, backbone, context, call, actions=None, generator=None):
         if actions is not None:
             raise ValueError("coupling 'post-head' predicts p(s|c), not p(s|c,a); action-conditioned prediction needs "
                              "coupling 'rollout' or 'joint'")
-        return backbone.sample(context, self.futures, steps, generator=generator, lengths=self.future_lengths)
+        return backbone.sample(context, self.futures, call.steps, generator=generator, lengths=call.lengths)

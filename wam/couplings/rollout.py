@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wam.backbones.base import Stream, module_key
-from wam.couplings.base import ACTION, BaseCoupling
+from wam.couplings.base import ACTION, BaseCoupling, Call
 from wam.couplings.planners import PLANNERS, PlannerConfig
 
 
@@ -26,10 +26,10 @@ class Rollout(BaseCoupling):
     plans = True
     label_keys = ("progress", "next.success")
 
-    def __init__(self, futures: tuple[str, ...], streams: dict[str, Stream], d_model: int, planner: PlannerConfig,
-                 n_action_steps: int, n_tasks: int, future_weight: float = 1.0):
+    def __init__(self, futures: tuple[str, ...], streams: dict[str, Stream], d_model: int, n_action_steps: int,
+                 n_tasks: int, future_weight: float = 1.0):
         super().__init__(futures)
-        self.planner, self.n_action_steps, self.future_weight = planner, n_action_steps, future_weight
+        self.n_action_steps, self.future_weight = n_action_steps, future_weight
         self.streams = {f: streams[f] for f in futures}
         self.embed = nn.ModuleDict({module_key(f): nn.Linear(self._width(f), d_model) for f in futures})
         self.value = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.SiLU(), nn.Linear(d_model, 2))
@@ -71,9 +71,9 @@ class Rollout(BaseCoupling):
                                    + F.binary_cross_entropy_with_logits(out[:, 1], labels["success"]))
         return losses
 
-    def objective(self, futures: dict[str, torch.Tensor], task: torch.Tensor) -> torch.Tensor:
-        """Score ``[B]`` of predicted futures, higher is better."""
-        kind = self.planner.objective
+    def objective(self, futures: dict[str, torch.Tensor], task: torch.Tensor, planner: PlannerConfig) -> torch.Tensor:
+        """Score ``[B]`` of predicted futures under the planner's objective, higher is better."""
+        kind = planner.objective
         if kind == "goal":
             return -sum((self.as_continuous(f, futures[f]) - getattr(self, f"goal_{i}")[task, :futures[f].shape[1]])
                         .pow(2).flatten(1).mean(1) for i, f in enumerate(self.futures))
@@ -85,9 +85,10 @@ class Rollout(BaseCoupling):
         for i, f in enumerate(self.futures):
             getattr(self, f"goal_{i}").copy_(self.as_continuous(f, goals[f]) if goals[f].dtype == torch.long else goals[f])
 
-    def propose(self, backbone, context, steps, n, generator=None) -> torch.Tensor:
-        b = context.shape[0]
-        kind = self.planner.proposal
+    def propose(self, backbone, context, call: Call, n: int, generator=None) -> torch.Tensor:
+        """``n`` candidate chunks ``[B, n, H, d_a]`` (normalized) from the planner's proposal."""
+        b, steps = context.shape[0], call.steps
+        kind = call.planner.proposal
         shape = (b, n, backbone.streams[ACTION].length, backbone.streams[ACTION].dim)
         if kind == "prior" or (kind == "noise" and self._last_plan is None):
             flat = backbone.sample(context.repeat_interleave(n, 0), (ACTION,), steps, generator=generator)[ACTION]
@@ -96,22 +97,22 @@ class Rollout(BaseCoupling):
             return torch.rand(shape, generator=generator).to(context.device) * 2 - 1
         k = self.n_action_steps  # the last plan, shifted past what was executed and padded with its last step
         plan = torch.cat([self._last_plan[:, k:], self._last_plan[:, -1:].expand(-1, k, -1)], dim=1)
-        noise = torch.randn(shape, generator=generator).to(context.device) * self.planner.noise_std
+        noise = torch.randn(shape, generator=generator).to(context.device) * call.planner.noise_std
         noise[:, 0] = 0
         return (plan[:, None] + noise).clamp(-1, 1)
 
-    def act(self, backbone, context, steps, generator=None, task=None):
-        cfg, b = self.planner, context.shape[0]
+    def act(self, backbone, context, call, generator=None, task=None):
+        cfg, b = call.planner, context.shape[0]
         task = torch.zeros(b, dtype=torch.long, device=context.device) if task is None else task
         n = cfg.candidates
 
-        candidates = self.propose(backbone, context, steps, n, generator)
+        candidates = self.propose(backbone, context, call, n, generator)
         # Step-wise: only the next action is searched; the rest of every candidate is the first proposal's.
         tail = candidates[:, :1, 1:] if cfg.granularity == "step" else None
 
         def evaluate(searched: torch.Tensor) -> torch.Tensor:
             chunks = searched if tail is None else torch.cat([searched, tail.expand(-1, n, -1, -1)], dim=2)
-            return self.score_chunks(backbone, context, steps, chunks, task, generator)
+            return self.score_chunks(backbone, context, call, chunks, task, generator)
 
         searched = candidates if tail is None else candidates[:, :, :1]
         plan = PLANNERS[cfg.planner](searched, evaluate, cfg, generator)
@@ -119,21 +120,20 @@ class Rollout(BaseCoupling):
         self._last_plan = plan
         return plan, {}
 
-    def score_chunks(self, backbone, context, steps, chunks: torch.Tensor, task: torch.Tensor,
+    def score_chunks(self, backbone, context, call: Call, chunks: torch.Tensor, task: torch.Tensor,
                      generator=None) -> torch.Tensor:
         """The objective's score ``[B, N]`` of normalized ``chunks [B, N, H, d_a]``: each rolled out by the forward
         model from its row's context, then scored (higher is better)."""
         b, n = chunks.shape[:2]
-        futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, steps,
-                                  given={ACTION: chunks.flatten(0, 1)}, generator=generator,
-                                  lengths=self.future_lengths)
-        return self.objective(futures, task.repeat_interleave(n, 0)).view(b, n)
+        futures = backbone.sample(context.repeat_interleave(n, 0), self.futures, call.steps,
+                                  given={ACTION: chunks.flatten(0, 1)}, generator=generator, lengths=call.lengths)
+        return self.objective(futures, task.repeat_interleave(n, 0), call.planner).view(b, n)
 
-    def predict(self, backbone, context, steps, actions=None, generator=None):
+    def predict(self, backbone, context, call, actions=None, generator=None):
         if actions is None:
-            actions = backbone.sample(context, (ACTION,), steps, generator=generator)[ACTION]
-        return backbone.sample(context, self.futures, steps, given={ACTION: actions}, generator=generator,
-                               lengths=self.future_lengths)
+            actions = backbone.sample(context, (ACTION,), call.steps, generator=generator)[ACTION]
+        return backbone.sample(context, self.futures, call.steps, given={ACTION: actions}, generator=generator,
+                               lengths=call.lengths)
 
     def reset(self) -> None:
         self._last_plan = None

@@ -20,11 +20,10 @@ from typing import Annotated, Literal
 from annotated_types import Ge
 
 from wam.anatomy import Deployment
-from wam.couplings import Joint
 from wam.deployment.base import Policy
 from wam.deployment.chunked import AdaptivePolicy, ChunkedPolicy
 from wam.deployment.streaming import StreamingPolicy
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 
 
 @dataclass
@@ -48,8 +47,11 @@ class DeploymentConfig:
     """Chunked: also decode the predicted future to pixels at every call (what a render-and-decode model pays)."""
 
 
-def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None, seed: int = 0) -> Policy:
-    """The policy for ``config`` (default: the model's own deployment regime and K)."""
+def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None, seed: int = 0,
+                inference: InferenceConfig | None = None) -> Policy:
+    """The policy for ``config`` (default: the model's own deployment regime and K), calling the model with the
+    knobs of ``inference`` (default: the model's own)."""
+    inference = inference or model.default_inference
     cfg = config or DeploymentConfig()
     regime = Deployment(cfg.deployment) if cfg.deployment else model.config.spec.deployment
     fixed = {Deployment.SINGLE_STEP: 1, Deployment.INTERACTIVE: 1, Deployment.OPEN_LOOP: model.config.horizon}.get(regime)
@@ -60,23 +62,26 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
                          "--deployment chunked")
     if cfg.ensemble is not None and cfg.surprise is not None:
         raise ValueError("choose temporal ensembling or adaptive chunking, not both")
-    if regime is Deployment.INTERACTIVE and isinstance(model.coupling, Joint):
-        model.set_future_at_inference("predict")  # imagine the next observation; the real one then replaces it
+    if regime is Deployment.INTERACTIVE and model.coupling.has_future_stream:
+        # Imagine the next observation; the real one then replaces it.
+        inference = model.inference(future="predict", base=inference)
     if regime in (Deployment.SINGLE_STEP, Deployment.INTERACTIVE):
-        return _single_step(model, cfg, seed, regime)
+        return _single_step(model, cfg, seed, regime, inference)
     if cfg.surprise is not None:
-        return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode)
-    policy = ChunkedPolicy(model, cfg.n_action_steps if fixed is None else fixed, seed, cfg.ensemble, cfg.decode)
+        return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode, inference=inference)
+    policy = ChunkedPolicy(model, cfg.n_action_steps if fixed is None else fixed, seed, cfg.ensemble, cfg.decode,
+                           inference)
     policy.regime = regime.value
     return policy
 
 
-def _single_step(model: WorldActionModel, cfg: DeploymentConfig, seed: int, regime: Deployment) -> Policy:
+def _single_step(model: WorldActionModel, cfg: DeploymentConfig, seed: int, regime: Deployment,
+                 inference: InferenceConfig) -> Policy:
     """One call per step: streamed through the KV cache where the backbone allows it, else chunked with K = 1."""
     if StreamingPolicy.why_not(model) is None and not cfg.decode:
-        policy = StreamingPolicy(model, seed, cfg.kv_cache, cfg.window)
+        policy = StreamingPolicy(model, seed, cfg.kv_cache, cfg.window, inference)
     else:
-        policy = ChunkedPolicy(model, 1, seed, decode=cfg.decode)
+        policy = ChunkedPolicy(model, 1, seed, decode=cfg.decode, inference=inference)
     policy.regime = regime.value
     return policy
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 
 T = TypeVar("T")
 
@@ -31,8 +31,10 @@ class Policy:
 
     regime = "chunked"
 
-    def __init__(self, model: WorldActionModel, seed: int = 0):
+    def __init__(self, model: WorldActionModel, seed: int = 0, inference: InferenceConfig | None = None):
         self.model = model.eval()
+        self.inference = inference or model.default_inference
+        """The run-time knobs of every call (sampler steps, future, horizon, planner); the model stays as loaded."""
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.call_latencies: list[float] = []  # seconds per model call, over the policy's lifetime
         self._history: deque[dict[str, Any]] = deque(maxlen=model.config.n_obs)
@@ -43,7 +45,7 @@ class Policy:
         return 1
 
     def knobs(self) -> dict[str, Any]:
-        """The regime and its settings, for ``eval_info.json``."""
+        """The regime and its settings, for ``eval_info.json`` (the model's knobs are ``self.inference``)."""
         return {"regime": self.regime}
 
     def reset(self, seed: int | None = None) -> None:

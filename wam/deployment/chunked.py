@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wam.couplings import Joint
 from wam.deployment.base import Policy
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 
 
 class ChunkedPolicy(Policy):
@@ -28,12 +27,12 @@ class ChunkedPolicy(Policy):
     keeps_futures = False  # whether select_action needs the predicted future of every chunk
 
     def __init__(self, model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0,
-                 ensemble: float | None = None, decode: bool = False):
-        super().__init__(model, seed)
+                 ensemble: float | None = None, decode: bool = False, inference: InferenceConfig | None = None):
+        super().__init__(model, seed, inference)
         if decode and not any(s.has_decoder for s in model.substrates.values()):
             raise ValueError(f"substrate {model.config.spec.substrate!r} has no decoder; --decode needs a pixel, "
                              "token, geometric or affordance substrate")
-        if decode and isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
+        if decode and model.coupling.has_future_stream and self.inference.future == "skip":
             raise ValueError("--decode decodes the predicted future, but this model skips it; add --future predict")
         self.decode = decode
         self.n_action_steps = model.config.n_action_steps if n_action_steps is None else n_action_steps
@@ -60,8 +59,8 @@ class ChunkedPolicy(Policy):
     def _plan(self) -> np.ndarray:
         def call() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             if not (self.decode or self.keeps_futures):
-                return self.model.act(self._batch(), generator=self.generator), {}
-            actions, futures = self.model.plan(self._batch(), generator=self.generator)
+                return self.model.act(self._batch(), generator=self.generator, inference=self.inference), {}
+            actions, futures = self.model.plan(self._batch(), generator=self.generator, inference=self.inference)
             if self.decode:
                 self.model.decode(futures)
             return actions, futures
@@ -100,18 +99,20 @@ class AdaptivePolicy(ChunkedPolicy):
     keeps_futures = True
 
     def __init__(self, model: WorldActionModel, n_action_steps: int | None = None, seed: int = 0,
-                 threshold: float = 0.5, decode: bool = False):
+                 threshold: float = 0.5, decode: bool = False, inference: InferenceConfig | None = None):
         if not model.substrates:
             raise ValueError("adaptive chunking compares observations with predicted futures, and a model with "
                              "substrate 'none' predicts none; use chunked deployment")
         for substrate in model.substrates.values():
             if not substrate.observable:
                 substrate.observe(None)  # raises the substrate's own explanation
-        if isinstance(model.coupling, Joint) and model.coupling.future_at_inference == "skip":
-            model.set_future_at_inference("predict")  # the surprise needs the prediction
-        super().__init__(model, model.config.horizon if n_action_steps is None else n_action_steps, seed, decode=decode)
+        inference = inference or model.default_inference
+        if model.coupling.has_future_stream and inference.future == "skip":
+            inference = model.inference(future="predict", base=inference)  # the surprise needs the prediction
+        super().__init__(model, model.config.horizon if n_action_steps is None else n_action_steps, seed, decode=decode,
+                         inference=inference)
         self.threshold = threshold
-        horizon = model.config.future_offsets[:model.config.future_horizon]  # offsets the model still predicts
+        horizon = model.config.future_offsets[:self.inference.future_horizon]  # offsets the model still predicts
         self.checks = [k for k in horizon if k < self.n_action_steps]
         if not self.checks:
             raise ValueError(f"no future offset of the model {model.config.future_offsets} lies before K="

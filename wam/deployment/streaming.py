@@ -22,7 +22,7 @@ import torch
 from wam.backbones import CachedContext
 from wam.couplings import ACTION
 from wam.deployment.base import Policy
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 from wam.nn.transformer import KVCache
 
 
@@ -31,8 +31,9 @@ class StreamingPolicy(Policy):
 
     regime = "single-step"
 
-    def __init__(self, model: WorldActionModel, seed: int = 0, kv_cache: bool = True, window: int | None = None):
-        super().__init__(model, seed)
+    def __init__(self, model: WorldActionModel, seed: int = 0, kv_cache: bool = True, window: int | None = None,
+                 inference: InferenceConfig | None = None):
+        super().__init__(model, seed, inference)
         reason = self.why_not(model)
         if reason:
             raise ValueError(reason)
@@ -93,7 +94,8 @@ class StreamingPolicy(Policy):
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         def call() -> np.ndarray:
             context = self._context(observation)
-            return self.model.act({"task": [observation["task"]]}, self.generator, context)[0, 0].cpu().numpy()
+            return self.model.act({"task": [observation["task"]]}, self.generator, context,
+                                  self.inference)[0, 0].cpu().numpy()
 
         action = self._timed(call)
         self._step += 1

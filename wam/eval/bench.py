@@ -246,7 +246,7 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
     run = cfg.out / preset / "run"
     ecfg = EvalConfig(run=run, tasks=cfg.tasks, episodes=1, out=cfg.out / preset / "timing", max_steps=cfg.max_steps,
                       device=cfg.device)  # type: ignore[arg-type]
-    runner = EpisodeRunner(ecfg, load_for_eval(ecfg, run / "model"))
+    runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, run / "model"))
     load_before = os.getloadavg()
     latencies: list[float] = []
     calls, steps = [], []

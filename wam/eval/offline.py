@@ -30,13 +30,13 @@ from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
 from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
 from wam.io import atomic_write_json, config_dict
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 from wam.train.loop import check_compatible
 
 
 @torch.no_grad()
 def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, batch_size: int = 64,
-                    seed: int = 0) -> dict[str, Any]:
+                    seed: int = 0, inference: InferenceConfig | None = None) -> dict[str, Any]:
     """Screens of ``model`` over up to ``max_windows`` windows of ``dataset`` (held-out demonstrations)."""
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
@@ -60,16 +60,16 @@ def offline_screens(model: WorldActionModel, dataset, max_windows: int = 512, ba
         batch = windows.batch(positions[lo:lo + batch_size])
         b = len(batch["task"])
         truth = model.normalizer.normalize("action", batch["action"].to(model.device))
-        chunk = model.normalizer.normalize("action", model.act(batch, generator=generator))
+        chunk = model.normalizer.normalize("action", model.act(batch, generator=generator, inference=inference))
         add("action_mse_executed", (chunk - truth)[:, :k].pow(2).mean(), b)
         add("action_mse_chunk", (chunk - truth).pow(2).mean(), b)
         if not model.substrates:
             continue
         if model.coupling.plans:
-            add("expert_chunk_rank", model.rank_actions(batch, batch["action"], generator).mean(), b)
+            add("expert_chunk_rank", model.rank_actions(batch, batch["action"], generator, inference).mean(), b)
         _, targets = model.targets(batch)
         given = batch["action"] if model.coupling.plans else None
-        predicted = model.predict(batch, actions=given, generator=generator)
+        predicted = model.predict(batch, actions=given, generator=generator, inference=inference)
         for substrate in model.substrates.values():
             name, pred = substrate.name, predicted[substrate.name]
             target = targets[name][:, :pred.shape[1]]  # the predicted horizon may be shortened
@@ -109,7 +109,7 @@ def run_offline(cfg: EvalConfig) -> dict[str, Any]:
     """The offline screens of ``cfg.run``'s model on held-out demonstrations (collected on held-out seeds unless
     ``cfg.data`` names them); writes and returns ``offline_info.json``."""
     torch.set_num_threads(cfg.threads)
-    model = load_for_eval(cfg, Path(cfg.run) / "model")
+    model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
     suite, tasks = model_suite(cfg, model)
 
     out = Path(cfg.out)
@@ -125,9 +125,9 @@ def run_offline(cfg: EvalConfig) -> dict[str, Any]:
     check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
                           "screen on held-out demonstrations (omit --data to collect them)")
     start = time.perf_counter()
-    screens = offline_screens(model, dataset, seed=cfg.seed)
+    screens = offline_screens(model, dataset, seed=cfg.seed, inference=inference)
     info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
-            "model": model_block(model, cfg.run),
+            "model": model_block(model, cfg.run, inference=inference),
             "machine": machine_info(model.device), "config": config_dict(cfg)}
     atomic_write_json(out / "offline_info.json", info)
     return info

@@ -24,7 +24,7 @@ from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_pe
 from wam.eval.config import EvalConfig
 from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
-from wam.model import CONFIG_NAME, WEIGHTS_NAME, WorldActionModel
+from wam.model import CONFIG_NAME, WEIGHTS_NAME, InferenceConfig, WorldActionModel
 
 
 def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
@@ -32,20 +32,21 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.suite is not None:
         resolve_tasks(cfg.tasks, cfg.suite)  # refuse an unknown task before loading anything
     torch.set_num_threads(cfg.threads)
-    model = load_for_eval(cfg, Path(cfg.run) / "model")
+    model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
     suite, tasks = model_suite(cfg, model)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     check_seeds_disjoint(Path(cfg.run), set(seeds))
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)  # before the episodes: a bad --out fails before they run
     jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
-    records, policy = run_episodes(cfg, model, jobs)
+    records, policy = run_episodes(cfg, model, inference, jobs)
     info = eval_info(cfg, model, policy, suite, tasks, records, wall=time.perf_counter() - start)
     atomic_write_json(Path(cfg.out) / "eval_info.json", info)
     return info
 
 
-def run_episodes(cfg: EvalConfig, model: WorldActionModel, jobs: list[tuple[str, int, int]],
-                 ) -> tuple[list[dict[str, Any]], Policy]:
+def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig,
+                 jobs: list[tuple[str, int, int]]) -> tuple[list[dict[str, Any]], Policy]:
     """The episode records of ``jobs`` (task, index, seed), in this process or on Ray workers, and the policy that
     acted (for its description)."""
     if cfg.ray or cfg.ray_address:
@@ -55,8 +56,8 @@ def run_episodes(cfg: EvalConfig, model: WorldActionModel, jobs: list[tuple[str,
         files = {name: (model_dir / name).read_bytes() for name in (CONFIG_NAME, WEIGHTS_NAME)}
         records = list(tqdm(fan_out(RemoteEpisodeRunner, (cfg, files), jobs, cfg.ray_address, cfg.ray_workers),
                             total=len(jobs), desc="eval (ray)", unit="ep"))
-        return records, make_policy(model, cfg.deploy, seed=cfg.seed)  # the workers acted
-    runner = EpisodeRunner(cfg, model)
+        return records, make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference)  # the workers acted
+    runner = EpisodeRunner(cfg, model, inference)
     records = []
     with tqdm(total=len(jobs), desc="eval", unit="ep") as bar:
         for job in jobs:
@@ -113,9 +114,9 @@ class EpisodeRunner:
     ran before it or where: a fan-out over workers gives what one process gives.
     """
 
-    def __init__(self, cfg: EvalConfig, model: WorldActionModel):
+    def __init__(self, cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig | None = None):
         self.cfg, self.model = cfg, model
-        self.policy = make_policy(model, cfg.deploy, seed=cfg.seed)
+        self.policy = make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference)
         self.suite = get_suite(model.config.suite)
         self.track = self.suite.track_of(model.config.observation_shapes)
         self.expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
@@ -172,7 +173,7 @@ class RemoteEpisodeRunner:
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():
                 Path(tmp, name).write_bytes(data)
-            self.runner = EpisodeRunner(cfg, load_for_eval(cfg, Path(tmp)))
+            self.runner = EpisodeRunner(cfg, *load_for_eval(cfg, Path(tmp)))
 
     def run(self, task: str, j: int, seed: int) -> dict[str, Any]:
         return self.runner.episode(task, j, seed)

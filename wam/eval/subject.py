@@ -8,26 +8,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wam.anatomy import Coupling
 from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import Policy
 from wam.envs import Suite, resolve_tasks
 from wam.eval.config import EvalConfig
-from wam.model import WorldActionModel
+from wam.model import InferenceConfig, WorldActionModel
 from wam.train.loop import resolve_device
 
 
-def load_for_eval(cfg: EvalConfig, directory: Path) -> WorldActionModel:
-    """The model in ``directory`` with the evaluation's runtime knobs (sampler steps, future, planner) applied."""
+def load_for_eval(cfg: EvalConfig, directory: Path) -> tuple[WorldActionModel, InferenceConfig]:
+    """The model in ``directory``, as trained, and the inference knobs the evaluation asks for (sampler steps,
+    future, horizon, planner; the model's own where ``cfg`` leaves them unset)."""
     model = WorldActionModel.load(directory, device=resolve_device(cfg.device))
-    if cfg.inference_steps is not None:
-        model.config.inference_steps = cfg.inference_steps
-    if cfg.future is not None:
-        model.set_future_at_inference(cfg.future)
-    if cfg.future_horizon is not None:
-        model.set_future_horizon(cfg.future_horizon)
-    model.set_planner(cfg.planner.apply(model.config.planner))
-    return model
+    return model, model.inference(cfg.inference_steps, cfg.future, cfg.future_horizon,
+                                  cfg.planner.apply(model.config.planner))
 
 
 def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
@@ -44,13 +38,15 @@ def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[s
     return suite, tasks
 
 
-def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None) -> dict[str, Any]:
-    """What was evaluated: the 4-tuple, the runtime knobs in force and the deployment regime with its dials."""
-    c = model.config
-    return {"spec": c.spec.to_dict(), "inference_steps": c.inference_steps, "horizon": c.horizon,
-            "future_offsets": list(c.future_offsets), "future_horizon": c.future_horizon,
-            "future_at_inference": c.future_at_inference,
-            "planner": asdict(c.planner) if c.spec.coupling is Coupling.ROLLOUT else None,
+def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None,
+                inference: InferenceConfig | None = None) -> dict[str, Any]:
+    """What was evaluated: the 4-tuple, the inference knobs in force (the policy's, else ``inference``, else the
+    model's own) and the deployment regime with its dials."""
+    c, knobs = model.config, (policy.inference if policy else inference) or model.default_inference
+    return {"spec": c.spec.to_dict(), "inference_steps": knobs.inference_steps, "horizon": c.horizon,
+            "future_offsets": list(c.future_offsets), "future_horizon": knobs.future_horizon,
+            "future_at_inference": knobs.future,
+            "planner": asdict(knobs.planner) if model.coupling.plans else None,
             "deployment": None if policy is None else policy.knobs(), "run": str(run)}
 
 

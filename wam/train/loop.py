@@ -227,10 +227,6 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
 
 
 def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str, Any]) -> dict[str, Any]:
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from diffusers.training_utils import EMAModel
-
-    device = ranks.device
     if cfg.batch_size % ranks.world_size:
         raise ValueError(f"--batch-size {cfg.batch_size} must split evenly over {ranks.world_size} processes")
     start = time.perf_counter()
@@ -239,8 +235,44 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     out = Path(cfg.out)
     run_options = {**config_dict(cfg), "nproc": ranks.world_size}
     resume_from = latest_checkpoint(out) if cfg.resume else None
+    model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
+    prepare_time = time.perf_counter() - start
+    windows = model.windows(dataset, successful_only=not cfg.include_failed)
+    if ranks.is_main:
+        record_run(cfg, out, run_options, model, dataset)
+    if cfg.freeze_predictor:
+        model.freeze_predictor()
+    optimization = Optimization.create(cfg, model)
+    first_step, running, elapsed = 1, None, 0.0
     if resume_from is not None:
-        check_same_run(run_options, out)
+        state = load_checkpoint(resume_from, model, optimization.optimizer, optimization.schedule, optimization.ema)
+        first_step = state.step + 1
+        running, elapsed = state.extra.get("loss_smooth"), state.extra.get("train_time_s", 0.0)
+        log.info("resuming %s at step %d", resume_from, state.step)
+    start = time.perf_counter() - elapsed
+    smooth = run_steps(cfg, ranks, model, windows, optimization, first_step, running, start)
+    optimization.ema.copy_to(optimization.trainable)
+    model.eval()
+    if model.coupling.plans:
+        model.coupling.set_goals(goal_targets(model, windows))
+    summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
+               "steps": cfg.steps, "final_loss_smooth": smooth,
+               "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
+               "parameters": model.num_parameters(), "processes": ranks.world_size,
+               "weights_sha256": distributed.weight_digests(model, ranks), "device": str(ranks.device)}
+    if ranks.is_main:
+        model.save(out / "model")
+        atomic_write_json(out / "train_summary.json", summary)
+    return summary
+
+
+def prepare_model(cfg: TrainConfig, ranks: distributed.Ranks, dataset: LeRobotDataset, resume_from: Path | None,
+                  run_options: dict[str, Any], model_overrides: dict[str, Any]) -> WorldActionModel:
+    """The model to train, on its device with its substrates fitted and its caches added to ``dataset``: from the
+    checkpoint being resumed, the run being fine-tuned, or built fresh from the preset, census row and options."""
+    device = ranks.device
+    if resume_from is not None:
+        check_same_run(run_options, Path(cfg.out))
         model = WorldActionModel.load(resume_from / "model", device=device)  # fitted substrates; weights follow
         check_compatible(model, dataset)
     elif cfg.init_from is not None:
@@ -258,35 +290,52 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     if ranks.distributed:
         distributed.broadcast_state(model)
     model.add_caches(dataset)
-    prepare_time = time.perf_counter() - start
-    windows = model.windows(dataset, successful_only=not cfg.include_failed)
-    failed = sum(not e.get("success", True) for e in dataset.episodes)
-    if ranks.is_main:
-        if failed:
-            print(f"train: {failed} of {len(dataset.episodes)} episodes of {cfg.data} are failed expert episodes; "
-                  + ("learning from them too (--include-failed)" if cfg.include_failed else
-                     "their windows are skipped (pass --include-failed to learn from them)"))
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "train_config.json",
-                          {**run_options, "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
-                           "dataset_episodes": len(dataset.episodes), "failed_episodes": failed,
-                           "trained_on_episodes": len(dataset.episodes) - (0 if cfg.include_failed else failed)})
+    return model
 
-    if cfg.freeze_predictor:
-        model.freeze_predictor()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-    ema = EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75)
-    first_step, running, elapsed = 1, None, 0.0
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, schedule, ema)
-        first_step = state.step + 1
-        running, elapsed = state.extra.get("loss_smooth"), state.extra.get("train_time_s", 0.0)
-        log.info("resuming %s at step %d", resume_from, state.step)
+
+def record_run(cfg: TrainConfig, out: Path, run_options: dict[str, Any], model: WorldActionModel,
+               dataset: LeRobotDataset) -> None:
+    """Say what is trained on, and write ``train_config.json`` (what a resumed run must match)."""
+    failed = sum(not e.get("success", True) for e in dataset.episodes)
+    if failed:
+        print(f"train: {failed} of {len(dataset.episodes)} episodes of {cfg.data} are failed expert episodes; "
+              + ("learning from them too (--include-failed)" if cfg.include_failed else
+                 "their windows are skipped (pass --include-failed to learn from them)"))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "train_config.json",
+                      {**run_options, "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
+                       "dataset_episodes": len(dataset.episodes), "failed_episodes": failed,
+                       "trained_on_episodes": len(dataset.episodes) - (0 if cfg.include_failed else failed)})
+
+
+@dataclass
+class Optimization:
+    """What the optimizer steps: the trainable parameters, AdamW, its cosine schedule and the weights' EMA."""
+
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    ema: Any
+
+    @classmethod
+    def create(cls, cfg: TrainConfig, model: WorldActionModel) -> Optimization:
+        from diffusers.optimization import get_cosine_schedule_with_warmup
+        from diffusers.training_utils import EMAModel
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return cls(trainable, optimizer, get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps),
+                   EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75))
+
+
+def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionModel, windows, optimization: Optimization,
+              first_step: int, running: float | None, start: float) -> float | None:
+    """Steps ``first_step..cfg.steps``, logging and checkpointing on the way; returns the smoothed loss."""
+    out = Path(cfg.out)
+    trainable, optimizer, schedule, ema = (optimization.trainable, optimization.optimizer, optimization.schedule,
+                                           optimization.ema)
     smooth = running
     log_file = open_log(out / "train_log.jsonl", first_step) if ranks.is_main else None
-    start = time.perf_counter() - elapsed
     model.train()
     step_model = distributed.wrap(model, ranks)
     name = cfg.census or cfg.preset or model.config.spec.substrate
@@ -322,19 +371,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
                 prune_checkpoints(out, cfg.keep_checkpoints)
     if log_file:
         log_file.close()
-    ema.copy_to(trainable)
-    model.eval()
-    if model.coupling.plans:
-        model.coupling.set_goals(goal_targets(model, windows))
-    summary = {"preset": cfg.preset, "census": cfg.census, "spec": model.config.spec.to_dict(),
-               "steps": cfg.steps, "final_loss_smooth": smooth,
-               "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
-               "parameters": model.num_parameters(), "processes": ranks.world_size,
-               "weights_sha256": distributed.weight_digests(model, ranks), "device": str(device)}
-    if ranks.is_main:
-        model.save(out / "model")
-        atomic_write_json(out / "train_summary.json", summary)
-    return summary
+    return smooth
 
 
 def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
