@@ -212,3 +212,16 @@ def test_bad_collect_arguments(tmp_path):
     with pytest.raises(OptionError, match="--seed must be at most 99999998 with --episodes 2"):
         CollectConfig(tasks="drawer-open-v3", episodes=2, out=tmp_path / "z", seed=99_999_999)
     assert not (tmp_path / "z").exists()
+
+
+def test_a_dataset_of_an_unregistered_suite_is_refused(broken):
+    info_path = broken / "meta/info.json"
+    info = json.loads(info_path.read_text())
+    assert info["wam"]["suite"] == "metaworld"
+    info["wam"]["suite"] = "libero"
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match="wam.suite 'libero' is not a registered suite"):
+        LeRobotDataset.load(broken)
+    del info["wam"]["suite"]  # written before suites existed: MetaWorld's
+    info_path.write_text(json.dumps(info))
+    assert LeRobotDataset.load(broken).suite == "metaworld"

@@ -144,7 +144,7 @@ def test_tasks_are_addressed_by_name_suite_and_group():
     assert resolve_tasks("pusht", "pusht")[1] == resolve_tasks("pusht/pusht")[1] == ["pusht"]
     with pytest.raises(ValueError, match="several suites"):
         resolve_tasks("pusht/pusht,reach-v3")
-    with pytest.raises(ValueError, match="unknown metaworld task 'pusht'"):
+    with pytest.raises(ValueError, match="'pusht' is a suite, not a metaworld task; pass --suite pusht"):
         resolve_tasks("pusht")
 
 

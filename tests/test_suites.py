@@ -132,7 +132,9 @@ def test_pusht_collection_is_a_checked_dataset_of_its_suite(pusht_data):
 
 def test_pusht_train_eval_and_dream_from_the_command_line(pusht_data, tmp_path):
     run = tmp_path / "run"
-    result = wam_cli("train", "--preset", "vla", "--data", pusht_data, "--out", run, "--steps", "4")
+    assert_one_line_error(wam_cli("train", "--suite", "metaworld", "--preset", "vla", "--data", pusht_data, "--out",
+                                  run, "--steps", "4"), "holds pusht demonstrations, not metaworld")
+    result = wam_cli("train", "--suite", "pusht", "--preset", "vla", "--data", pusht_data, "--out", run, "--steps", "4")
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "model/config.json").read_text())["suite"] == "pusht"
     result = wam_cli("eval", "--run", run, "--tasks", "pusht/pusht", "--episodes", "1", "--max-steps", "10",

@@ -51,6 +51,9 @@ def resolve_tasks(spec: str, suite: str = DEFAULT_SUITE) -> tuple[Suite, list[st
         found = get_suite(owner)
         suites.add(owner)
         group = found.groups().get(name)
+        if group is None and name in SUITES and name != owner and name not in found.tasks():
+            raise ValueError(f"{name!r} is a suite, not a {owner} task; pass --suite {name} (or name its tasks as "
+                             f"{name}/TASK)")
         names += group if group is not None else found.check_tasks([name])
     if len(suites) > 1:
         raise ValueError(f"--tasks {spec!r} names tasks of several suites ({', '.join(sorted(suites))}); a dataset or "

@@ -25,7 +25,7 @@ from wam.anatomy import WAMSpec
 from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
-from wam.envs import get_suite
+from wam.envs import check_suite_name, get_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.options import CheckedOptions
@@ -35,7 +35,7 @@ from wam.train import distributed
 from wam.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 
 log = logging.getLogger(__name__)
-RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_every", "keep_checkpoints")
+RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_every", "keep_checkpoints", "suite")
 """Options a resumed run may change: they do not alter what is trained."""
 
 
@@ -110,6 +110,13 @@ class TrainConfig(CheckedOptions):
     it learns what the scenes look like, not what to do."""
     deterministic: bool = False
     """Use only deterministic torch kernels (CUDA runs need this for bit-identical losses; CPU ones already are)."""
+    suite: str | None = None
+    """The suite the dataset must come from; default: whichever it records (the model remembers it)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.suite is not None:
+            check_suite_name(self.suite)
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``ModelConfig`` fields set on the command line (the planner over the preset's own)."""
@@ -232,6 +239,9 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
+    if cfg.suite is not None and cfg.suite != dataset.suite:
+        raise ValueError(f"{cfg.data} holds {dataset.suite} demonstrations, not {cfg.suite}; drop --suite or train "
+                         f"on a dataset collected with --suite {cfg.suite}")
     out = Path(cfg.out)
     run_options = {**config_dict(cfg), "nproc": ranks.world_size}
     resume_from = latest_checkpoint(out) if cfg.resume else None
