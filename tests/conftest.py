@@ -7,6 +7,8 @@ hostile-input properties is marked ``wide`` and runs only when asked: ``python -
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import random
 import subprocess
@@ -67,6 +69,23 @@ def wam_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``wam`` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "wam.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def wam_refused(*args: str) -> subprocess.CompletedProcess:
+    """Run a ``wam`` command expected to refuse its input through the console script's own ``main``, in this
+    process: what it prints and returns are the command's, without the few seconds a fresh interpreter takes to
+    import torch. Commands that do their work run in a subprocess (``wam_cli``)."""
+    from wam.cli import main
+
+    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # tyro's own usage errors
+            code = e.code if isinstance(e.code, int) else 1
+        finally:
+            torch.set_num_threads(threads)  # a command may set it before it refuses
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:

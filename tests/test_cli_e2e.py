@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import assert_one_line_error, wam_cli
+from tests.conftest import assert_one_line_error, wam_cli, wam_refused
 
 COMMANDS = ["quickstart", "census", "collect", "train", "eval", "dream"]
 
@@ -127,19 +127,19 @@ def test_impossible_tuple_on_the_command_line(vision_data, tmp_path):
 
 
 def test_unknown_preset_and_missing_dataset(tmp_path):
-    assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", tmp_path / "none", "--out", tmp_path / "r"),
+    assert_one_line_error(wam_refused("train", "--preset", "vla", "--data", tmp_path / "none", "--out", tmp_path / "r"),
                           "is not a wam dataset")
 
 
 def test_unknown_preset(vision_data, tmp_path):
-    assert_one_line_error(wam_cli("train", "--preset", "gato", "--data", vision_data, "--out", tmp_path / "r"),
+    assert_one_line_error(wam_refused("train", "--preset", "gato", "--data", vision_data, "--out", tmp_path / "r"),
                           "unknown preset 'gato'", "fast-wam")
 
 
 def test_eval_of_a_missing_run_and_an_unknown_task(tmp_path):
-    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--tasks", "drawer-open-v3", "--episodes", "1",
+    assert_one_line_error(wam_refused("eval", "--run", tmp_path, "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "e"), "config.json is missing")
-    assert_one_line_error(wam_cli("eval", "--run", tmp_path, "--suite", "metaworld", "--tasks", "open-sesame-v3",
+    assert_one_line_error(wam_refused("eval", "--run", tmp_path, "--suite", "metaworld", "--tasks", "open-sesame-v3",
                                   "--episodes", "1", "--out", tmp_path / "e"), "unknown metaworld task 'open-sesame-v3'")
 
 
@@ -147,7 +147,7 @@ def test_fine_tuning_on_a_mismatched_dataset(vision_data, state_data, tmp_path):
     run = tmp_path / "run"
     assert wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", run, "--steps", "1",
                    "--batch-size", "4").returncode == 0
-    result = wam_cli("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "ft", "--init-from", run)
+    result = wam_refused("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "ft", "--init-from", run)
     assert_one_line_error(result, "observation.images.corner2", "has no such feature")
 
 
@@ -173,31 +173,31 @@ def test_census_row_trains_screens_offline_and_acts(vision_data, tmp_path):
     assert result.returncode == 0, result.stderr
     budget = json.loads((tmp_path / "ev/eval_info.json").read_text())["budget"]
     assert budget["model_calls"] == 3  # single-step deployment: one call per control step
-    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
+    assert_one_line_error(wam_refused("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--future", "truncate", "--out", tmp_path / "ev2"),
                           "'autoregressive' has no sampler steps to truncate")
-    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--offline",
+    assert_one_line_error(wam_refused("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1", "--offline",
                                   "--data", vision_data, "--out", tmp_path / "off2"),
                           "were used for the training demonstrations", "omit --data")
 
 
 def test_census_rows_that_cannot_train(vision_data, tmp_path):
-    assert_one_line_error(wam_cli("train", "--census", "Audio-WM", "--data", vision_data, "--out", tmp_path / "r"),
+    assert_one_line_error(wam_refused("train", "--census", "Audio-WM", "--data", vision_data, "--out", tmp_path / "r"),
                           "Audio-WM", "no audio")
-    assert_one_line_error(wam_cli("train", "--census", "dreamzro", "--data", vision_data, "--out", tmp_path / "r"),
+    assert_one_line_error(wam_refused("train", "--census", "dreamzro", "--data", vision_data, "--out", tmp_path / "r"),
                           "did you mean", "DreamZero")
 
 
 def test_pixel_substrate_needs_images(state_data, tmp_path):
-    assert_one_line_error(wam_cli("train", "--data", state_data, "--out", tmp_path / "r", "--substrate",
+    assert_one_line_error(wam_refused("train", "--data", state_data, "--out", tmp_path / "r", "--substrate",
                                   "pixel-decoded", "--coupling", "joint"),
                           "predicts images but the model observes none", "--track vision")
 
 
 def test_zero_threads_or_processes_is_refused(vision_data, tmp_path):
-    assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
+    assert_one_line_error(wam_refused("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
                                   "--threads", "0"), "--threads must be at least 1")
-    assert_one_line_error(wam_cli("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
+    assert_one_line_error(wam_refused("train", "--preset", "vla", "--data", vision_data, "--out", tmp_path / "r",
                                   "--nproc", "0"), "--nproc must be at least 1")
-    assert_one_line_error(wam_cli("eval", "--run", tmp_path / "r", "--tasks", "drawer-open-v3", "--episodes", "1",
+    assert_one_line_error(wam_refused("eval", "--run", tmp_path / "r", "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "e", "--threads", "0"), "--threads must be at least 1")

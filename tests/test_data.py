@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import assert_one_line_error, wam_cli
+from tests.conftest import assert_one_line_error, wam_cli, wam_refused
 from wam.data.collect import CollectConfig
 from wam.data.lerobot import DatasetError, LeRobotDataset
 from wam.data.windows import WindowDataset
@@ -116,18 +116,18 @@ def test_collection_is_deterministic_and_resumes_after_sigkill(tmp_path, vision_
 
 
 def test_different_arguments_on_existing_collection_are_refused(vision_data):
-    result = wam_cli("collect", "--tasks", "drawer-open-v3", "--episodes", "2", "--out", vision_data)
+    result = wam_refused("collect", "--tasks", "drawer-open-v3", "--episodes", "2", "--out", vision_data)
     assert_one_line_error(result, "other arguments", "--out")
 
 
 def test_unknown_task_is_one_clear_line(tmp_path):
-    result = wam_cli("collect", "--tasks", "drawer-opn-v3", "--episodes", "1", "--out", tmp_path / "x")
+    result = wam_refused("collect", "--tasks", "drawer-opn-v3", "--episodes", "1", "--out", tmp_path / "x")
     assert_one_line_error(result, "unknown metaworld task 'drawer-opn-v3'", "drawer-open-v3")
     assert not (tmp_path / "x").exists(), "nothing is written for a bad request"
 
 
 def test_unknown_suite_is_one_clear_line(tmp_path):
-    result = wam_cli("collect", "--suite", "libero", "--tasks", "x", "--episodes", "1", "--out", tmp_path / "x")
+    result = wam_refused("collect", "--suite", "libero", "--tasks", "x", "--episodes", "1", "--out", tmp_path / "x")
     assert_one_line_error(result, "unknown suite 'libero'", "metaworld, pusht")
     assert not (tmp_path / "x").exists(), "nothing is written for a bad request"
 
@@ -148,7 +148,7 @@ def test_missing_parquet_file(broken):
 def test_truncated_parquet_file(broken, tmp_path):
     path = broken / "data/chunk-000/file-000.parquet"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    result = wam_cli("train", "--preset", "vla", "--data", broken, "--out", tmp_path / "run", "--steps", "1")
+    result = wam_refused("train", "--preset", "vla", "--data", broken, "--out", tmp_path / "run", "--steps", "1")
     assert_one_line_error(result, "file-000.parquet is corrupt or truncated")
 
 
@@ -197,7 +197,7 @@ def test_failed_demonstrations_are_refused_reported_and_skipped(tmp_path):
     assert [e["success"] for e in LeRobotDataset.load(data).episodes] == [False, False]
 
     train = ["train", "--preset", "vla", "--data", data, "--steps", "2", "--batch-size", "4", "--threads", "1"]
-    assert_one_line_error(wam_cli(*train, "--out", tmp_path / "a"), "no successful episode", "--include-failed")
+    assert_one_line_error(wam_refused(*train, "--out", tmp_path / "a"), "no successful episode", "--include-failed")
     included = wam_cli(*train, "--out", tmp_path / "b", "--include-failed")
     assert included.returncode == 0, included.stderr
     config = json.loads((tmp_path / "b/train_config.json").read_text())

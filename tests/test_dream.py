@@ -14,7 +14,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from tests.conftest import assert_one_line_error, wam_cli
+from tests.conftest import assert_one_line_error, wam_cli, wam_refused
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment.dream import DreamEnv
 from wam.envs import get_suite
@@ -147,5 +147,5 @@ def test_wam_dream_end_to_end(vision_data, tmp_path):
     assert info["model"]["spec"]["coupling"] == "joint" and info["memory"]["peak_rss_mb"] > 50
     assert {"cpu", "device"} <= set(info["machine"]) and info["time_per_dream_step_ms"]["mean"] > 0
     assert (out / "dream.mp4").stat().st_size > 1000
-    assert_one_line_error(wam_cli("dream", "--run", run, "--task", TASK, "--out", out, "--steps", "3"),
+    assert_one_line_error(wam_refused("dream", "--run", run, "--task", TASK, "--out", out, "--steps", "3"),
                           "shorter than one dream step (8 control steps)")

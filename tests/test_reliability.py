@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.conftest import assert_one_line_error, wam_cli
+from tests.conftest import assert_one_line_error, wam_cli, wam_refused
 
 pytestmark = pytest.mark.reliability
 TRAIN = ("train", "--preset", "vla", "--steps", "120", "--batch-size", "4", "--log-every", "1", "--save-every", "10",
@@ -82,7 +82,7 @@ def test_unwritable_output_directory(vision_data, tmp_path):
         locked.mkdir()
         locked.chmod(0o500)
         try:
-            assert_one_line_error(wam_cli(*TRAIN, "--data", vision_data, "--out", locked / "run"), "cannot write")
+            assert_one_line_error(wam_refused(*TRAIN, "--data", vision_data, "--out", locked / "run"), "cannot write")
         finally:
             locked.chmod(0o700)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from tests.conftest import assert_one_line_error, wam_cli
+from tests.conftest import assert_one_line_error, wam_cli, wam_refused
 from wam.data.lerobot import LeRobotDataset
 from wam.deployment.dream import DreamEnv
 from wam.envs import SUITES, get_suite
@@ -132,7 +132,7 @@ def test_pusht_collection_is_a_checked_dataset_of_its_suite(pusht_data):
 
 def test_pusht_train_eval_and_dream_from_the_command_line(pusht_data, tmp_path):
     run = tmp_path / "run"
-    assert_one_line_error(wam_cli("train", "--suite", "metaworld", "--preset", "vla", "--data", pusht_data, "--out",
+    assert_one_line_error(wam_refused("train", "--suite", "metaworld", "--preset", "vla", "--data", pusht_data, "--out",
                                   run, "--steps", "4"), "holds pusht demonstrations, not metaworld")
     result = wam_cli("train", "--suite", "pusht", "--preset", "vla", "--data", pusht_data, "--out", run, "--steps", "4")
     assert result.returncode == 0, result.stderr
@@ -143,9 +143,9 @@ def test_pusht_train_eval_and_dream_from_the_command_line(pusht_data, tmp_path):
     info = json.loads((tmp_path / "eval/eval_info.json").read_text())
     assert info["per_task"]["pusht"]["n_episodes"] == 1 and info["per_episode"][0]["steps"] == 10
     assert info["budget"]["control_hz"] == 10.0
-    assert_one_line_error(wam_cli("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
+    assert_one_line_error(wam_refused("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "x"), "unknown pusht task 'drawer-open-v3'")
-    assert_one_line_error(wam_cli("eval", "--run", run, "--suite", "metaworld", "--tasks", "drawer-open-v3",
+    assert_one_line_error(wam_refused("eval", "--run", run, "--suite", "metaworld", "--tasks", "drawer-open-v3",
                                   "--episodes", "1",
                                   "--out", tmp_path / "x"), "trained on the pusht suite")
 

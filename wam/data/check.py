@@ -18,6 +18,7 @@ import tyro
 
 from wam.data.lerobot import (
     DTYPES,
+    STATS,
     DatasetError,
     LeRobotDataset,
     compute_stats,
@@ -30,7 +31,7 @@ from wam.data.lerobot import (
 from wam.io import atomic_write_json
 
 INFO_KEYS = ("codebase_version", "features", "fps", "total_frames", "total_episodes", "total_tasks")
-STATS_KEYS = ("min", "max", "mean", "std", "count")
+STATS_KEYS = (*STATS, "count")  # what the check recomputes and compares
 STATS_TOLERANCE = 1e-4
 
 

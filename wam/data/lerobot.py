@@ -48,6 +48,7 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 
 DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
 STATS = ("min", "max", "mean", "std")
+"""The per-feature statistics every dataset carries in ``meta/stats.json`` (normalization reads them)."""
 
 # The columns each metadata table must hold, with the Arrow type each must have; a reader checks them all.
 TASKS_COLUMNS = {"task_index": pa.types.is_integer, "task": pa.types.is_string}

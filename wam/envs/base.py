@@ -102,15 +102,24 @@ class Suite(ABC):
         """The task as a natural-language instruction for the model's context."""
         return task.replace("-", " ")
 
-    @abstractmethod
+    env_class: ClassVar[type]
+    """The environment class, built as ``env_class(task, track=, image_size=, max_episode_steps=, render_size=,
+    shift=)`` and following ``SuiteEnv``."""
+    expert_class: ClassVar[type]
+    """The scripted expert class, built as ``expert_class(env)`` and following ``Expert``."""
+
     def make_env(self, task: str, track: Track = "vision", image_size: int | None = None,
                  max_episode_steps: int | None = None, shift: str = "none",
                  render_size: int | None = None) -> SuiteEnv:
-        """An environment of ``task``; ``render_size`` renders frames larger than the observation (videos)."""
+        """An environment of ``task``, by default at the suite's image size and episode cap; ``render_size``
+        renders frames larger than the observation (videos)."""
+        return self.env_class(task, track=track, image_size=image_size or self.default_image_size,
+                              max_episode_steps=max_episode_steps or self.max_episode_steps, render_size=render_size,
+                              shift=shift)
 
-    @abstractmethod
     def expert(self, env: SuiteEnv) -> Expert:
         """The scripted expert bound to ``env`` (an environment this suite built)."""
+        return self.expert_class(env)
 
     @abstractmethod
     def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:

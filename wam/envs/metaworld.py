@@ -298,6 +298,8 @@ class MetaWorldSuite(Suite):
     state; actions are hand displacement and gripper effort in [-1, 1]; success as MetaWorld defines it per task."""
 
     name = "metaworld"
+    env_class = MetaWorldEnv
+    expert_class = ScriptedExpert
     control_hz = CONTROL_HZ
     max_episode_steps = MAX_EPISODE_STEPS
     default_image_size = 64
@@ -319,16 +321,6 @@ class MetaWorldSuite(Suite):
     def instruction(self, task: str) -> str:
         """The task's name without its version: ``drawer-open-v3`` -> ``drawer open``."""
         return " ".join(w for w in task.split("-") if not (w.startswith("v") and w[1:].isdigit()))
-
-    def make_env(self, task: str, track: Track = "vision", image_size: int | None = None,
-                 max_episode_steps: int | None = None, shift: str = "none",
-                 render_size: int | None = None) -> MetaWorldEnv:
-        return MetaWorldEnv(task, track=track, image_size=image_size or self.default_image_size,
-                            max_episode_steps=max_episode_steps or MAX_EPISODE_STEPS, render_size=render_size,
-                            shift=shift)
-
-    def expert(self, env: MetaWorldEnv) -> ScriptedExpert:
-        return ScriptedExpert(env)
 
     def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
         if track == "state":

@@ -3,7 +3,9 @@
 A circular pusher, driven by a PD controller toward the commanded position, pushes a T-shaped block into a fixed
 goal pose on a 512 x 512 plane (pymunk physics, 10 Hz control, 300-step cap). Vision track: the 96x96 top-down
 image and the 2-d pusher position, under LeRobot's keys (``observation.image``, ``observation.state``); state
-track: the environment's own 5-d state (pusher xy, block xy, block angle). The action is the pusher's target
+track: the T's eight corners (``observation.environment_state``, 16-d) and the pusher position, the keypoint
+observation of Diffusion Policy's low-dimensional PushT and of LeRobot's ``pusht_keypoints`` (the environment's
+5-d pose state wraps the block angle at 2 pi, so nearby poses can lie far apart in it). The action is the pusher's target
 position in pixels. Success is a coverage of the goal by the block above 0.95; the reward, whose per-episode
 maximum Diffusion Policy and LeRobot report beside success, is ``min(coverage / 0.95, 1)``.
 
@@ -13,7 +15,7 @@ No demonstrations are downloaded: ``PushTExpert`` is a scripted expert over the 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -25,6 +27,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on imp
 TASK = "pusht"
 IMAGE_KEY = "observation.image"
 STATE_KEY = "observation.state"
+KEYPOINTS_KEY = "observation.environment_state"
 CONTROL_HZ = 10.0
 MAX_EPISODE_STEPS = 300
 WORLD = 512.0  # side of the plane in pixels; actions and positions live in [0, WORLD]
@@ -46,15 +49,15 @@ class PushTEnv(gym.Env):
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
         self._render_size = render_size or image_size
-        self._env = GymPushT(obs_type="pixels_agent_pos" if track == "vision" else "state",
+        self._env = GymPushT(obs_type="pixels_agent_pos" if track == "vision" else "environment_state_agent_pos",
                              observation_width=image_size, observation_height=image_size,
                              visualization_width=self._render_size, visualization_height=self._render_size)
         spaces: dict[str, gym.Space] = {}
         if track == "vision":
             spaces[IMAGE_KEY] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-            spaces[STATE_KEY] = gym.spaces.Box(0, WORLD, (2,), np.float32)
-        else:
-            spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (5,), np.float32)
+        else:  # the T's corners may leave the plane while the block is pushed along a wall
+            spaces[KEYPOINTS_KEY] = gym.spaces.Box(-np.inf, np.inf, (16,), np.float32)
+        spaces[STATE_KEY] = gym.spaces.Box(0, WORLD, (2,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(0.0, WORLD, (2,), np.float32)
         self._steps = 0
@@ -83,9 +86,9 @@ class PushTEnv(gym.Env):
         return self._env.render()
 
     def _observation(self, raw: Any) -> dict[str, np.ndarray]:
-        if self.track == "state":
-            return {STATE_KEY: np.asarray(raw, dtype=np.float32)}
-        return {IMAGE_KEY: raw["pixels"], STATE_KEY: np.asarray(raw["agent_pos"], dtype=np.float32)}
+        seen = {IMAGE_KEY: raw["pixels"]} if self.track == "vision" else {
+            KEYPOINTS_KEY: np.asarray(raw["environment_state"], dtype=np.float32)}
+        return {**seen, STATE_KEY: np.asarray(raw["agent_pos"], dtype=np.float32)}
 
     def ground_truth(self) -> dict[str, np.ndarray]:
         """Pusher, block and goal positions on the plane (z = 0), and their pixels in the observation image
@@ -230,27 +233,43 @@ class PushTExpert:
 
     def select_action(self, observation: dict[str, Any] | None = None) -> np.ndarray:
         sim = self.env.simulator
+        block_position, to_world = np.array(sim.block.position), rotation(sim.block.angle)
+        push, gain = self._pushes(sim, to_world)
+        pusher = (np.array(sim.agent.position) - block_position) @ to_world  # in the block frame
+        clearance = float(distance_to_tee(pusher))
+        routes = self._routes(pusher, clearance, to_world, block_position)
+        contact_world = self.pusher_at_contact @ to_world.T + block_position
+        contact_on_table = np.all((contact_world > 0) & (contact_world < WORLD), axis=1)
+        score = np.where(contact_on_table & np.isfinite(routes.travel), gain / (routes.travel + push + SCORE_REGULARIZER),
+                         -np.inf)
+        best = int(score.argmax())
+        contact = self.pusher_at_contact[best]
+        route = np.array([pusher, *routes.waypoints_to(best, self.waypoints), contact,
+                          contact + min(push[best], LOOK) * self.inward[best]])
+        target = self._carrot(route, clearance, contact)
+        return np.clip(target @ to_world.T + block_position, 0, WORLD).astype(np.float32)
+
+    def _pushes(self, sim: Any, to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per contact, the best push length along its inward normal and the pose error that push removes."""
         block_angle, block_position = sim.block.angle, np.array(sim.block.position)
-        to_world = rotation(block_angle)
         gx, gy, goal_angle = sim.goal_pose
         error = np.concatenate([np.array([gx, gy]) + rotation(goal_angle) @ self.cog
                                 - (block_position + to_world @ self.cog),
                                 [PX_PER_RADIAN * ((goal_angle - block_angle + np.pi) % (2 * np.pi) - np.pi)]])
-        # Every contact's best push length and gain.
         twist = np.concatenate([self.velocity_per_px @ to_world.T, PX_PER_RADIAN * self.spin_per_px[:, None]], axis=1)
         along = twist @ error
         twist2 = (twist * twist).sum(1)
         push = np.maximum(along, 0) / twist2
         error2 = error @ error
         gain = np.sqrt(error2) - np.sqrt(np.maximum(error2 - np.maximum(along, 0) ** 2 / twist2, 0))
+        return push, gain
 
-        # Route lengths, in the block frame; waypoints and contacts off the table are not used.
-        pusher = (np.array(sim.agent.position) - block_position) @ to_world
-        clearance = float(distance_to_tee(pusher))
+    def _routes(self, pusher: np.ndarray, clearance: float, to_world: np.ndarray,
+                block_position: np.ndarray) -> Routes:
+        """The shortest collision-free route (block frame) from the pusher to every contact: straight, or over the
+        waypoints around the T's corners; waypoints and contacts off the table are not used."""
         on_table = np.all((self.waypoints @ to_world.T + block_position > 0)
                           & (self.waypoints @ to_world.T + block_position < WORLD), axis=1)
-        contact_world = self.pusher_at_contact @ to_world.T + block_position
-        contact_on_table = np.all((contact_world > 0) & (contact_world < WORLD), axis=1)
         between = np.where(on_table[:, None] & on_table[None, :], self.waypoint_edges, np.inf)
         next_hop = np.tile(np.arange(len(between)), (len(between), 1))
         np.fill_diagonal(between, 0.0)
@@ -265,33 +284,19 @@ class PushTExpert:
         via_first = to_waypoint[:, None] + between
         first = via_first.argmin(0)
         via_last = via_first.min(0)[:, None] + self.waypoint_to_contact
-        last = via_last.argmin(0)
         via = via_last.min(0)
-        direct_ok = segment_distance_to_tee(pusher, self.pusher_at_contact) >= min(PUSHER_RADIUS - 0.5,
-                                                                                   clearance - 0.5)
-        direct = np.where(direct_ok, np.linalg.norm(self.pusher_at_contact - pusher, axis=1), np.inf)
-        travel = np.minimum(direct, via)
-        score = np.where(contact_on_table & np.isfinite(travel), gain / (travel + push + SCORE_REGULARIZER), -np.inf)
-        best = int(score.argmax())
+        direct = segment_distance_to_tee(pusher, self.pusher_at_contact) >= min(PUSHER_RADIUS - 0.5, clearance - 0.5)
+        travel = np.minimum(np.where(direct, np.linalg.norm(self.pusher_at_contact - pusher, axis=1), np.inf), via)
+        return Routes(travel, direct, via, first, via_last.argmin(0), next_hop)
 
-        # The route to the chosen contact and on through the push; the carrot LOOK px ahead along it.
-        route = [pusher]
-        if not direct_ok[best] and np.isfinite(via[best]):
-            end = last[best]
-            hop = first[end]
-            route.append(self.waypoints[hop])
-            while hop != end:
-                hop = next_hop[hop, end]
-                route.append(self.waypoints[hop])
-        contact = self.pusher_at_contact[best]
-        route += [contact, contact + min(push[best], LOOK) * self.inward[best]]
-        route = np.array(route)
+    def _carrot(self, route: np.ndarray, clearance: float, contact: np.ndarray) -> np.ndarray:
+        """The point ``LOOK``-``LOOK_FAR`` px ahead along ``route`` (pusher, waypoints, contact, push end), pulled
+        back until the straight line to it clears the T."""
         legs = np.linalg.norm(np.diff(route, axis=0), axis=1)
         distance_along = np.concatenate([[0], np.cumsum(legs)])
         approach = distance_along[-2]
-        look = np.interp(clearance, [30.0, 80.0], [LOOK, LOOK_FAR])
-        target = route[-1]
-        for ahead in np.arange(min(look, distance_along[-1]), 0, -5.0):
+        pusher, target = route[0], route[-1]
+        for ahead in np.arange(min(np.interp(clearance, [30.0, 80.0], [LOOK, LOOK_FAR]), distance_along[-1]), 0, -5.0):
             k = min(np.searchsorted(distance_along, ahead) - 1, len(legs) - 1)
             point = route[k] + (route[k + 1] - route[k]) * (ahead - distance_along[k]) / max(legs[k], 1e-9)
             check = point if ahead <= approach else contact
@@ -299,7 +304,30 @@ class PushTExpert:
             target = point
             if segment_distance_to_tee(pusher, check)[0] >= needed:
                 break
-        return np.clip(target @ to_world.T + block_position, 0, WORLD).astype(np.float32)
+        return target
+
+
+class Routes(NamedTuple):
+    """Routes from the pusher to every contact (``PushTExpert._routes``)."""
+
+    travel: np.ndarray  # route length per contact, inf where none
+    direct: np.ndarray  # whether the straight line is clear
+    via: np.ndarray  # length over waypoints
+    first: np.ndarray  # per waypoint, the first waypoint of the best route to it
+    last: np.ndarray  # per contact, the last waypoint before it
+    next_hop: np.ndarray  # [i, j]: the waypoint after i on the shortest way to j
+
+    def waypoints_to(self, contact: int, waypoints: np.ndarray) -> list[np.ndarray]:
+        """The waypoints the route to ``contact`` passes (none when it goes straight)."""
+        if self.direct[contact] or not np.isfinite(self.via[contact]):
+            return []
+        end = self.last[contact]
+        hop = self.first[end]
+        out = [waypoints[hop]]
+        while hop != end:
+            hop = self.next_hop[hop, end]
+            out.append(waypoints[hop])
+        return out
 
 
 class PusherPropagator:
@@ -330,6 +358,8 @@ class PushTSuite(Suite):
     """PushT: one task, push the T into its goal pose."""
 
     name = "pusht"
+    env_class = PushTEnv
+    expert_class = PushTExpert
     control_hz = CONTROL_HZ
     max_episode_steps = MAX_EPISODE_STEPS
     default_image_size = 96
@@ -346,23 +376,15 @@ class PushTSuite(Suite):
     def instruction(self, task: str) -> str:
         return "push the t into the goal"
 
-    def make_env(self, task: str, track: Track = "vision", image_size: int | None = None,
-                 max_episode_steps: int | None = None, shift: str = "none",
-                 render_size: int | None = None) -> PushTEnv:
-        return PushTEnv(task, track=track, image_size=image_size or self.default_image_size,
-                        max_episode_steps=max_episode_steps or MAX_EPISODE_STEPS, render_size=render_size,
-                        shift=shift)
-
-    def expert(self, env: PushTEnv) -> PushTExpert:
-        return PushTExpert(env)
-
     def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
+        pusher = {"dtype": "float32", "shape": [2], "names": ["agent_x", "agent_y"]}
         if track == "state":
-            return {STATE_KEY: {"dtype": "float32", "shape": [5],
-                                "names": ["agent_x", "agent_y", "block_x", "block_y", "block_angle"]}}
+            return {KEYPOINTS_KEY: {"dtype": "float32", "shape": [16],
+                                    "names": [f"{axis}{k}" for k in range(8) for axis in "xy"]},
+                    STATE_KEY: pusher}
         return {IMAGE_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
                             "names": ["height", "width", "channels"]},
-                STATE_KEY: {"dtype": "float32", "shape": [2], "names": ["agent_x", "agent_y"]}}
+                STATE_KEY: pusher}
 
     def action_feature(self) -> dict[str, Any]:
         return {"dtype": "float32", "shape": [2], "names": ["target_x", "target_y"]}
