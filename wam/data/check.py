@@ -17,7 +17,11 @@ import pyarrow as pa
 import tyro
 
 from wam.data.lerobot import (
+    ALL_STATS,
     DTYPES,
+    INDEX_FEATURES,
+    PICTURES,
+    QUANTILES,
     STATS,
     DatasetError,
     LeRobotDataset,
@@ -31,8 +35,9 @@ from wam.data.lerobot import (
 from wam.io import atomic_write_json
 
 INFO_KEYS = ("codebase_version", "features", "fps", "total_frames", "total_episodes", "total_tasks")
-STATS_KEYS = (*STATS, "count")  # what the check recomputes and compares
+STATS_KEYS = (*STATS, "count")  # what the check recomputes and compares; quantiles are checked for sense
 STATS_TOLERANCE = 1e-4
+IMAGE_STATS_TOLERANCE = 0.02  # LeRobot's writer estimates image statistics from a sample of the frames
 
 
 @dataclass
@@ -61,8 +66,15 @@ def check_dataset(root: str | Path) -> list[str]:
     problems += _check_schema(info_path, features)
     features = {k: f for k, f in features.items() if not feature_problem(f)}
 
-    columns, data_problems = _read_columns(root, features)
+    stored = {k: f for k, f in features.items() if f["dtype"] != "video"}  # video frames live in mp4 files
+    columns, data_problems = _read_columns(root, stored)
     problems += data_problems
+    videos = {k: f for k, f in features.items() if f["dtype"] == "video"}
+    if videos and not data_problems:
+        try:
+            LeRobotDataset.read_frames(root, videos)
+        except DatasetError as e:
+            problems.append(str(e))
     n = len(columns["index"]) if "index" in columns else None
     if n is not None and n != info.get("total_frames"):
         problems.append(f"{info_path}: declares {info.get('total_frames')} frames, the data files hold {n}")
@@ -226,22 +238,40 @@ def _check_stats(root: Path, features: dict[str, Any]) -> list[str]:
         return [f"{path}: missing or not valid JSON ({e}); {fix}"]
     if not isinstance(stored, dict):
         return [f"{path}: not a JSON object; {fix}"]
-    fresh = compute_stats(root, features)
+    # The bookkeeping columns are never normalized, and LeRobot's tools leave their statistics stale.
+    fresh = compute_stats(root, {k: f for k, f in features.items() if k not in INDEX_FEATURES})
     problems = []
     for key, stats in fresh.items():
         have = stored.get(key)
-        if not isinstance(have, dict) or any(k not in have for k in STATS_KEYS):
-            problems.append(f"{path}: feature {key!r} lacks some of {list(STATS_KEYS)}; {fix}")
+        if not isinstance(have, dict) or any(k not in have for k in ALL_STATS):
+            problems.append(f"{path}: feature {key!r} lacks some of {list(ALL_STATS)}; {fix}")
             continue
-        for name in STATS_KEYS:
+        dtype = features[key]["dtype"]
+        tolerance = IMAGE_STATS_TOLERANCE if dtype in PICTURES else STATS_TOLERANCE
+        # Decoded video differs from the frames it was encoded from, whose min and max a writer may have kept.
+        for name in ("mean", "std", "count") if dtype == "video" else STATS_KEYS:
             try:
                 close = np.allclose(np.asarray(have[name], float), np.asarray(stats[name], float),
-                                    rtol=STATS_TOLERANCE, atol=STATS_TOLERANCE)
+                                    rtol=tolerance, atol=tolerance)
             except (ValueError, TypeError):
                 close = False
             if not close:
                 problems.append(f"{path}: {key!r} {name} does not match the frames; {fix}")
+        if not _quantiles_make_sense([have[q] for q in QUANTILES], stats, tolerance):
+            problems.append(f"{path}: {key!r} quantiles {list(QUANTILES)} are not finite, ordered values between "
+                            f"min and max of the feature's shape; {fix}")
     return problems
+
+
+def _quantiles_make_sense(stored: list[Any], fresh: dict[str, Any], tolerance: float) -> bool:
+    """Quantiles are estimated (LeRobot's writer bins the values), so they are checked for sense, not equality."""
+    low, high = np.asarray(fresh["min"], float), np.asarray(fresh["max"], float)
+    try:
+        q = np.stack([np.asarray(v, float) for v in stored])
+    except (ValueError, TypeError):
+        return False
+    return (q.shape[1:] == low.shape and bool(np.isfinite(q).all()) and bool((np.diff(q, axis=0) >= -tolerance).all())
+            and bool((q >= low - tolerance).all() and (q <= high + tolerance).all()))
 
 
 def run_data(cfg: DataConfig) -> list[str]:

@@ -3,10 +3,19 @@
 Layout (``ROOT`` is the ``--out`` directory)::
 
     meta/info.json                         features (dtype, shape, names), fps, counts, path templates
-    meta/stats.json                        min / max / mean / std / count per feature (images per channel, in [0, 1])
-    meta/tasks.parquet                     task string -> task_index
-    meta/episodes/chunk-000/file-000.parquet   one row per episode: length, index range, data file, seed, task
-    data/chunk-XXX/file-XXX.parquet        frames, episodes concatenated, images as PNG bytes ({bytes, path})
+    meta/stats.json                        min / max / mean / std / count / q01..q99 per feature (images per
+                                           channel, in [0, 1])
+    meta/tasks.parquet                     task_index, indexed by the task string (pandas index ``task``)
+    meta/episodes/chunk-000/file-000.parquet   one row per episode: length, index range, data and metadata file,
+                                           task, the episode's own statistics (``stats/<feature>/<stat>``), and ours:
+                                           seed and success
+    data/chunk-XXX/file-XXX.parquet        frames, episodes concatenated, images as PNG bytes ({bytes, path}), with
+                                           the ``huggingface`` schema metadata ``datasets`` reads
+
+Every feature is a scalar, a vector or an image, as LeRobot's tools require: the ground-truth keypoints
+(``groundtruth.*``, ``[K, 3]`` and ``[K, 2]`` per frame) are stored flat, named ``<keypoint>.<axis>``, and
+reshaped when loaded. LeRobot's tools may drop what is ours (the ``wam`` block of ``info.json``, the ``seed`` and
+``success`` columns); the reader copes without them.
 
 Writers first put every finished episode in ``staging/`` with an atomic rename; ``finalize`` then concatenates
 them in episode order into the data files, writes the metadata and writes ``meta/info.json`` last, so a dataset
@@ -27,11 +36,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wam.data.video import VideoDecodeError, VideoFileWriter, decode_video, video_info
 from wam.io import atomic_write_bytes, atomic_write_json
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
 DATA_FILE_MB = 100
+VIDEO_FILE_MB = 200  # LeRobot's default; LeRobot 0.6 refuses a dataset that declares 0, even one without video
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 STAGING = "staging"
@@ -46,15 +58,21 @@ INDEX_FEATURES: dict[str, dict[str, Any]] = {
 }
 
 
-DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8}
+DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_, "image": np.uint8, "video": np.uint8}
+PICTURES = ("image", "video")  # PNG bytes in the data files, or frames of an mp4 file beside them
 STATS = ("min", "max", "mean", "std")
-"""The per-feature statistics every dataset carries in ``meta/stats.json`` (normalization reads them)."""
+"""The per-feature statistics normalization reads; every dataset must carry them in ``meta/stats.json``."""
+QUANTILES = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+"""The quantiles LeRobot writes beside them (policies that normalize by quantiles read these)."""
+ALL_STATS = (*STATS, "count", *QUANTILES)
+GROUND_TRUTH_PREFIX = "groundtruth."  # flat features named <row>.<axis>, reshaped to [rows, axes] on load
 
 # The columns each metadata table must hold, with the Arrow type each must have; a reader checks them all.
-TASKS_COLUMNS = {"task_index": pa.types.is_integer, "task": pa.types.is_string}
+TASKS_COLUMNS = {"task_index": pa.types.is_integer}  # and the task string: a column or the pandas index
 EPISODES_COLUMNS = {"episode_index": pa.types.is_integer, "tasks": pa.types.is_list, "length": pa.types.is_integer,
-                    "dataset_from_index": pa.types.is_integer, "dataset_to_index": pa.types.is_integer,
-                    "seed": pa.types.is_integer, "success": pa.types.is_boolean}
+                    "dataset_from_index": pa.types.is_integer, "dataset_to_index": pa.types.is_integer}
+OUR_EPISODE_COLUMNS = {"seed": pa.types.is_integer, "success": pa.types.is_boolean}
+"""Written by ``wam collect``; optional on reading, since LeRobot's tools drop them and its writer has none."""
 
 
 class DatasetError(RuntimeError):
@@ -70,7 +88,7 @@ def feature_problem(feature: Any) -> str | None:
     shape = feature.get("shape")
     if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and 0 < d < 2**16 for d in shape):
         return f"has shape {shape!r}, not a list of positive sizes"
-    if feature["dtype"] == "image" and (len(shape) != 3 or shape[2] != 3):
+    if feature["dtype"] in PICTURES and (len(shape) != 3 or shape[2] != 3):
         return f"is an image of shape {shape}, not [H, W, 3]"
     return None
 
@@ -137,22 +155,30 @@ def read_staged_meta(path: Path) -> dict[str, Any] | None:
 
 
 def finalize(root: Path, features: dict[str, dict[str, Any]], fps: float, robot_type: str,
-             extra_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Assemble staged episodes into the v3 layout; ``info.json`` is written last and marks completion."""
+             extra_info: dict[str, Any] | None = None, video: bool = False) -> dict[str, Any]:
+    """Assemble staged episodes into the v3 layout, with the image features as mp4 video if ``video``;
+    ``info.json`` is written last and marks completion."""
     staged = sorted((root / STAGING).glob("episode-*.parquet"))
     if not staged:
         raise DatasetError(f"{root}: nothing to finalize (no staged episodes)")
+    if video:
+        features = {k: {**f, "dtype": "video", "info": video_info(fps, *f["shape"][:2])} if f["dtype"] == "image"
+                    else f for k, f in features.items()}
+    all_features = {**features, **INDEX_FEATURES}
+    videos = Videos(root, {k: f for k, f in features.items() if f["dtype"] == "video"}, fps)
     tasks: dict[str, int] = {}
     episode_rows: list[dict[str, Any]] = []
     data_tables: list[pa.Table] = []
     file_index, file_bytes, start = 0, 0, 0
     shutil.rmtree(root / "data", ignore_errors=True)
+    shutil.rmtree(root / "videos", ignore_errors=True)
 
     def flush() -> None:
         nonlocal data_tables, file_index, file_bytes
         if data_tables:
             path = root / DATA_PATH.format(chunk_index=file_index // CHUNKS_SIZE, file_index=file_index % CHUNKS_SIZE)
-            _atomic_write_table(path, pa.concat_tables(data_tables))
+            table = pa.concat_tables(data_tables)
+            _atomic_write_table(path, table.replace_schema_metadata(huggingface_metadata(all_features)))
             data_tables, file_index, file_bytes = [], file_index + 1, 0
 
     for episode_index, path in enumerate(staged):
@@ -166,49 +192,149 @@ def finalize(root: Path, features: dict[str, dict[str, Any]], fps: float, robot_
         table = table.append_column("episode_index", pa.array(np.full(n, episode_index, dtype=np.int64)))
         table = table.append_column("index", pa.array(np.arange(start, start + n, dtype=np.int64)))
         table = table.append_column("task_index", pa.array(np.full(n, task_index, dtype=np.int64)))
+        episode_stats = {f"stats/{key}/{name}": value for key, feature in all_features.items()
+                         for name, value in feature_stats(column_array(table.column(key), feature), feature).items()}
+        located = videos.add(table)
+        table = table.drop_columns(list(videos.features))
         if file_bytes and file_bytes + table.nbytes > DATA_FILE_MB * 2**20:
             flush()
         data_tables.append(table)
         file_bytes += table.nbytes
         episode_rows.append({"episode_index": episode_index, "tasks": [meta["task"]], "length": n,
                              "data/chunk_index": file_index // CHUNKS_SIZE, "data/file_index": file_index % CHUNKS_SIZE,
-                             "dataset_from_index": start, "dataset_to_index": start + n,
+                             "dataset_from_index": start, "dataset_to_index": start + n, **located, **episode_stats,
+                             "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
                              "seed": meta["seed"], "success": meta["success"]})
         start += n
     flush()
+    videos.close()
 
-    all_features = {**features, **INDEX_FEATURES}
     _atomic_write_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0), pa.Table.from_pylist(episode_rows))
-    _atomic_write_table(root / "meta/tasks.parquet",
-                        pa.table({"task_index": list(tasks.values()), "task": list(tasks)}))
-    atomic_write_json(root / "meta/stats.json", compute_stats(root, all_features))
+    _atomic_write_table(root / "meta/tasks.parquet", tasks_table(list(tasks)))
+    atomic_write_json(root / "meta/stats.json",
+                      compute_stats(root, all_features, info={"video_path": VIDEO_PATH, "fps": fps}))
     info = {
         "codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
         "total_episodes": len(episode_rows), "total_frames": start, "total_tasks": len(tasks),
-        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB, "video_files_size_in_mb": 0,
-        "fps": fps, "splits": {"train": f"0:{len(episode_rows)}"},
-        "data_path": DATA_PATH, "video_path": None, "features": all_features, **(extra_info or {}),
+        "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILE_MB, "video_files_size_in_mb": VIDEO_FILE_MB,
+        "fps": int(fps) if float(fps).is_integer() else fps, "splits": {"train": f"0:{len(episode_rows)}"},
+        "data_path": DATA_PATH, "video_path": VIDEO_PATH if videos.features else None, "features": all_features,
+        **(extra_info or {}),
     }
     atomic_write_json(root / "meta/info.json", info)
     shutil.rmtree(root / STAGING, ignore_errors=True)
     return info
 
 
-def compute_stats(root: Path, features: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-feature statistics over every frame; image statistics are per channel on the [0, 1] scale."""
-    data = LeRobotDataset.read_frames(root, features)
-    stats: dict[str, dict[str, Any]] = {}
-    for key, array in data.items():
-        if features[key]["dtype"] == "image":
-            x = array.reshape(-1, 3).astype(np.float64) / 255.0
-            axis_stats = [x.min(0), x.max(0), x.mean(0), x.std(0)]
-            axis_stats = [s.reshape(3, 1, 1) for s in axis_stats]
+class Videos:
+    """The mp4 files of the video features while ``finalize`` writes them: each episode's frames follow the last
+    one's in the current file of their feature, and a file that reaches ``VIDEO_FILE_MB`` is closed for the next."""
+
+    def __init__(self, root: Path, features: dict[str, dict[str, Any]], fps: float):
+        self.root, self.features, self.fps = root, features, fps
+        self.files = dict.fromkeys(features, 0)
+        self.writers: dict[str, VideoFileWriter] = {}
+
+    def add(self, table: pa.Table) -> dict[str, Any]:
+        """Encode the video features of one staged episode; its ``videos/<key>/...`` episode columns."""
+        located = {}
+        for key, feature in self.features.items():
+            writer = self.writers.get(key)
+            if writer is not None and writer.path.exists() and writer.path.stat().st_size > VIDEO_FILE_MB * 2**20:
+                writer.close()
+                writer, self.files[key] = None, self.files[key] + 1
+            if writer is None:
+                path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=self.files[key] // CHUNKS_SIZE,
+                                                     file_index=self.files[key] % CHUNKS_SIZE)
+                writer = self.writers[key] = VideoFileWriter(path, self.fps, *feature["shape"][:2])
+            start = writer.frames
+            writer.add(column_array(table.column(key), {**feature, "dtype": "image"}))
+            located.update({f"videos/{key}/chunk_index": self.files[key] // CHUNKS_SIZE,
+                            f"videos/{key}/file_index": self.files[key] % CHUNKS_SIZE,
+                            f"videos/{key}/from_timestamp": start / self.fps,
+                            f"videos/{key}/to_timestamp": writer.frames / self.fps})
+        return located
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def tasks_table(tasks: list[str]) -> pa.Table:
+    """``meta/tasks.parquet`` as LeRobot writes it: ``task_index`` per task, the task string as the pandas index
+    (LeRobot reads the text of task ``i`` as ``tasks.iloc[i].name``)."""
+    pandas = {"index_columns": ["task"],
+              "column_indexes": [{"name": None, "field_name": None, "pandas_type": "unicode", "numpy_type": "object",
+                                  "metadata": {"encoding": "UTF-8"}}],
+              "columns": [{"name": "task_index", "field_name": "task_index", "pandas_type": "int64",
+                           "numpy_type": "int64", "metadata": None},
+                          {"name": "task", "field_name": "task", "pandas_type": "unicode", "numpy_type": "object",
+                           "metadata": None}],
+              "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__},
+              "pandas_version": "2.3.3"}  # what LeRobot 0.6's writer records; pandas reads the index from it
+    table = pa.table({"task_index": pa.array(range(len(tasks)), pa.int64()), "task": pa.array(tasks, pa.string())})
+    return table.replace_schema_metadata({"pandas": json.dumps(pandas)})
+
+
+def huggingface_metadata(features: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The ``huggingface`` schema metadata of a data file: the ``datasets`` feature types, which LeRobot's
+    streaming dataset needs to decode images (without it, it yields the raw ``{bytes, path}``)."""
+    def value(dtype: str) -> dict[str, str]:
+        return {"dtype": dtype, "_type": "Value"}
+
+    types = {}
+    for key, feature in features.items():
+        if feature["dtype"] == "video":
+            continue  # not in the data files
+        if feature["dtype"] == "image":
+            types[key] = {"_type": "Image"}
+        elif feature["shape"] == [1]:
+            types[key] = value(feature["dtype"])
         else:
-            x = array.astype(np.float64).reshape(len(array), -1) if array.ndim > 1 else array.astype(np.float64)[:, None]
-            axis_stats = [s.reshape(features[key]["shape"]) for s in (x.min(0), x.max(0), x.mean(0), x.std(0))]
-        stats[key] = {name: s.tolist() for name, s in zip(("min", "max", "mean", "std"), axis_stats)}
-        stats[key]["count"] = [len(array)]
-    return stats
+            types[key] = {"feature": value(feature["dtype"]), "length": feature["shape"][0], "_type": "List"}
+    return {"huggingface": json.dumps({"info": {"features": types}})}
+
+
+def feature_stats(values: np.ndarray, feature: dict[str, Any]) -> dict[str, Any]:
+    """min, max, mean, std, count and the quantiles of one feature over frames ``values`` ``[N, ...]``, each of the
+    feature's shape; images per channel (``[3, 1, 1]``) on the [0, 1] scale, computed exactly from their uint8
+    histograms."""
+    if feature["dtype"] in PICTURES:
+        histograms = np.stack([np.bincount(values[..., c].ravel(), minlength=256) for c in range(values.shape[-1])])
+        out = {name: v.reshape(-1, 1, 1) for name, v in _histogram_stats(histograms).items()}
+    else:
+        x = values.astype(np.float64).reshape(len(values), -1)
+        out = {"min": x.min(0), "max": x.max(0), "mean": x.mean(0), "std": x.std(0),
+               **{name: np.quantile(x, q, axis=0) for name, q in QUANTILES.items()}}
+        out = {name: v.reshape(feature["shape"]) for name, v in out.items()}
+    return {**{name: out[name].tolist() for name in (*STATS, *QUANTILES)}, "count": [len(values)]}
+
+
+def _histogram_stats(histograms: np.ndarray) -> dict[str, np.ndarray]:
+    """Per row of ``histograms`` ``[C, 256]`` (counts of the uint8 values), the statistics of the values / 255;
+    quantiles interpolate between order statistics as ``np.quantile`` does."""
+    levels = np.arange(histograms.shape[1]) / 255.0
+    n = histograms.sum(1)
+    mean = histograms @ levels / n
+    out = {"min": np.array([levels[np.flatnonzero(h)[0]] for h in histograms]),
+           "max": np.array([levels[np.flatnonzero(h)[-1]] for h in histograms]),
+           "mean": mean, "std": np.sqrt((histograms * (levels[None] - mean[:, None]) ** 2).sum(1) / n)}
+    cumulative = histograms.cumsum(1)
+    for name, q in QUANTILES.items():
+        position = q * (n - 1)
+        low, high = np.floor(position), np.ceil(position)
+        order = [levels[[np.searchsorted(c, k, side="right") for k in (lo, hi)]]
+                 for c, lo, hi in zip(cumulative, low, high)]
+        out[name] = np.array([a + (p - lo) * (b - a) for (a, b), p, lo in zip(order, position, low)])
+    return out
+
+
+def compute_stats(root: Path, features: dict[str, dict[str, Any]],
+                  info: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Per-feature statistics over every frame (``feature_stats``) as stored, before any reshaping; ``info`` as
+    for ``LeRobotDataset.read_frames``."""
+    data = LeRobotDataset.read_frames(root, features, reshape=False, info=info)
+    return {key: feature_stats(array, features[key]) for key, array in data.items()}
 
 
 @dataclass
@@ -271,25 +397,28 @@ class LeRobotDataset:
         return cls(root, info, stats, frames, episodes, tasks)
 
     @staticmethod
-    def read_frames(root: Path, features: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
-        """Read every data file into one numpy array per feature (images decoded to uint8 ``[N, H, W, 3]``)."""
+    def read_frames(root: Path, features: dict[str, dict[str, Any]], reshape: bool = True,
+                    info: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Read every data file into one numpy array per feature (images decoded to uint8 ``[N, H, W, 3]``; flat
+        ground truth reshaped to ``[N, rows, axes]`` unless ``reshape`` is false). Video features need the
+        ``video_path`` and ``fps`` of ``info`` (default: ``meta/info.json``)."""
         files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
         if not files:
             raise DatasetError(f"{root}/data holds no parquet files; collect the dataset again with `wam collect`")
         tables = [read_table(f) for f in files]
-        out: dict[str, np.ndarray] = {}
+        videos = {k: f for k, f in features.items() if f["dtype"] == "video"}
+        if videos:
+            info = info or _read_json(root / "meta/info.json")
+        out: dict[str, np.ndarray] = read_videos(root, videos, tables, info) if videos else {}
         for key, feature in features.items():
-            missing = [str(f) for f, t in zip(files, tables) if key not in t.column_names]
+            missing = [str(f) for f, t in zip(files, tables) if key not in t.column_names and key not in videos]
             if missing:
                 raise DatasetError(f"feature {key!r} declared in meta/info.json is missing from {missing[0]}; "
                                    "the dataset is corrupt, collect it again")
-            column = pa.chunked_array([c for t in tables for c in t.column(key).chunks])
             try:
-                if feature["dtype"] == "image":
-                    out[key] = np.stack([decode_png(v["bytes"]) for v in column.to_pylist()])
-                else:
-                    array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
-                    out[key] = array.astype(DTYPES[feature["dtype"]])
+                if key not in videos:
+                    out[key] = column_array(pa.chunked_array([c for t in tables for c in t.column(key).chunks]),
+                                            feature)
             except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as e:
                 raise DatasetError(f"feature {key!r} cannot be read as {feature['dtype']} {feature['shape']} "
                                    f"({str(e).splitlines()[0][:120]}); the dataset is corrupt, run `wam data check "
@@ -302,30 +431,148 @@ class LeRobotDataset:
             if out[key].shape[1:] != expected:
                 raise DatasetError(f"feature {key!r} has shape {list(out[key].shape[1:])} in the data files but "
                                    f"{feature['shape']} in meta/info.json; the dataset is corrupt, collect it again")
+            if reshape:
+                out[key] = out[key].reshape(len(out[key]), *logical_shape(key, feature))
         return out
 
 
+def read_videos(root: Path, features: dict[str, dict[str, Any]], tables: list[pa.Table],
+                info: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The frames of the video features ``[N, H, W, 3]`` in data-file order: each frame is the one of its episode's
+    mp4 file (``info["video_path"]``) at the episode's ``from_timestamp`` plus the frame's ``timestamp``, to within
+    half a frame period."""
+    template, fps = info.get("video_path"), info.get("fps")
+    if not isinstance(template, str) or not isinstance(fps, (int, float)) or fps <= 0:
+        raise DatasetError(f"{root}/meta/info.json declares video features but no 'video_path' template or positive "
+                           "'fps'; the dataset is corrupt")
+    episodes = {e["episode_index"]: e for e in read_episodes(root)}
+    try:
+        episode_index = np.concatenate([t.column("episode_index").to_numpy() for t in tables])
+        timestamp = np.concatenate([t.column("timestamp").to_numpy() for t in tables]).astype(np.float64)
+    except (KeyError, pa.ArrowException) as e:
+        raise DatasetError(f"{root}/data lacks the episode_index or timestamp column ({e}); the dataset is "
+                           "corrupt") from None
+    out = {}
+    for key, feature in features.items():
+        frames = np.zeros((len(episode_index), *feature["shape"]), np.uint8)
+        decoded: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        columns = [f"videos/{key}/{name}" for name in ("chunk_index", "file_index", "from_timestamp")]
+        for episode in np.unique(episode_index):
+            row = episodes.get(int(episode), {})
+            if any(c not in row for c in columns):
+                raise DatasetError(f"{root}/meta/episodes: episode {episode} lacks {columns} for the video feature "
+                                   f"{key!r}; the dataset is corrupt")
+            chunk, file, start = (row[c] for c in columns)
+            path = root / template.format(video_key=key, chunk_index=chunk, file_index=file)
+            if (chunk, file) not in decoded:
+                try:
+                    decoded[chunk, file] = decode_video(path)
+                except VideoDecodeError as e:
+                    raise DatasetError(f"{e}; the dataset is corrupt, collect it again") from None
+            video, times = decoded[chunk, file]
+            rows = np.flatnonzero(episode_index == episode)
+            wanted = start + timestamp[rows]
+            nearest = np.clip(np.searchsorted(times, wanted), 1, len(times) - 1)
+            nearest = np.where(np.abs(times[nearest - 1] - wanted) <= np.abs(times[nearest] - wanted), nearest - 1,
+                               nearest)
+            off = np.abs(times[nearest] - wanted).max()
+            if off > 0.5 / fps or video.shape[1:] != tuple(feature["shape"]):
+                raise DatasetError(f"{path}: episode {episode} of {key!r} needs frames {wanted[0]:.3f}-{wanted[-1]:.3f} s "
+                                   f"of shape {feature['shape']}; the file has {len(times)} frames of shape "
+                                   f"{list(video.shape[1:])}, the nearest {off:.3f} s away; the dataset is corrupt")
+            frames[rows] = video[nearest]
+        out[key] = frames
+    return out
+
+
+def column_array(column: pa.ChunkedArray | pa.Array, feature: dict[str, Any]) -> np.ndarray:
+    """A data column as the feature's numpy array ``[N, *shape]`` (``[N]`` for scalars; images decoded; a video
+    feature's column exists only while staged, as PNG)."""
+    if feature["dtype"] in PICTURES:
+        return np.stack([decode_png(v["bytes"]) for v in column.to_pylist()])
+    array = np.asarray(column.to_pylist() if feature["shape"] != [1] else column.to_numpy())
+    return array.astype(DTYPES[feature["dtype"]])
+
+
+def logical_shape(key: str, feature: dict[str, Any]) -> tuple[int, ...]:
+    """The per-frame shape a feature is used with: a flat ground-truth vector named ``<row>.<axis>`` (rows outer)
+    is ``(rows, axes)``; everything else keeps its stored shape."""
+    shape, names = feature["shape"], feature.get("names")
+    if shape == [1]:
+        return ()
+    if not key.startswith(GROUND_TRUTH_PREFIX) or len(shape) != 1 or not isinstance(names, list):
+        return tuple(shape)
+    if not all(isinstance(n, str) and n.count(".") == 1 for n in names):
+        return tuple(shape)
+    rows = list(dict.fromkeys(n.split(".")[0] for n in names))
+    axes = list(dict.fromkeys(n.split(".")[1] for n in names))
+    if names != [f"{r}.{a}" for r in rows for a in axes]:
+        return tuple(shape)
+    return len(rows), len(axes)
+
+
 def dataset_suite(info: dict[str, Any], path: Path) -> str:
-    """The registered suite named by the ``meta/info.json`` at ``path`` (``DatasetError`` for one this installation
-    lacks); datasets from before suites were MetaWorld's."""
-    from wam.envs import DEFAULT_SUITE, SUITES
+    """The registered suite of the dataset whose ``meta/info.json`` is at ``path``: the one ``wam.suite`` names
+    (``DatasetError`` for one this installation lacks; a ``wam`` block without it is from before suites, so
+    MetaWorld), else, for a dataset another tool wrote or rewrote without our block, the one suite whose
+    observations (keys, shapes; images of any size) and action match the dataset's."""
+    from wam.envs import DEFAULT_SUITE, SUITES, get_suite
 
     wam = info.get("wam")
-    name = wam.get("suite", DEFAULT_SUITE) if isinstance(wam, dict) else DEFAULT_SUITE
-    if not isinstance(name, str) or name not in SUITES:
-        raise DatasetError(f"{path}: wam.suite {name!r} is not a registered suite ({', '.join(SUITES)})")
-    return name
+    if isinstance(wam, dict):
+        name = wam.get("suite", DEFAULT_SUITE)
+        if not isinstance(name, str) or name not in SUITES:
+            raise DatasetError(f"{path}: wam.suite {name!r} is not a registered suite ({', '.join(SUITES)})")
+        return name
+    features = info.get("features") if isinstance(info.get("features"), dict) else {}
+
+    def shapes(declared: dict[str, Any]) -> dict[str, Any]:
+        return {k: ("image", f["shape"][2:]) if f.get("dtype") in PICTURES else (f.get("dtype"), f["shape"])
+                for k, f in declared.items() if isinstance(f, dict) and isinstance(f.get("shape"), list)
+                and (k.startswith("observation.") or k == "action")}
+
+    have = shapes(features)
+    matches = [name for name in SUITES
+               if any(have == shapes({**get_suite(name).observation_features(track, 1),
+                                      "action": get_suite(name).action_feature()}) for track in ("vision", "state"))]
+    if len(matches) != 1:
+        raise DatasetError(f"{path} names no suite (no 'wam' block) and its observations match "
+                           f"{'none' if not matches else ' and '.join(matches)} of the registered suites "
+                           f"({', '.join(SUITES)}); add \"wam\": {{\"suite\": NAME}} to it")
+    return matches[0]
 
 
 def read_episodes(root: str | Path) -> list[dict[str, Any]]:
-    """The episode table (one dict per episode) without loading any frame."""
-    return _read_rows(Path(root) / EPISODES_PATH.format(chunk_index=0, file_index=0), EPISODES_COLUMNS)
+    """The episode table (one dict per episode, without the per-episode statistics) without loading any frame;
+    ``seed`` and ``success`` are there when the dataset still has them."""
+    files = sorted((Path(root) / "meta/episodes").glob("chunk-*/file-*.parquet"))
+    rows = []  # LeRobot's writer starts a new file for the episodes it appends
+    for path in files or [Path(root) / EPISODES_PATH.format(chunk_index=0, file_index=0)]:
+        table = read_table(path, EPISODES_COLUMNS)
+        ours = {k: v for k, v in OUR_EPISODE_COLUMNS.items() if k in table.column_names}
+        check_columns(path, table, ours)
+        keep = [c for c in table.column_names
+                if c in EPISODES_COLUMNS or c in ours or c.startswith(("data/", "videos/"))]
+        rows += _table_rows(path, table.select(keep))
+    return rows
 
 
 def read_tasks(root: str | Path) -> list[str]:
-    """The task strings of ``meta/tasks.parquet``, position = task index."""
+    """The task strings of ``meta/tasks.parquet``, position = task index. The text is the ``task`` column (as
+    LeRobot 0.6 writes it) or the pandas index column (LeRobot 0.4 writes ``__index_level_0__``)."""
     path = Path(root) / "meta/tasks.parquet"
-    rows = sorted((r["task_index"], r["task"]) for r in _read_rows(path, TASKS_COLUMNS))
+    table = read_table(path, TASKS_COLUMNS)
+    text = "task" if "task" in table.column_names else None
+    try:
+        pandas = json.loads((table.schema.metadata or {}).get(b"pandas", b"{}"))
+        index = [c for c in pandas.get("index_columns", []) if isinstance(c, str) and c in table.column_names]
+    except (ValueError, AttributeError, TypeError):
+        index = []
+    text = text or (index[0] if index else None)
+    if text is None:
+        raise DatasetError(f"{path} holds no task text (neither a 'task' column nor a pandas index); the file is "
+                           "corrupt, collect the dataset again")
+    rows = sorted((r["task_index"], r[text]) for r in _read_rows(path, {**TASKS_COLUMNS, text: pa.types.is_string}))
     if [i for i, _ in rows] != list(range(len(rows))):
         raise DatasetError(f"{path}: task indices {[i for i, _ in rows][:8]} are not 0..N-1; the file is corrupt, "
                            "collect the dataset again")
@@ -354,19 +601,28 @@ def read_table(path: Path, columns: dict[str, Any] | None = None) -> pa.Table:
         message = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise DatasetError(f"{path} is corrupt or truncated ({message}); delete the dataset and collect it again "
                            "with `wam collect`") from None
-    for name, is_type in (columns or {}).items():
+    check_columns(path, table, columns or {})
+    return table
+
+
+def check_columns(path: Path, table: pa.Table, columns: dict[str, Any]) -> None:
+    """Each of ``columns`` (name -> Arrow type test) is in ``table``, of its type and without nulls."""
+    for name, is_type in columns.items():
         if name not in table.column_names:
             raise DatasetError(f"{path} lacks the column {name!r}; the file is corrupt, collect the dataset again")
         column = table.column(name)
         if not is_type(column.type) or column.null_count:
             raise DatasetError(f"{path}: column {name!r} holds {column.type} with {column.null_count} nulls, not "
                                "the type it is written with; the file is corrupt, collect the dataset again")
-    return table
 
 
 def _read_rows(path: Path, columns: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of a metadata table (see ``_read_table``) as dicts; undecodable values raise ``DatasetError``."""
-    table = read_table(path, columns)
+    """The rows of a metadata table (see ``read_table``) as dicts."""
+    return _table_rows(path, read_table(path, columns))
+
+
+def _table_rows(path: Path, table: pa.Table) -> list[dict[str, Any]]:
+    """``table`` (read from ``path``) as dicts; undecodable values raise ``DatasetError``."""
     try:
         return table.to_pylist()
     except (ValueError, TypeError, OverflowError, pa.ArrowException) as e:  # e.g. text that is not UTF-8
@@ -381,7 +637,7 @@ def _read_stats(path: Path, features: dict[str, dict[str, Any]]) -> dict[str, di
     if not isinstance(stats, dict):
         raise DatasetError(f"{path} is not a JSON object; recompute it with `wam data stats {path.parent.parent}`")
     for key, feature in features.items():
-        shape = (feature["shape"][-1], 1, 1) if feature["dtype"] == "image" else tuple(feature["shape"])
+        shape = (feature["shape"][-1], 1, 1) if feature["dtype"] in PICTURES else tuple(feature["shape"])
         entry = stats.get(key)
         for stat in STATS:
             value = entry.get(stat) if isinstance(entry, dict) else None

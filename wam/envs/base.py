@@ -156,8 +156,11 @@ class Suite(ABC):
             "next.reward": {"dtype": "float32", "shape": [1], "names": None},
             "next.success": {"dtype": "bool", "shape": [1], "names": None},
             "next.done": {"dtype": "bool", "shape": [1], "names": None},
-            "groundtruth.keypoints_xyz": {"dtype": "float32", "shape": [len(names), 3], "names": [names, ["x", "y", "z"]]},
-            "groundtruth.keypoints_uv": {"dtype": "float32", "shape": [len(names), 2], "names": [names, ["u", "v"]]},
+            # Stored flat (LeRobot's tools take only scalars, vectors and images), reshaped to [K, 3] / [K, 2] on load.
+            "groundtruth.keypoints_xyz": {"dtype": "float32", "shape": [len(names) * 3],
+                                          "names": [f"{n}.{a}" for n in names for a in "xyz"]},
+            "groundtruth.keypoints_uv": {"dtype": "float32", "shape": [len(names) * 2],
+                                         "names": [f"{n}.{a}" for n in names for a in "uv"]},
         }
 
     def track_of(self, observation_shapes: dict[str, Any]) -> Track:

@@ -122,7 +122,7 @@ def run_offline(cfg: EvalConfig) -> dict[str, Any]:
                                   track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
     dataset = LeRobotDataset.load(data)
     check_compatible(model, dataset)
-    check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes}, f"the seeds of {data}",
+    check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes if "seed" in e}, f"the seeds of {data}",
                           "screen on held-out demonstrations (omit --data to collect them)")
     start = time.perf_counter()
     screens = offline_screens(model, dataset, seed=cfg.seed, inference=inference)

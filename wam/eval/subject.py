@@ -4,6 +4,7 @@ against its suite and tasks, and described in the reports."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,16 @@ def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None
 
 def check_seeds_disjoint(run: Path, seeds: set[int], what: str = "evaluation seeds",
                           fix: str = "pick another --seed") -> None:
+    """``ValueError`` when ``seeds`` include a seed of the run's training demonstrations. Evaluation seeds are
+    disjoint from collection seeds by construction; this catches a user's overlapping choice. It cannot check
+    data whose episodes lost their ``seed`` (LeRobot's tools drop it) and says so."""
     try:
         episodes = read_episodes(json.loads((run / "train_config.json").read_text())["data"])
     except (OSError, KeyError, ValueError, DatasetError):
         return  # the training data moved away; evaluation seeds are disjoint by construction anyway
-    overlap = seeds & {e["seed"] for e in episodes}
+    if any("seed" not in e for e in episodes):
+        print(f"note: the training data of {run} records no seed per episode, so {what} cannot be checked against "
+              "it", file=sys.stderr)
+    overlap = seeds & {e["seed"] for e in episodes if "seed" in e}
     if overlap:
         raise ValueError(f"{what} {sorted(overlap)[:5]} were used for the training demonstrations; {fix}")
