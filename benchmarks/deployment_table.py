@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from wam.eval.runner import task_success
+
 
 def adaptive(results: Path) -> None:
     rows = [("K=1 (every step)", "k1"), ("fixed K=4", "k4"), ("fixed K=8", "k8"),
@@ -19,7 +21,7 @@ def adaptive(results: Path) -> None:
                  if (model / f"{key}.json").exists()}
         if not infos:
             continue
-        tasks = list(next(iter(infos.values()))["per_task"])
+        tasks = list(task_success(next(iter(infos.values()))))
         print(f"\n{model.name}:\n")
         print("| deployment | " + " | ".join(f"{t}: success, calls/episode" for t in tasks)
               + " | latency/call p50 | model time/episode |")
@@ -32,7 +34,7 @@ def adaptive(results: Path) -> None:
             for t in tasks:
                 episodes = [e for e in info["per_episode"] if e["task"] == t]
                 calls = sum(e["model_calls"] for e in episodes) / len(episodes)
-                cells.append(f"{info['per_task'][t]['pc_success']:.0f} % ({len(episodes)}), {calls:.1f}")
+                cells.append(f"{task_success(info)[t]:.0f} % ({len(episodes)}), {calls:.1f}")
             budget = info["budget"]
             print(f"| {label} | " + " | ".join(cells) + f" | {budget['latency_per_call_ms']['p50']:.1f} ms | "
                   f"{budget['cost_model']['model_time_per_episode_s']:.2f} s |")

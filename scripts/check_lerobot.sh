@@ -12,7 +12,7 @@
 # virtualenv, 3-5 min each the first time.
 #   usage: bash scripts/check_lerobot.sh      (after `bash scripts/setup.sh`)
 #   knobs: VENVS=~/.cache/wam-lerobot EPISODES=6 OUT=outputs/check-lerobot LOG=results/interop/check_lerobot.log
-#          PYTHON311=python3.11 PYTHON312=python3.12
+#          PYTHON311, PYTHON312 (default: python3.X on PATH, else pyenv's)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,8 +20,12 @@ VENVS=${VENVS:-$HOME/.cache/wam-lerobot}
 EPISODES=${EPISODES:-6}
 OUT=${OUT:-outputs/check-lerobot}
 LOG=${LOG:-results/interop/check_lerobot.log}
-PYTHON311=${PYTHON311:-python3.11}
-PYTHON312=${PYTHON312:-python3.12}
+find_python() {  # X.Y: an interpreter of that version
+  if python"$1" --version >/dev/null 2>&1; then command -v python"$1"; return; fi
+  ls -d "$(pyenv root 2>/dev/null)"/versions/"$1".*/bin/python"$1" 2>/dev/null | tail -1
+}
+PYTHON311=${PYTHON311:-$(find_python 3.11)}
+PYTHON312=${PYTHON312:-$(find_python 3.12)}
 mkdir -p "$(dirname "$LOG")" "$OUT"
 exec > >(tee "$LOG") 2>&1
 failures=0
@@ -33,12 +37,15 @@ install_lerobot() {  # VERSION PYTHON DEPENDENCIES...
   shift 2
   [ -f "$venv/.installed" ] && return 0
   rm -rf "$venv"
-  "$python" -m venv "$venv" || return 1
-  "$venv/bin/pip" install --quiet torch==2.14.1 torchvision==0.29.1 \
-    && "$venv/bin/pip" install --quiet --no-deps "lerobot==$version" \
-    && "$venv/bin/pip" install --quiet "$@" \
-    && "$venv/bin/pip" install --quiet --no-deps torchcodec==0.14.0 \
-    && touch "$venv/.installed"
+  [ -n "$python" ] && "$python" -m venv "$venv" || { echo "no Python for LeRobot $version"; return 1; }
+  # Without our constraints file: it pins torch 2.13.0, LeRobot's virtualenv has its own torch.
+  local pip=(env -u PIP_CONSTRAINT "$venv/bin/pip" install --quiet)
+  "${pip[@]}" torch==2.14.1 torchvision==0.29.1 && "${pip[@]}" --no-deps "lerobot==$version" && "${pip[@]}" "$@" \
+    && "${pip[@]}" --no-deps torchcodec==0.14.0 && touch "$venv/.installed"
+}
+install_or_stop() {
+  record install_lerobot "$@"
+  [ -f "$VENVS/lerobot-$1/.installed" ] || { echo "cannot check LeRobot $1 without its virtualenv"; exit 1; }
 }
 
 step "FFmpeg shared libraries for torchcodec"
@@ -50,11 +57,11 @@ fi
 ldconfig -p | grep -m1 libavcodec
 
 step "LeRobot virtualenvs in $VENVS"
-record install_lerobot 0.4.4 "$PYTHON311" "numpy>=2.0,<2.3" "pandas>=2.2.2,<2.4" "datasets>=4.0.0,<5.0.0" \
+install_or_stop 0.4.4 "$PYTHON311" "numpy>=2.0,<2.3" "pandas>=2.2.2,<2.4" "datasets>=4.0.0,<5.0.0" \
   "huggingface-hub>=0.34.2,<0.36.0" "av>=15.0.0,<16.0.0" "jsonlines>=4.0.0,<5.0.0" "packaging>=24.2,<26.0" \
   "draccus==0.10.0" "einops>=0.8.0,<0.9.0" "deepdiff>=7.0.1,<9.0.0" "termcolor>=2.4.0,<4.0.0" \
   "imageio[ffmpeg]>=2.34.0,<3.0.0" "accelerate>=1.10.0,<2.0.0"
-record install_lerobot 0.6.1 "$PYTHON312" "numpy>=2.0.0,<2.3.0" "Pillow>=10.0.0,<13.0.0" "einops>=0.8.0,<0.9.0" \
+install_or_stop 0.6.1 "$PYTHON312" "numpy>=2.0.0,<2.3.0" "Pillow>=10.0.0,<13.0.0" "einops>=0.8.0,<0.9.0" \
   "draccus>=0.11.6,<0.12.0" "huggingface-hub>=1.6.0,<2.0.0" "requests>=2.32.0,<3.0.0" "safetensors>=0.4.3,<1.0.0" \
   "packaging>=24.2,<26.0" "termcolor>=2.4.0,<4.0.0" "tqdm>=4.66.0,<5.0.0" "gymnasium>=1.1.1,<2.0.0" \
   "datasets>=4.8.0,<5.0.0" "pandas>=2.0.0,<3.0.0" "pyarrow>=21.0.0,<30.0.0" "av>=15.0.0,<16.0.0" \

@@ -93,6 +93,15 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
     stamps = model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns
     assert main(args) == 0  # everything is cached: nothing is trained or evaluated again
     assert (model.stat().st_mtime_ns, evaluated.stat().st_mtime_ns) == stamps
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for row in board["rows"]:  # TensorBoard's own reader: training curves and the evaluation beside them
+        runs = root / "out" / row["preset"] / "run" / "tensorboard"
+        training, evaluation = EventAccumulator(str(runs)), EventAccumulator(str(runs / "eval"))
+        training.Reload(), evaluation.Reload()
+        assert [e.step for e in training.Scalars("train/loss")][-1] == 20
+        assert [(e.step, round(e.value, 6)) for e in evaluation.Scalars("eval/success")] == [(20, round(row["success"], 6))]
+        assert {f"eval/success/{t}" for t in row["per_task"]} <= set(evaluation.Tags()["scalars"])
 
 
 def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):

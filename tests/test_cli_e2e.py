@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.conftest import assert_one_line_error, wam_cli, wam_refused
+from wam.eval.runner import task_success
 
 COMMANDS = ["quickstart", "census", "collect", "train", "eval", "dream"]
 
@@ -54,8 +55,12 @@ def test_train_then_eval_closed_loop(preset, vision_data, tmp_path):
     assert budget["parameters"] > 100_000 and budget["peak_memory_mb"] > 50
     assert info["model"]["spec"]["deployment"] == "chunked"
     assert {"cpu", "cpu_cores", "torch", "device"} <= set(info["machine"])
-    assert "pc_success" in info["aggregated"] and set(info["per_task"]) == {"drawer-open-v3",
-                                                                           "button-press-topdown-v3"}
+    assert "pc_success" in info["aggregated"] and set(task_success(info)) == {"drawer-open-v3",
+                                                                             "button-press-topdown-v3"}
+    assert [(t["task_group"], t["task_id"]) for t in info["per_task"]] == [("drawer-open-v3", 0),
+                                                                           ("button-press-topdown-v3", 0)]
+    assert info["overall"]["n_episodes"] == 4 and set(info["per_group"]) == {"drawer-open-v3", "button-press-topdown-v3"}
+    assert info["overall"]["pc_success"] == info["aggregated"]["pc_success"]
     assert len(info["video_paths"]) == 2 and all((out / "videos").glob("*.mp4"))
     assert info["model"]["deployment"] == {"regime": "chunked", "n_action_steps": 8, "ensemble": None,
                                            "decode": False}

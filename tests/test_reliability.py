@@ -46,6 +46,17 @@ def reference_run(vision_data, tmp_path_factory):
     return out
 
 
+def board(run, tag: str | None = None):
+    """The run's TensorBoard events read back by TensorBoard's own reader: the tags, or ``tag``'s (step, value)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    if tag is None:
+        return events.Tags()["scalars"]
+    return [(e.step, round(e.value, 6)) for e in events.Scalars(tag)]
+
+
 def test_training_killed_then_resumed_matches_an_uninterrupted_run(vision_data, reference_run, tmp_path):
     out = tmp_path / "killed"
     kill_when([*TRAIN, "--data", vision_data, "--out", out], lambda: (out / "checkpoints/step-000030").exists())
@@ -53,6 +64,8 @@ def test_training_killed_then_resumed_matches_an_uninterrupted_run(vision_data, 
     result = wam_cli(*TRAIN, "--data", vision_data, "--out", out, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
     assert losses(out) == losses(reference_run)
+    assert board(out, "train/loss") == board(reference_run, "train/loss"), "TensorBoard sees each step once"
+    assert {"train/lr", "train/grad_norm", "train/samples_per_s", "loss/action"} <= set(board(out))
     a, b = (load_file(str(run / "model/model.safetensors")) for run in (reference_run, out))
     assert all(a[k].equal(b[k]) for k in a)
 

@@ -141,7 +141,8 @@ def test_pusht_train_eval_and_dream_from_the_command_line(pusht_data, tmp_path):
                      "--out", tmp_path / "eval")
     assert result.returncode == 0, result.stderr
     info = json.loads((tmp_path / "eval/eval_info.json").read_text())
-    assert info["per_task"]["pusht"]["n_episodes"] == 1 and info["per_episode"][0]["steps"] == 10
+    assert info["per_task"][0]["task"] == "pusht" and info["per_task"][0]["metrics"]["n_episodes"] == 1
+    assert info["per_episode"][0]["steps"] == 10
     assert info["budget"]["control_hz"] == 10.0
     assert_one_line_error(wam_refused("eval", "--run", run, "--tasks", "drawer-open-v3", "--episodes", "1",
                                   "--out", tmp_path / "x"), "unknown pusht task 'drawer-open-v3'")

@@ -41,7 +41,15 @@ def get_suite(name: str) -> Suite:
 def resolve_tasks(spec: str, suite: str = DEFAULT_SUITE) -> tuple[Suite, list[str]]:
     """The suite and task names that ``spec`` (comma-separated ``task``, ``suite/task`` or ``suite/group``) names;
     ``ValueError`` for an unknown task or group, or for tasks of more than one suite."""
-    names: list[str] = []
+    chosen, grouped = resolve_task_groups(spec, suite)
+    return chosen, [task for _, _, task in grouped]
+
+
+def resolve_task_groups(spec: str, suite: str = DEFAULT_SUITE) -> tuple[Suite, list[tuple[str, int, str]]]:
+    """As ``resolve_tasks``, each task with the group that named it and its place there, as LeRobot's evaluation
+    reports them (``task_group``, ``task_id``): a group's name and index, or for a task named alone the task and 0.
+    A task named twice keeps its first place."""
+    grouped: list[tuple[str, int, str]] = []
     suites: set[str] = set()
     for item in (part.strip() for part in spec.split(",")):
         if not item:
@@ -54,9 +62,12 @@ def resolve_tasks(spec: str, suite: str = DEFAULT_SUITE) -> tuple[Suite, list[st
         if group is None and name in SUITES and name != owner and name not in found.tasks():
             raise ValueError(f"{name!r} is a suite, not a {owner} task; pass --suite {name} (or name its tasks as "
                              f"{name}/TASK)")
-        names += group if group is not None else found.check_tasks([name])
+        grouped += [(name, i, task) for i, task in enumerate(group)] if group is not None else \
+            [(name, 0, task) for task in found.check_tasks([name])]
     if len(suites) > 1:
         raise ValueError(f"--tasks {spec!r} names tasks of several suites ({', '.join(sorted(suites))}); a dataset or "
                          "an evaluation holds one suite")
     chosen = get_suite(suites.pop() if suites else suite)
-    return chosen, chosen.check_tasks(list(dict.fromkeys(names)))
+    first = {task: (group, i, task) for group, i, task in reversed(grouped)}
+    chosen.check_tasks(list(first))
+    return chosen, [first[task] for task in dict.fromkeys(t for _, _, t in grouped)]

@@ -301,6 +301,17 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
     }
 
 
+def board_evaluation(path: Path, step: int, row: dict[str, Any]) -> None:
+    """A preset's closed-loop success, overall and per task, as TensorBoard scalars at its last training step,
+    beside its training curves (``tensorboard --logdir BENCH_OUT``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(path, purge_step=step) as board:  # a re-run replaces, not repeats, the figures
+        board.add_scalar("eval/success", row["success"], step)
+        for task, success in row["per_task"].items():
+            board.add_scalar(f"eval/success/{task}", success, step)
+
+
 def future_at_deployment(model: dict[str, Any]) -> str:
     """What a deployed model does with its future (from ``eval_info.json``'s model block): "none" (no future),
     "skipped" (a training objective only), "generated" before or with the action, or "planned" (rolled out per
@@ -409,6 +420,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     for preset, summary, evals, offline, properties, sweep in pending:
         rows.append({**leaderboard_row(preset, summary, evals, offline, properties, time_preset(cfg, preset)),
                      "sweep": None if sweep is None else sweep["points"]})
+        board_evaluation(cfg.out / preset / "run" / "tensorboard" / "eval", summary["steps"], rows[-1])
         curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
     board = {
         "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",

@@ -17,8 +17,8 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     table.add_column("task")
     table.add_column("success", justify="right")
     table.add_column("episodes", justify="right")
-    for task, row in info["per_task"].items():
-        table.add_row(task, f"{row['pc_success']:.0f}%", str(row["n_episodes"]))
+    for entry in info["per_task"]:
+        table.add_row(entry["task"], f"{entry['metrics']['pc_success']:.0f}%", str(entry["metrics"]["n_episodes"]))
     table.add_row("[bold]all[/bold]", f"[bold]{info['aggregated']['pc_success']:.1f}%[/bold]",
                   str(len(info["per_episode"])))
     console.print(table)

@@ -1,6 +1,8 @@
 """``wam eval``, closed loop: seeded episodes in the model's suite, reported as accuracy at budget.
 
-``eval_info.json`` is a superset of LeRobot's: ``per_episode`` and ``aggregated`` as there, plus ``per_task``,
+``eval_info.json`` is a superset of LeRobot's: ``per_task`` (a list of ``{task_group, task_id, metrics}``),
+``per_group`` and ``overall`` as LeRobot's multi-task evaluation writes them (0.4.4 and 0.6.1), ``per_episode``
+and ``aggregated`` as its single-task ``eval_policy`` does, plus the task name in each ``per_task`` entry,
 ``budget`` (latency per call and per action, effective control rate, feasibility at the control rate, peak
 memory), ``model`` (4-tuple, parameters) and ``machine``. Evaluation seeds start at ``EVAL_SEED_BASE`` and are
 checked against the demonstration seeds of the training dataset when it is at hand.
@@ -19,7 +21,7 @@ from tqdm import tqdm
 
 from wam.data.collect import EVAL_SEED_BASE
 from wam.deployment import Policy, make_policy
-from wam.envs import Suite, SuiteEnv, get_suite, resolve_tasks
+from wam.envs import Suite, SuiteEnv, get_suite, resolve_task_groups, resolve_tasks
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.eval.config import EvalConfig
 from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
@@ -68,6 +70,28 @@ def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceC
     return records, runner.policy
 
 
+def _mean_pc(successes: list[bool]) -> float:
+    return 100.0 * float(np.mean(successes)) if successes else float("nan")
+
+
+def _aggregate(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """LeRobot's aggregate of task metrics: mean rewards, success in percent, episode count, videos."""
+    def joined(key: str) -> list[Any]:
+        return [x for p in parts for x in p[key]]
+
+    return {"avg_sum_reward": float(np.mean(joined("sum_rewards"))), "avg_max_reward": float(np.mean(joined("max_rewards"))),
+            "pc_success": _mean_pc(joined("successes")), "n_episodes": len(joined("successes")),
+            "video_paths": joined("video_paths"), "predicted_video_paths": joined("predicted_video_paths")}
+
+
+def task_success(info: dict[str, Any]) -> dict[str, float]:
+    """Success in percent per task of an ``eval_info.json``, of this format or the one before it (``per_task``
+    as a ``{task: {pc_success, n_episodes}}`` mapping, as the committed results of earlier runs hold it)."""
+    if isinstance(info["per_task"], dict):
+        return {task: row["pc_success"] for task, row in info["per_task"].items()}
+    return {entry["task"]: entry["metrics"]["pc_success"] for entry in info["per_task"]}
+
+
 def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: Suite, tasks: list[str],
               records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way)."""
@@ -83,13 +107,23 @@ def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: S
             videos.append(str(path))
         per_episode.append({"episode_ix": i, **record})
     actions_executed = sum(e["steps"] for e in per_episode)
-    per_task = {t: {"pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode if e["task"] == t])),
-                    "n_episodes": cfg.episodes} for t in tasks}
+    _, grouped = resolve_task_groups(cfg.tasks, suite.name)
+    per_task, groups = [], {}
+    for group, task_id, task in grouped:
+        episodes = [e for e in per_episode if e["task"] == task]
+        paths = [v for v in videos if Path(v).name.startswith(f"{task}_ep")]
+        metrics = {"sum_rewards": [e["sum_reward"] for e in episodes], "max_rewards": [e["max_reward"] for e in episodes],
+                   "successes": [e["success"] for e in episodes], "video_paths": paths, "predicted_video_paths": [],
+                   "pc_success": _mean_pc([e["success"] for e in episodes]), "n_episodes": len(episodes)}
+        per_task.append({"task_group": group, "task_id": task_id, "task": task, "metrics": metrics})
+        groups.setdefault(group, []).append(metrics)
     return {
-        "per_episode": per_episode,
         "per_task": per_task,
+        "per_group": {group: _aggregate(parts) for group, parts in groups.items()},
+        "overall": {**_aggregate([t["metrics"] for t in per_task]), "eval_s": wall, "eval_ep_s": wall / len(per_episode)},
+        "per_episode": per_episode,
         "aggregated": {
-            "pc_success": 100.0 * float(np.mean([e["success"] for e in per_episode])),
+            "pc_success": _mean_pc([e["success"] for e in per_episode]),
             "avg_sum_reward": float(np.mean([e["sum_reward"] for e in per_episode])),
             "avg_max_reward": float(np.mean([e["max_reward"] for e in per_episode])),
             "avg_steps": float(np.mean([e["steps"] for e in per_episode])),

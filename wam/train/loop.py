@@ -1,9 +1,11 @@
 """``wam train``: fit a preset on a dataset, with AdamW, a cosine schedule and an EMA of the weights.
 
 The run directory holds ``train_config.json`` (the resolved configuration), ``train_log.jsonl`` (one line per
-logged step) and ``model/`` (``config.json`` + ``model.safetensors`` of the EMA weights, which act better than the
-raw ones for diffusion policies); with ``--save-every N`` also ``checkpoints/step-N/`` (see
-``wam.train.checkpoint``), which ``wam eval --run RUN/checkpoints/step-N`` accepts and ``--resume`` continues from.
+logged step: loss and its parts, learning rate, gradient norm, samples per second), ``tensorboard/`` (the same
+figures as TensorBoard events: ``tensorboard --logdir RUNS``) and ``model/`` (``config.json`` +
+``model.safetensors`` of the EMA weights, which act better than the raw ones for diffusion policies); with
+``--save-every N`` also ``checkpoints/step-N/`` (see ``wam.train.checkpoint``), which ``wam eval --run
+RUN/checkpoints/step-N`` accepts and ``--resume`` continues from.
 """
 
 from __future__ import annotations
@@ -346,6 +348,11 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
                                            optimization.ema)
     smooth = running
     log_file = open_log(out / "train_log.jsonl", first_step) if ranks.is_main else None
+    from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only when training
+
+    # TensorBoard: the same figures; a resumed run first drops the events a killed one logged past its checkpoint.
+    board = SummaryWriter(out / "tensorboard", purge_step=first_step) if ranks.is_main else None
+    last_log = (first_step - 1, time.perf_counter())
     model.train()
     step_model = distributed.wrap(model, ranks)
     name = cfg.census or cfg.preset or model.config.spec.substrate
@@ -369,11 +376,18 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
         if step % cfg.log_every == 0 or step == cfg.steps:
             value, smooth = (distributed.mean_over_ranks(v, ranks) for v in (loss.item(), running))
             bar.set_postfix(loss=f"{smooth:.4f}")
+            now = time.perf_counter()
+            figures = {"loss": value, "loss_smooth": smooth, **info, "lr": schedule.get_last_lr()[0],
+                       "grad_norm": float(grad_norm),
+                       "samples_per_s": (step - last_log[0]) * cfg.batch_size / max(now - last_log[1], 1e-9)}
+            last_log = (step, now)
             if log_file:
-                log_file.write(json.dumps({"step": step, "loss": value, "loss_smooth": smooth, **info,
-                                           "lr": schedule.get_last_lr()[0],
-                                           "time_s": time.perf_counter() - start}) + "\n")
+                log_file.write(json.dumps({"step": step, **figures, "time_s": now - start}) + "\n")
                 log_file.flush()
+            if board:
+                for key, number in figures.items():
+                    board.add_scalar(key if "/" in key else f"train/{key}", number, step)
+                board.flush()
         if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps and ranks.is_main:
             save_checkpoint(out, step, model, optimizer, schedule, ema,
                             {"loss_smooth": running, "train_time_s": time.perf_counter() - start})
@@ -381,6 +395,8 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
                 prune_checkpoints(out, cfg.keep_checkpoints)
     if log_file:
         log_file.close()
+    if board:
+        board.close()
     return smooth
 
 
