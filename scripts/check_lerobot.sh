@@ -43,9 +43,13 @@ install_lerobot() {  # VERSION PYTHON DEPENDENCIES...
   "${pip[@]}" torch==2.14.1 torchvision==0.29.1 && "${pip[@]}" --no-deps "lerobot==$version" && "${pip[@]}" "$@" \
     && "${pip[@]}" --no-deps torchcodec==0.14.0 && touch "$venv/.installed"
 }
-install_or_stop() {
-  record install_lerobot "$@"
-  [ -f "$VENVS/lerobot-$1/.installed" ] || { echo "cannot check LeRobot $1 without its virtualenv"; exit 1; }
+lerobot_python() { local version=$1; shift; "$VENVS/lerobot-$version/bin/python" "$@"; }
+install_or_stop() {  # VERSION PYTHON DEPENDENCIES...
+  if install_lerobot "$@" >"$OUT/install-$1.log" 2>&1; then
+    echo "ok    LeRobot $1: $("$VENVS/lerobot-$1/bin/pip" freeze | grep -E '^(lerobot|torch|torchvision|torchcodec|datasets|numpy|pandas|pyarrow|av)==' | tr '\n' ' ')"
+  else
+    echo "FAIL  LeRobot $1 did not install ($OUT/install-$1.log):"; tail -5 "$OUT/install-$1.log"; exit 1
+  fi
 }
 
 step "FFmpeg shared libraries for torchcodec"
@@ -54,9 +58,9 @@ if ! ldconfig -p | grep -q libavcodec; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     libavcodec59 libavformat59 libavutil57 libswscale6 libswresample4 libavdevice59 libavfilter8 >/dev/null
 fi
-ldconfig -p | grep -m1 libavcodec
+ldconfig -p | grep -q libavcodec && echo "FFmpeg shared libraries: present"
 
-step "LeRobot virtualenvs in $VENVS"
+step "LeRobot virtualenvs (VENVS)"
 install_or_stop 0.4.4 "$PYTHON311" "numpy>=2.0,<2.3" "pandas>=2.2.2,<2.4" "datasets>=4.0.0,<5.0.0" \
   "huggingface-hub>=0.34.2,<0.36.0" "av>=15.0.0,<16.0.0" "jsonlines>=4.0.0,<5.0.0" "packaging>=24.2,<26.0" \
   "draccus==0.10.0" "einops>=0.8.0,<0.9.0" "deepdiff>=7.0.1,<9.0.0" "termcolor>=2.4.0,<4.0.0" \
@@ -72,10 +76,9 @@ record wam collect --suite pusht --tasks pusht --episodes "$EPISODES" --out "$OU
 record wam collect --suite pusht --tasks pusht --episodes "$EPISODES" --out "$OUT/ours-video" --workers 2 --video
 
 for version in 0.4.4 0.6.1; do
-  python_bin=$VENVS/lerobot-$version/bin/python
   for kind in image video; do
     step "LeRobot $version reads and edits wam's $kind dataset, and writes its episodes again"
-    record "$python_bin" scripts/lerobot_side.py --ours "$OUT/ours-$kind" --work "$OUT/lerobot-$version-$kind" \
+    record lerobot_python "$version" scripts/lerobot_side.py --ours "$OUT/ours-$kind" --work "$OUT/lerobot-$version-$kind" \
       2> >(grep -v "%|" >&2)
   done
   work=$OUT/lerobot-$version-image

@@ -16,12 +16,14 @@ def _commands() -> dict[str, type]:
     from wam.eval.bench import BenchConfig
     from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig
+    from wam.eval.play import PlayConfig
     from wam.presets.census import CensusConfig
     from wam.quickstart import QuickstartConfig
     from wam.train.loop import TrainConfig
 
     return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
-            "data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "bench": BenchConfig}
+            "data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "play": PlayConfig,
+            "bench": BenchConfig}
 
 
 def run(cfg: Any) -> Any:
@@ -32,6 +34,7 @@ def run(cfg: Any) -> Any:
     from wam.eval.bench import BenchConfig, run_bench
     from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig, print_dream, run_dream
+    from wam.eval.play import PlayConfig, run_play
     from wam.presets.census import CensusConfig, run_census
     from wam.quickstart import QuickstartConfig, run_quickstart
     from wam.train.loop import TrainConfig, train
@@ -74,6 +77,8 @@ def run(cfg: Any) -> Any:
         print_dream(info)
         print(f"wrote {cfg.out}/dream.mp4 and {cfg.out}/dream_info.json")
         return info
+    if isinstance(cfg, PlayConfig):
+        return run_play(cfg)
     raise TypeError(f"no job for {type(cfg).__name__}")
 
 

@@ -138,6 +138,11 @@ class Suite(ABC):
         actions alone do not dream."""
         raise ValueError(f"the {self.name} suite has no kinematic model of its proprioception, so it cannot dream")
 
+    def teleop_action(self, state: np.ndarray, command: np.ndarray) -> np.ndarray:
+        """The action a person's command means for this robot (``wam play``): ``command`` is ``[x, y, z, grip]``
+        in [-1, 1] (arrow keys, W/S, space) and ``state`` the proprioception it starts from."""
+        raise ValueError(f"the {self.name} suite has no keyboard mapping, so its dream cannot be driven by hand")
+
     def executable(self, states: np.ndarray, chunks: np.ndarray) -> np.ndarray:
         """Per chunk step, whether the robot can execute it as commanded from proprioception ``states`` ``[B, S]``:
         by default, every action inside the action bounds. ``chunks`` is ``[B, H, action_dim]``."""

@@ -338,6 +338,10 @@ class MetaWorldSuite(Suite):
     def state_propagator(self, env: MetaWorldEnv) -> StatePropagator:
         return MocapPropagator(env)
 
+    def teleop_action(self, state: np.ndarray, command: np.ndarray) -> np.ndarray:
+        """The hand displacement and gripper effort, as given (MetaWorld's actions are already relative)."""
+        return np.clip(command, -1.0, 1.0).astype(np.float32)
+
     def executable(self, states: np.ndarray, chunks: np.ndarray) -> np.ndarray:
         """Every action in [-1, 1], and the hand, integrated kinematically from its current position, inside
         MetaWorld's mocap workspace."""

@@ -32,6 +32,7 @@ CONTROL_HZ = 10.0
 MAX_EPISODE_STEPS = 300
 WORLD = 512.0  # side of the plane in pixels; actions and positions live in [0, WORLD]
 SHIFTS = {"none": "the training distribution"}
+TELEOP_PX = 30.0  # how far ahead of the pusher one key press puts its target (``wam play``)
 
 
 class PushTEnv(gym.Env):
@@ -391,6 +392,11 @@ class PushTSuite(Suite):
 
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(2, np.float32), np.full(2, WORLD, np.float32)
+
+    def teleop_action(self, state: np.ndarray, command: np.ndarray) -> np.ndarray:
+        """A target ``TELEOP_PX`` px from the pusher along the command's x and y (y down, as drawn); z and grip do
+        nothing."""
+        return np.clip(state[:2] + TELEOP_PX * np.asarray(command[:2]), 0.0, WORLD).astype(np.float32)
 
     def state_propagator(self, env: PushTEnv) -> StatePropagator:
         return PusherPropagator(env)
