@@ -27,7 +27,8 @@ find_python() {  # X.Y: an interpreter of that version
 PYTHON311=${PYTHON311:-$(find_python 3.11)}
 PYTHON312=${PYTHON312:-$(find_python 3.12)}
 mkdir -p "$(dirname "$LOG")" "$OUT"
-exec > >(tee "$LOG") 2>&1
+# The log names no machine: paths relative to the checkout, the virtualenvs as VENVS, the home as ~.
+exec > >(sed -u -e "s#$PWD/##g" -e "s#$VENVS#VENVS#g" -e "s#$HOME#~#g" | tee "$LOG") 2>&1
 failures=0
 step() { echo; echo "== $*"; }
 record() { if "$@"; then echo "ok    $*"; else echo "FAIL  $*"; failures=$((failures + 1)); fi; }
@@ -43,7 +44,9 @@ install_lerobot() {  # VERSION PYTHON DEPENDENCIES...
   "${pip[@]}" torch==2.14.1 torchvision==0.29.1 && "${pip[@]}" --no-deps "lerobot==$version" && "${pip[@]}" "$@" \
     && "${pip[@]}" --no-deps torchcodec==0.14.0 && touch "$venv/.installed"
 }
-lerobot_python() { local version=$1; shift; "$VENVS/lerobot-$version/bin/python" "$@"; }
+lerobot_python() {  # VERSION ARGS...: LeRobot's Python, its AV1 encoder quiet
+  local version=$1; shift; SVT_LOG=1 PYTHONWARNINGS=ignore "$VENVS/lerobot-$version/bin/python" "$@"
+}
 install_or_stop() {  # VERSION PYTHON DEPENDENCIES...
   if install_lerobot "$@" >"$OUT/install-$1.log" 2>&1; then
     echo "ok    LeRobot $1: $("$VENVS/lerobot-$1/bin/pip" freeze | grep -E '^(lerobot|torch|torchvision|torchcodec|datasets|numpy|pandas|pyarrow|av)==' | tr '\n' ' ')"
@@ -84,7 +87,9 @@ for version in 0.4.4 0.6.1; do
   work=$OUT/lerobot-$version-image
   for copy in lerobot-image lerobot-video deleted merged appended; do
     step "wam reads what LeRobot $version wrote: $copy"
-    if ! wam data check "$work/$copy"; then
+    if wam data check "$work/$copy"; then
+      echo "ok    wam data check $work/$copy"
+    else
       echo "(statistics LeRobot wrote do not match the frames: wam data stats recomputes them)"
       record wam data stats "$work/$copy"
       record wam data check "$work/$copy"

@@ -38,7 +38,7 @@ def check(name: str):
         except Exception as e:  # noqa: BLE001 - every failure of LeRobot's code is the finding
             failures.append(name)
             where = traceback.extract_tb(e.__traceback__)[-1]
-            print(f"FAIL  {name}: {type(e).__name__}: {str(e).splitlines()[0][:300]} "
+            print(f"FAIL  {name}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]} "
                   f"[{where.filename.split('site-packages/')[-1]}:{where.lineno}]", flush=True)
         return fn
     return run
@@ -82,7 +82,7 @@ def main() -> None:
     shutil.copytree(args.ours, ours)
     info = json.loads((ours / "meta/info.json").read_text())
     features = {k: f for k, f in info["features"].items() if k not in INDEX_KEYS}
-    image_keys = [k for k, f in features.items() if f["dtype"] == "image"]
+    image_keys = [k for k, f in features.items() if f["dtype"] in ("image", "video")]
     print(f"LeRobot {version('lerobot')}, torch {torch.__version__}, Python {sys.version.split()[0]}; "
           f"dataset {args.ours} ({info['total_episodes']} episodes, {info['total_frames']} frames)", flush=True)
 
@@ -160,8 +160,8 @@ def main() -> None:
         @check(f"write the episodes again with LeRobot's writer ({'mp4 video' if videos else 'images'}) -> {name}")
         def _():
             source = load(ours)
-            declared = {k: {**f, "dtype": "video" if videos and f["dtype"] == "image" else f["dtype"],
-                            "shape": tuple(f["shape"])} for k, f in features.items()}
+            declared = {k: {"dtype": ("video" if videos else "image") if k in image_keys else f["dtype"],
+                            "shape": tuple(f["shape"]), "names": f["names"]} for k, f in features.items()}
             dataset = LeRobotDataset.create(REPO, fps=info["fps"], features=declared, root=args.work / name,
                                             robot_type=info.get("robot_type"), use_videos=videos)
             for episode in source.meta.episodes:
