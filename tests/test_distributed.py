@@ -18,8 +18,9 @@ def test_two_process_training_keeps_ranks_in_sync(vision_data, tmp_path):
     assert first == second  # the final EMA weights of rank 0 and rank 1
     losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(losses) == 12 and sum(losses[-3:]) < 0.5 * sum(losses[:3]), losses
-    assert sorted(p.name for p in out.iterdir()) == ["model", "train_config.json", "train_log.jsonl",
+    assert sorted(p.name for p in out.iterdir()) == ["model", "tensorboard", "train_config.json", "train_log.jsonl",
                                                      "train_summary.json"]  # only rank 0 wrote
+    assert len(list((out / "tensorboard").iterdir())) == 1, "one event file: rank 0's"
 
 
 def test_batch_must_split_over_processes(vision_data, tmp_path):
