@@ -64,8 +64,8 @@ class CollectConfig(CheckedOptions):
     """Largest share of a task's episodes the expert may fail (after its retries on new seeds) for the dataset to
     be written; above it the collection stops with the failures listed and the finished episodes kept."""
     video: bool = False
-    """Store the camera images as mp4 video (AV1, as LeRobot does by default) instead of PNG frames: about 10x
-    smaller, decoded with a small loss (README: the measured pixel error)."""
+    """Store the camera images as mp4 video (AV1, as LeRobot does by default) instead of PNG frames: about 5x
+    smaller on PushT, decoded with a small loss (README: the measured pixel error)."""
     keep_failed: bool = False
     """Write the dataset whatever share of episodes failed. Failed episodes are always marked success=false in
     meta/episodes, and `wam train` skips them unless given --include-failed."""
