@@ -88,6 +88,13 @@ def test_unknown_paths_seeds_and_a_flood_are_refused_and_the_server_lives(server
     assert request(f"{url}/state")[0] == 200
 
 
+def test_a_taken_port_is_one_clear_error(server):
+    url, _, run = server
+    port = url.rsplit(":", 1)[1]
+    assert_one_line_error(wam_refused("play", "--run", run, "--task", TASK, "--port", port, "--device", "cpu"),
+                          f"cannot listen on 127.0.0.1:{port}", "another --port")
+
+
 def test_a_model_that_cannot_dream_is_one_clear_error(state_data, tmp_path):
     run = tmp_path / "vla"
     assert wam_cli("train", "--preset", "vla", "--data", state_data, "--out", run, "--steps", "1",

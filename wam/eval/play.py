@@ -228,7 +228,12 @@ def make_server(cfg: PlayConfig) -> tuple[ThreadingHTTPServer, PlaySession]:
     """The session and its server, listening but not yet serving (``serve_forever``)."""
     model = WorldActionModel.load(Path(cfg.run) / "model", device=resolve_device(cfg.device))
     session = PlaySession.start(model, cfg.task, EVAL_SEED_BASE + cfg.seed)
-    server = PlayServer((cfg.host, cfg.port), make_handler(session))
+    try:
+        server = PlayServer((cfg.host, cfg.port), make_handler(session))
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        session.close()
+        raise ValueError(f"cannot listen on {cfg.host}:{cfg.port} ({e.strerror or e}); pass another --port (0 picks "
+                         "a free one) or --host") from None
     return server, session
 
 
