@@ -88,6 +88,20 @@ def wam_refused(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
+def headless_chromium(*flags: str):
+    """Debian's Chromium through its chromedriver, headless, keeping the browser's console log for the test."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", *flags):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
     """The process failed with exit 2 and one clear error line that contains every fragment, no traceback."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]

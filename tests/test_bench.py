@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import headless_chromium
 from wam.cli import main
 from wam.eval.bench import central_claim, future_at_deployment, pareto_front
 
@@ -145,15 +146,8 @@ def test_bench_refuses_to_mix_training_settings(bench, capsys):
 @pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromium and chromium-driver "
                     "(scripts/test.sh installs them)")
 def test_report_renders_in_headless_chromium(bench):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     root, _ = bench
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium("--autoplay-policy=no-user-gesture-required")
     try:
         driver.get((root / "results/report.html").as_uri())
         assert driver.title.startswith("WAM-Bench")

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, wam_cli, wam_refused
+from tests.conftest import assert_one_line_error, headless_chromium, wam_cli, wam_refused
 from wam.eval.play import MAX_BODY, PlayConfig, make_server
 
 pytestmark = pytest.mark.e2e
@@ -105,18 +105,12 @@ def test_a_model_that_cannot_dream_is_one_clear_error(state_data, tmp_path):
 @pytest.mark.skipif(shutil.which("chromedriver") is None, reason="needs Debian's chromium and chromium-driver "
                     "(scripts/test.sh installs them)")
 def test_the_page_drives_the_dream_in_headless_chromium(server, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, _, _ = server
     request(f"{url}/reset", b'{"seed": 5}')
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,700"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    driver = headless_chromium("--window-size=900,700")
     try:
         driver.get(url + "/")
         wait = WebDriverWait(driver, 60)
