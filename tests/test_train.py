@@ -100,3 +100,30 @@ def test_an_edited_training_state_is_refused(uninterrupted, tmp_path, key, value
     path.write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="state.json (was altered|is missing or unreadable|has format)"):
         train(resumed)
+
+
+def test_prefetching_changes_nothing_that_is_drawn(uninterrupted, tmp_path):
+    inline = replace(uninterrupted, out=tmp_path / "inline", prefetch=0, save_every=0)
+    train(inline)
+    assert losses(inline.out) == losses(uninterrupted.out)
+    a, b = (load_file(str(run / "model/model.safetensors")) for run in (uninterrupted.out, inline.out))
+    assert all(a[k].equal(b[k]) for k in a), [k for k in a if not a[k].equal(b[k])]
+
+
+def test_bf16_autocast_trains_close_to_fp32(uninterrupted, tmp_path):
+    half = replace(uninterrupted, out=tmp_path / "bf16", precision="bf16", save_every=0)
+    train(half)
+    full, reduced = losses(uninterrupted.out), losses(half.out)
+    assert full[1] != reduced[1]  # the forward pass really ran in bf16
+    assert abs(reduced[1] - full[1]) < 0.05 * full[1], (full[1], reduced[1])
+    assert json.loads((half.out / "train_config.json").read_text())["precision"] == "bf16"
+
+
+def test_a_diverging_run_stops_with_the_step_it_diverged_at_and_saves_nothing(vision_data, tmp_path):
+    cfg = TrainConfig(data=vision_data, out=tmp_path / "nan", preset="vla", steps=40, batch_size=4, warmup_steps=0,
+                      lr=1e30, log_every=20, save_every=10, threads=1)
+    with pytest.raises(FloatingPointError, match=r"at step \d+; lower --lr") as error:
+        train(cfg)
+    bad = int(str(error.value).split("at step ")[1].split(";")[0])
+    assert 1 <= bad <= 10
+    assert not (cfg.out / "model").exists() and checkpoints(cfg.out) == []

@@ -289,12 +289,15 @@ class WorldActionModel(nn.Module):
         inputs = SubstrateInputs(obs, batch, self.encoder)
         return obs, {s.name: s.targets(inputs) for s in self.substrates.values()}
 
-    def forward(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss (so that ``DistributedDataParallel`` can wrap the model); see ``loss``."""
         return self.loss(batch, step)
 
-    def loss(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """The training loss of one batch, and its parts for logging (``step`` drives lambda schedules)."""
+    def loss(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of one batch, and its parts for logging (``step`` drives lambda schedules).
+
+        The parts stay tensors on the model's device: reading them (``.item()``) waits for the device, so the
+        training loop does it only on the steps it logs."""
         obs, futures = self.targets(batch)
         context = self.encoder(obs, batch["task"])
         action = self.normalizer.normalize("action", batch["action"].to(self.device))
@@ -304,7 +307,7 @@ class WorldActionModel(nn.Module):
                       "success": batch["future.next.success"][:, -1].reshape(-1).float().to(self.device)}
         losses = self.coupling.loss(self.backbone, context, action, futures, step, labels)
         total = sum(losses.values())
-        return total, {f"loss/{k}": v.item() for k, v in losses.items()}
+        return total, {f"loss/{k}": v.detach() for k, v in losses.items()}
 
     def freeze_predictor(self) -> None:
         """Train only the inverse-dynamics head: everything that predicts the future stops learning."""

@@ -94,10 +94,10 @@ class Rollout(BaseCoupling):
             flat = backbone.sample(context.repeat_interleave(n, 0), (ACTION,), steps, generator=generator)[ACTION]
             return flat.view(b, n, *flat.shape[1:])
         if kind == "uniform":
-            return torch.rand(shape, generator=generator).to(context.device) * 2 - 1
+            return torch.rand(shape, generator=generator, device=context.device) * 2 - 1
         k = self.n_action_steps  # the last plan, shifted past what was executed and padded with its last step
         plan = torch.cat([self._last_plan[:, k:], self._last_plan[:, -1:].expand(-1, k, -1)], dim=1)
-        noise = torch.randn(shape, generator=generator).to(context.device) * call.planner.noise_std
+        noise = torch.randn(shape, generator=generator, device=context.device) * call.planner.noise_std
         noise[:, 0] = 0
         return (plan[:, None] + noise).clamp(-1, 1)
 

@@ -35,9 +35,11 @@ from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
 from wam.train import distributed
 from wam.train.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from wam.train.prefetch import Prefetcher
 
 log = logging.getLogger(__name__)
-RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_every", "keep_checkpoints", "suite")
+RUNTIME_OPTIONS = ("out", "resume", "device", "threads", "log_every", "save_every", "keep_checkpoints", "suite",
+                   "prefetch")
 """Options a resumed run may change: they do not alter what is trained."""
 
 
@@ -81,6 +83,11 @@ class TrainConfig(CheckedOptions):
     """Upper bound of the EMA decay (it warms up from 0, as in Diffusion Policy)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto picks cuda when available."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Arithmetic of the forward pass: fp32, or bf16 under autocast (CPU and CUDA) with float32 master weights,
+    optimizer and EMA. bf16 pays where the hardware multiplies it natively (CUDA; CPUs with AVX512-BF16 or AMX)."""
+    prefetch: Annotated[int, Ge(0)] = 2
+    """Batches gathered ahead on a background thread while a step computes (0: in the step itself)."""
     threads: Annotated[int | None, Ge(1)] = None
     """CPU threads (default: torch's, one per core). Pass 1 when other jobs hold cores: threads waiting on a busy
     core made a fast-wam step 4x slower than one thread (measured with two other jobs on 2 cores)."""
@@ -337,15 +344,21 @@ class Optimization:
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return cls(trainable, optimizer, get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps),
-                   EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75))
+                   EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True))
 
 
 def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionModel, windows, optimization: Optimization,
               first_step: int, running: float | None, start: float) -> float | None:
-    """Steps ``first_step..cfg.steps``, logging and checkpointing on the way; returns the smoothed loss."""
+    """Steps ``first_step..cfg.steps``, logging and checkpointing on the way; returns the smoothed loss.
+
+    Nothing inside a step waits for the device: the loss, its parts and the finiteness check stay tensors and are
+    read on the steps that log or checkpoint (a non-finite loss is reported with the step it first appeared at,
+    and no checkpoint of weights it touched is written).
+    """
     out = Path(cfg.out)
     trainable, optimizer, schedule, ema = (optimization.trainable, optimization.optimizer, optimization.schedule,
                                            optimization.ema)
+    device = ranks.device
     smooth = running
     log_file = open_log(out / "train_log.jsonl", first_step) if ranks.is_main else None
     from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only when training
@@ -356,29 +369,38 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
     model.train()
     step_model = distributed.wrap(model, ranks)
     name = cfg.census or cfg.preset or model.config.spec.substrate
-    bar = tqdm(range(first_step, cfg.steps + 1), desc=f"train {name}", unit="step", mininterval=1.0,
-               initial=first_step - 1, total=cfg.steps, disable=not ranks.is_main)
-    for step in bar:
-        # Randomness is a function of (seed, rank, step): a resumed run draws what an uninterrupted one would.
-        rng = step_rng(cfg.seed, ranks.rank, step)
-        loss, info = step_model(windows.sample(cfg.batch_size // ranks.world_size, rng), step)
+    batches = Prefetcher(lambda rng: windows.sample(cfg.batch_size // ranks.world_size, rng),
+                         lambda step: batch_rng(cfg.seed, ranks.rank, step), range(first_step, cfg.steps + 1),
+                         depth=cfg.prefetch, pin=device.type == "cuda")
+    bar = tqdm(batches, desc=f"train {name}", unit="step", mininterval=1.0, initial=first_step - 1, total=cfg.steps,
+               disable=not ranks.is_main)
+    running_loss = None if running is None else torch.tensor(running, device=device)
+    first_bad = torch.zeros((), dtype=torch.long, device=device)  # the first step with a non-finite loss, or 0
+    for step, batch in bar:
+        seed_torch(cfg.seed, ranks.rank, step)  # noise levels, dropout: a resumed run draws what an unbroken one would
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss, info = step_model(batch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # averaged over ranks: all see a NaN at once
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the dataset "
-                                     "statistics in meta/stats.json")
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        first_bad = torch.where(finite | (first_bad > 0), first_bad, step)
         optimizer.step()
         schedule.step()
         ema.step(trainable)
         model.after_step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            value, smooth = (distributed.mean_over_ranks(v, ranks) for v in (loss.item(), running))
+        loss = loss.detach().float()
+        running_loss = loss if running_loss is None else running_loss * 0.98 + loss * 0.02
+        logs = step % cfg.log_every == 0 or step == cfg.steps
+        saves = bool(cfg.save_every) and step % cfg.save_every == 0 and step < cfg.steps and ranks.is_main
+        if logs or saves or step == cfg.steps:
+            check_finite(first_bad, loss)
+        if logs:
+            value, smooth = (distributed.mean_over_ranks(v.item(), ranks) for v in (loss, running_loss))
             bar.set_postfix(loss=f"{smooth:.4f}")
             now = time.perf_counter()
-            figures = {"loss": value, "loss_smooth": smooth, **info, "lr": schedule.get_last_lr()[0],
-                       "grad_norm": float(grad_norm),
+            figures = {"loss": value, "loss_smooth": smooth, **{k: v.item() for k, v in info.items()},
+                       "lr": schedule.get_last_lr()[0], "grad_norm": grad_norm.item(),
                        "samples_per_s": (step - last_log[0]) * cfg.batch_size / max(now - last_log[1], 1e-9)}
             last_log = (step, now)
             if log_file:
@@ -388,9 +410,9 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
                 for key, number in figures.items():
                     board.add_scalar(key if "/" in key else f"train/{key}", number, step)
                 board.flush()
-        if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps and ranks.is_main:
+        if saves:
             save_checkpoint(out, step, model, optimizer, schedule, ema,
-                            {"loss_smooth": running, "train_time_s": time.perf_counter() - start})
+                            {"loss_smooth": running_loss.item(), "train_time_s": time.perf_counter() - start})
             if cfg.keep_checkpoints:
                 prune_checkpoints(out, cfg.keep_checkpoints)
     if log_file:
@@ -400,11 +422,28 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
     return smooth
 
 
-def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
-    """The batch sampler of ``step`` on ``rank``; torch's generator (noise levels, dropout) is seeded alongside."""
-    sequence = np.random.SeedSequence((seed, rank, step))
-    torch.manual_seed(int(sequence.generate_state(1, np.uint64)[0] >> 1))
-    return np.random.default_rng(sequence)
+def check_finite(first_bad: torch.Tensor, loss: torch.Tensor) -> None:
+    """``FloatingPointError`` if a step since the start had a non-finite loss or gradient (``first_bad`` > 0)."""
+    bad = int(first_bad.item())
+    if bad:
+        raise FloatingPointError(f"loss became {loss.item()} at step {bad}; lower --lr or check the dataset "
+                                 "statistics in meta/stats.json")
+
+
+def step_seeds(seed: int, rank: int, step: int) -> np.random.SeedSequence:
+    """The seed of ``step`` on ``rank``: randomness is a function of (seed, rank, step) alone, so a resumed run
+    draws what an uninterrupted one would."""
+    return np.random.SeedSequence((seed, rank, step))
+
+
+def batch_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """The batch sampler of ``step`` on ``rank``."""
+    return np.random.default_rng(step_seeds(seed, rank, step))
+
+
+def seed_torch(seed: int, rank: int, step: int) -> None:
+    """Seed torch's generators (noise levels, dropout) for ``step`` on ``rank``."""
+    torch.manual_seed(int(step_seeds(seed, rank, step).generate_state(1, np.uint64)[0] >> 1))
 
 
 def open_log(path: Path, first_step: int):
