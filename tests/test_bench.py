@@ -115,8 +115,11 @@ def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):
                  str(root / "results-ray"), "--ray", "--ray-workers", "2"]) == 0
     after = json.loads(evaluated.read_text())
     assert after["config"]["ray"] and not before["config"]["ray"]
-    outcome = lambda info: [(e["seed"], e["success"], e["steps"], e["sum_reward"]) for e in info["per_episode"]]  # noqa: E731
+    outcome = lambda info: [(e["seed"], e["success"], e["steps"]) for e in info["per_episode"]]  # noqa: E731
     assert outcome(after) == outcome(before)
+    # The bench evaluated in lockstep with batched calls, whose products round differently in the last bits.
+    reward = lambda info: [e["sum_reward"] for e in info["per_episode"]]  # noqa: E731
+    assert reward(after) == pytest.approx(reward(before), rel=1e-5)
 
 
 def test_bench_table_prints_the_leaderboard_as_markdown(bench):

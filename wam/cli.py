@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     import tyro
 
     from wam.data.lerobot import DatasetError
+    from wam.eval.lockstep import EnvironmentWorkerError
     from wam.model import CheckpointError
     from wam.options import OptionError
 
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return distributed.relaunch(cfg.nproc, list(sys.argv[1:] if argv is None else argv))
     try:
         result = run(cfg)
-    except (ValueError, OptionError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError) as e:
+    except (ValueError, OptionError, DatasetError, CheckpointError, FloatingPointError, FileNotFoundError,
+            EnvironmentWorkerError) as e:
         print(f"wam: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a full disk, a read-only or foreign directory

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from wam.backbones.base import Stream, StreamBackbone, module_key, per_sample_error, regression_loss
+from wam.nn import random
 from wam.nn.transformer import KVCache, Transformer, stream_mask
 
 
@@ -229,7 +230,7 @@ class AutoregressiveBackbone(StreamBackbone):
         if temperature <= 0:
             return output.argmax(-1)
         probs = torch.softmax(output[:, 0] / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator)
+        return random.multinomial(probs, generator)
 
     def _feed(self, x: torch.Tensor, cache: KVCache, spans: dict[str, tuple[int, int]], name: str | None,
               context_end: int, now: int | None,

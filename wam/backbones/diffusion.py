@@ -22,6 +22,7 @@ from torch import nn
 
 from wam.backbones.base import Stream, StreamBackbone, per_sample_error
 from wam.backbones.noise import NoiseProcess, Parameterization
+from wam.nn import random
 from wam.nn.layers import timestep_embedding
 from wam.nn.transformer import Transformer, stream_mask
 
@@ -82,7 +83,7 @@ class DiffusionBackbone(StreamBackbone):
         """
         b, device = context.shape[0], context.device
         given, partial = dict(given or {}), dict(partial or {})
-        x = {n: torch.randn(b, self.length(n, lengths), self.streams[n].dim, device=device, generator=generator)
+        x = {n: random.randn((b, self.length(n, lengths), self.streams[n].dim), generator, device)
              for n in generate}
         level = {n: torch.zeros(b, device=device) for n in given}
         level.update({n: torch.zeros(b, device=device) for n in generate})

@@ -24,6 +24,7 @@ from torch import nn
 
 from wam.backbones.base import Stream, StreamBackbone, module_key, per_sample_error, regression_loss
 from wam.backbones.noise import NoiseProcess, Parameterization
+from wam.nn import random
 from wam.nn.layers import timestep_embedding
 from wam.nn.transformer import Transformer, stream_mask
 
@@ -127,7 +128,7 @@ class HybridBackbone(QueryBackbone):
             if self.streams[n].regress:
                 out[n] = self.read_out(n, feats[n])
                 continue
-            x = torch.randn(b, feats[n].shape[1], self.streams[n].dim, device=device, generator=generator)
+            x = random.randn((b, feats[n].shape[1], self.streams[n].dim), generator, device)
             for i in range(min(steps, (partial or {}).get(n, steps))):
                 x = self.process.step(n, i, self._denoise(n, feats[n], x, torch.full((b,), schedule[i], device=device)),
                                       x)

@@ -80,6 +80,11 @@ class BaseCoupling(nn.Module):
         """Whether its action may read a generated future stream (``Call.future`` other than skip applies)."""
         return False
 
+    def keeps_episode_state(self, planner) -> bool:
+        """Whether acting under ``planner`` reads state left by the episode's earlier calls (then the calls of
+        several episodes cannot share one batched call)."""
+        return False
+
     def reset(self) -> None:
         """Forget per-episode state (a planner's last plan)."""
 

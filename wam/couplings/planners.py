@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import torch
 from annotated_types import Ge
 
+from wam.nn import random
+
 Evaluate = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -68,7 +70,7 @@ def cem(candidates: torch.Tensor, evaluate: Evaluate, cfg: PlannerConfig, genera
         top = scores.topk(min(cfg.elites, scores.shape[1]), dim=1).indices
         elites = candidates[torch.arange(candidates.shape[0])[:, None], top]  # [B, E, H, d]
         mean, std = elites.mean(1, keepdim=True), elites.std(1, keepdim=True).clamp_min(0.02)
-        noise = torch.randn(candidates.shape, generator=generator, device=candidates.device)
+        noise = random.randn(candidates.shape, generator, candidates.device)
         fresh = (mean + std * noise).clamp(-1, 1)
         fresh[:, : elites.shape[1]] = elites  # keep the elites so the best never gets worse
         candidates, scores = fresh, evaluate(fresh)
@@ -82,7 +84,7 @@ def mppi(candidates: torch.Tensor, evaluate: Evaluate, cfg: PlannerConfig, gener
         weights = torch.softmax((scores - scores.max(1, keepdim=True).values) / cfg.temperature, dim=1)
         mean = (weights[..., None, None] * candidates).sum(1)
         if i + 1 < cfg.iterations:
-            noise = torch.randn(candidates.shape, generator=generator, device=candidates.device)
+            noise = random.randn(candidates.shape, generator, candidates.device)
             candidates = (mean[:, None] + cfg.noise_std * noise).clamp(-1, 1)
     return mean
 

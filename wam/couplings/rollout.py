@@ -20,6 +20,7 @@ from torch import nn
 from wam.backbones.base import Stream, module_key
 from wam.couplings.base import ACTION, BaseCoupling, Call
 from wam.couplings.planners import PLANNERS, PlannerConfig
+from wam.nn import random
 
 
 class Rollout(BaseCoupling):
@@ -94,10 +95,10 @@ class Rollout(BaseCoupling):
             flat = backbone.sample(context.repeat_interleave(n, 0), (ACTION,), steps, generator=generator)[ACTION]
             return flat.view(b, n, *flat.shape[1:])
         if kind == "uniform":
-            return torch.rand(shape, generator=generator, device=context.device) * 2 - 1
+            return random.rand(shape, generator, context.device) * 2 - 1
         k = self.n_action_steps  # the last plan, shifted past what was executed and padded with its last step
         plan = torch.cat([self._last_plan[:, k:], self._last_plan[:, -1:].expand(-1, k, -1)], dim=1)
-        noise = torch.randn(shape, generator=generator, device=context.device) * call.planner.noise_std
+        noise = random.randn(shape, generator, context.device) * call.planner.noise_std
         noise[:, 0] = 0
         return (plan[:, None] + noise).clamp(-1, 1)
 
@@ -134,6 +135,9 @@ class Rollout(BaseCoupling):
             actions = backbone.sample(context, (ACTION,), call.steps, generator=generator)[ACTION]
         return backbone.sample(context, self.futures, call.steps, given={ACTION: actions}, generator=generator,
                                lengths=call.lengths)
+
+    def keeps_episode_state(self, planner) -> bool:
+        return planner.proposal == "noise"  # proposals around the episode's last plan
 
     def reset(self) -> None:
         self._last_plan = None

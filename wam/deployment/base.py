@@ -30,6 +30,8 @@ class Policy:
     """Base class: keeps the last ``n_obs`` observations and times every model call."""
 
     regime = "chunked"
+    batchable = False
+    """Whether ``BatchedCalls`` may serve this policy's model calls together with other episodes' (see ``observe``)."""
 
     def __init__(self, model: WorldActionModel, seed: int = 0, inference: InferenceConfig | None = None):
         self.model = model.eval()
@@ -59,6 +61,27 @@ class Policy:
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
         """The next action for a raw environment observation (with its ``task`` instruction)."""
         raise NotImplementedError
+
+    # A batchable policy splits select_action into these steps, so that one model call can serve many episodes:
+    # ``if observe(obs): receive(<the model's answer to request()>, seconds)``, then ``next_action()``.
+    def observe(self, observation: dict[str, Any]) -> bool:
+        """Take the observation; True when the next action needs a model call first."""
+        raise NotImplementedError
+
+    def request(self) -> dict[str, Any]:
+        """The model input of the call ``observe`` asked for: a batch of one."""
+        return self._batch()
+
+    def receive(self, actions: np.ndarray, seconds: float) -> None:
+        """The called model's action chunk ``[H, d_a]`` for this episode, and how long the call took."""
+        raise NotImplementedError
+
+    def next_action(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def needs_next_image(self) -> bool:
+        """Whether the camera image of the next observation will be read (else the environment may skip it)."""
+        return True
 
     def _remember(self, observation: dict[str, Any]) -> None:
         self._history.append(observation)

@@ -41,6 +41,8 @@ class ChunkedPolicy(Policy):
         if ensemble is not None and ensemble < 0:
             raise ValueError(f"temporal ensembling weight m={ensemble} must be >= 0 (ACT uses 0.01)")
         self.ensemble = ensemble
+        # Calls of several episodes batch when a call is a plain act whose outcome depends only on its own inputs.
+        self.batchable = not (decode or self.keeps_futures or model.coupling.keeps_episode_state(self.inference.planner))
         self.reset()
 
     @property
@@ -71,10 +73,25 @@ class ChunkedPolicy(Policy):
     def _replan_now(self) -> bool:
         return not self._chunks or self._step - self._chunks[-1][0] >= self.n_action_steps
 
+    def needs_next_image(self) -> bool:
+        # The next call, K steps after the last, reads the last n_obs observations; the ones before it go unread.
+        next_call = self._chunks[-1][0] + self.n_action_steps if self._chunks else self._step
+        return next_call - self._step < self.model.config.n_obs
+
     def select_action(self, observation: dict[str, Any]) -> np.ndarray:
-        self._remember(observation)
-        if self._replan_now():
+        if self.observe(observation):
             self._chunks.append((self._step, self._plan()))
+        return self.next_action()
+
+    def observe(self, observation: dict[str, Any]) -> bool:
+        self._remember(observation)
+        return self._replan_now()
+
+    def receive(self, actions: np.ndarray, seconds: float) -> None:
+        self.call_latencies.append(seconds)
+        self._chunks.append((self._step, actions))
+
+    def next_action(self) -> np.ndarray:
         # Chunks that still cover this step (all of them when ensembling, else only the newest).
         live = [(s, c) for s, c in self._chunks if self._step - s < len(c)]
         if self.ensemble is None:
@@ -128,6 +145,9 @@ class AdaptivePolicy(ChunkedPolicy):
         quantiles = {f"p{q}": float(np.percentile(self.surprises, q)) for q in (25, 50, 75, 90)} if self.surprises else {}
         return {**super().knobs(), "surprise_threshold": self.threshold, "checks": self.checks,
                 "early_replans": self.early_replans, "surprise_quantiles": quantiles}
+
+    def needs_next_image(self) -> bool:
+        return True  # every step may be a check against the predicted future
 
     def _replan_now(self) -> bool:
         if super()._replan_now():

@@ -34,6 +34,10 @@ class SuiteEnv(Protocol):
     observation_space: gym.spaces.Dict
     action_space: gym.spaces.Box
     task: str
+    render_images: bool
+    """Set False when the next step's camera image will not be read (a chunked policy between replans): the
+    observation may then lack the image, which spares rendering, the dearest part of a vision-track step. A hint:
+    an environment that renders as part of stepping keeps the image. ``reset`` always renders."""
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict[str, np.ndarray], dict]: ...
 

@@ -82,6 +82,7 @@ class MetaWorldEnv(gym.Env):
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
+        self.render_images = True
         size = render_size or image_size
         self._env = metaworld.ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", camera_name=CAMERA,
                                                          width=size, height=size)
@@ -150,7 +151,7 @@ class MetaWorldEnv(gym.Env):
             self._env.seed(seed)
         self._state, _ = self._env.reset()
         self._steps = 0
-        return self._observation(), {"is_success": False}
+        return self._observation(image=True), {"is_success": False}
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
@@ -158,15 +159,17 @@ class MetaWorldEnv(gym.Env):
         self._steps += 1
         success = bool(info.get("success", 0.0))
         truncated = self._steps >= self.max_episode_steps or self._steps >= self._env.max_path_length
-        return self._observation(), float(reward), success, truncated, {"is_success": success}
+        return self._observation(self.render_images), float(reward), success, truncated, {"is_success": success}
 
     def render(self) -> np.ndarray:
         """The camera frame, upright, at ``render_size`` (the observation size by default)."""
         return np.ascontiguousarray(self._env.render()[::-1, ::-1])
 
-    def _observation(self) -> dict[str, np.ndarray]:
+    def _observation(self, image: bool) -> dict[str, np.ndarray]:
         if self.track == "state":
             return {STATE_KEY: self._state.astype(np.float32)}
+        if not image:
+            return {STATE_KEY: self._state[:4].astype(np.float32)}
         image = self.render()
         if self._size != self.image_size:
             raise RuntimeError("observation rendering needs render_size == image_size")

@@ -49,6 +49,7 @@ class PushTEnv(gym.Env):
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
+        self.render_images = True  # a hint only: gym-pusht draws its pixels inside every step
         self._render_size = render_size or image_size
         self._env = GymPushT(obs_type="pixels_agent_pos" if track == "vision" else "environment_state_agent_pos",
                              observation_width=image_size, observation_height=image_size,

@@ -100,6 +100,9 @@ class BenchConfig(CheckedOptions):
     threads: Annotated[int | None, Ge(1)] = None
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
+    envs: Annotated[int, Ge(1)] = 4
+    """Environments each closed-loop evaluation steps in lockstep with batched model calls (see `wam eval --envs`);
+    the latency columns come from a separate one-at-a-time timing pass either way."""
     ray: bool = False
     """Fan the episodes of each closed-loop evaluation (the tasks, the shift probes, the sweeps) out to Ray workers
     on a local Ray cluster: same outcomes as one process; the timing pass stays in this process."""
@@ -162,7 +165,7 @@ def _eval_config(cfg: BenchConfig, preset: str, tasks: str, episodes: int, out: 
     """An evaluation of ``preset``'s trained run under the bench's episode cap, device and Ray settings."""
     return EvalConfig(run=cfg.out / preset / "run", tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
-                      ray_workers=cfg.ray_workers, **kwargs)
+                      ray_workers=cfg.ray_workers, envs=cfg.envs, **kwargs)
 
 
 def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:

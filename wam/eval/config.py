@@ -51,6 +51,10 @@ class EvalConfig(CheckedOptions):
     """CPU threads per model call. One by default: a batch-of-one call of a small model gains little from more,
     and on a machine where another job holds a core, a second thread that waits for it made calls up to 100x
     slower (measured: 16 ms against 1.6 s per call)."""
+    envs: Annotated[int, Ge(1)] = 4
+    """Environments stepped in lockstep (each in a worker process); one batched model call serves every one that
+    needs an action at a tick. Episode outcomes equal one-at-a-time evaluation's (--envs 1) for the same seeds; the
+    latency per call is then that of the shared call (eval_info's budget says how many episodes each served)."""
     seed: Annotated[int, Ge(0)] = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
     deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)

@@ -25,8 +25,8 @@ from wam.deployment import make_policy
 from wam.deployment.dream import DreamEnv, check_dreamable
 from wam.envs import Suite, get_suite
 from wam.eval.budget import MemoryMeter, machine_info, process_peak_memory_mb
-from wam.eval.runner import write_video
 from wam.eval.subject import model_block
+from wam.eval.videos import write_video
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.options import CheckedOptions

@@ -10,6 +10,7 @@ checked against the demonstration seeds of the training dataset when it is at ha
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,9 @@ from wam.deployment import Policy, make_policy
 from wam.envs import Suite, SuiteEnv, get_suite, resolve_task_groups, resolve_tasks
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.eval.config import EvalConfig
+from wam.eval.lockstep import LockstepRunner
 from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
+from wam.eval.videos import video_bytes
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import CONFIG_NAME, WEIGHTS_NAME, InferenceConfig, WorldActionModel
 
@@ -41,16 +44,18 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
     Path(cfg.out).mkdir(parents=True, exist_ok=True)  # before the episodes: a bad --out fails before they run
     jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
-    records, policy = run_episodes(cfg, model, inference, jobs)
-    info = eval_info(cfg, model, policy, suite, tasks, records, wall=time.perf_counter() - start)
+    records, policy, rows_per_call = run_episodes(cfg, model, inference, jobs)
+    info = eval_info(cfg, model, policy, suite, tasks, records, wall=time.perf_counter() - start,
+                     rows_per_call=rows_per_call)
     atomic_write_json(Path(cfg.out) / "eval_info.json", info)
     return info
 
 
 def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig,
-                 jobs: list[tuple[str, int, int]]) -> tuple[list[dict[str, Any]], Policy]:
-    """The episode records of ``jobs`` (task, index, seed), in this process or on Ray workers, and the policy that
-    acted (for its description)."""
+                 jobs: list[tuple[str, int, int]]) -> tuple[list[dict[str, Any]], Policy, float]:
+    """The episode records of ``jobs`` (task, index, seed), on Ray workers, in lockstep environments with batched
+    calls, or one at a time in this process; the policy that acted (for its description); and the mean number of
+    episodes a model call served."""
     if cfg.ray or cfg.ray_address:
         from wam.cluster import fan_out
 
@@ -58,7 +63,21 @@ def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceC
         files = {name: (model_dir / name).read_bytes() for name in (CONFIG_NAME, WEIGHTS_NAME)}
         records = list(tqdm(fan_out(RemoteEpisodeRunner, (cfg, files), jobs, cfg.ray_address, cfg.ray_workers),
                             total=len(jobs), desc="eval (ray)", unit="ep"))
-        return records, make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference)  # the workers acted
+        return records, make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference), 1.0  # workers acted
+    envs = min(cfg.envs, len(jobs))
+    if envs > 1 and model.coupling.keeps_episode_state(inference.planner):
+        print(f"eval: one episode at a time instead of --envs {cfg.envs}: the planner's {inference.planner.proposal!r} "
+              "proposal searches around the episode's last plan, which the model keeps", file=sys.stderr)
+        envs = 1
+    if envs > 1:
+        lockstep = LockstepRunner(cfg, model, inference, envs)
+        try:
+            with tqdm(total=len(jobs), desc=f"eval ({envs} envs)", unit="ep") as bar:
+                records = lockstep.run(jobs, done=lambda record: bar.update())
+        finally:
+            lockstep.close()
+        rows = lockstep.rows_per_call
+        return records, lockstep.policy, float(np.mean(rows)) if rows else 1.0
     runner = EpisodeRunner(cfg, model, inference)
     records = []
     with tqdm(total=len(jobs), desc="eval", unit="ep") as bar:
@@ -67,7 +86,7 @@ def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceC
             bar.update()
             bar.set_postfix(success=f"{np.mean([r['success'] for r in records]):.2f}")
     runner.close()
-    return records, runner.policy
+    return records, runner.policy, 1.0
 
 
 def _mean_pc(successes: list[bool]) -> float:
@@ -93,7 +112,7 @@ def task_success(info: dict[str, Any]) -> dict[str, float]:
 
 
 def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: Suite, tasks: list[str],
-              records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+              records: list[dict[str, Any]], wall: float, rows_per_call: float = 1.0) -> dict[str, Any]:
     """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way)."""
     out = Path(cfg.out)
     videos, latencies, per_episode, peak_mb = [], [], [], 0.0
@@ -131,7 +150,7 @@ def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: S
         },
         "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, suite.control_hz,
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
-                   "peak_memory_mb": peak_mb,
+                   "episodes_per_call": rows_per_call, "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
         "model": model_block(model, cfg.run, policy),
         "suite": {"name": suite.name, "score": suite.score},
@@ -178,11 +197,14 @@ class EpisodeRunner:
         calls_before = len(policy.call_latencies)
         frames, rewards, success, steps = [], [], False, 0
         t0 = time.perf_counter()
+        recording = j < self.cfg.video and self.track == "vision"
         while True:
-            if j < self.cfg.video and self.track == "vision":
+            if recording:
                 frames.append(obs[self.suite.image_key])
             obs["task"] = self.suite.instruction(task)
-            obs, reward, success, truncated, _ = env.step(policy.select_action(obs))
+            action = policy.select_action(obs)
+            env.render_images = recording or policy.needs_next_image()
+            obs, reward, success, truncated, _ = env.step(action)
             rewards.append(reward)
             self.memory.sample()
             steps += 1
@@ -211,20 +233,3 @@ class RemoteEpisodeRunner:
 
     def run(self, task: str, j: int, seed: int) -> dict[str, Any]:
         return self.runner.episode(task, j, seed)
-
-
-def video_bytes(frames: list[np.ndarray], control_hz: float) -> bytes:
-    """``frames`` as an mp4 file's bytes (workers on other machines send them back rather than write them)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return write_video(Path(tmp) / "episode.mp4", frames, control_hz).read_bytes()
-
-
-def write_video(path: Path, frames: list[np.ndarray], control_hz: float, scale: int = 4) -> Path:
-    """``frames`` enlarged ``scale`` times (64 px is too small to watch), played at half the control rate (at
-    least 5 frames per second)."""
-    import imageio.v2 as imageio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    big = [np.repeat(np.repeat(f, scale, axis=0), scale, axis=1) for f in frames]
-    imageio.mimwrite(path, big, fps=max(5, int(control_hz // 2)), macro_block_size=1)
-    return path

@@ -1,0 +1,93 @@
+"""Batched closed-loop evaluation: environments in lockstep worker processes with shared model calls give the
+outcomes of one-at-a-time evaluation for the same seeds, and skipping the images no policy reads changes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import train_on_windows
+from wam.data.lerobot import LeRobotDataset
+from wam.eval.config import EvalConfig
+from wam.eval.runner import run_closed_loop
+
+pytestmark = pytest.mark.sim
+TASKS = "button-press-topdown-v3,drawer-open-v3"
+
+
+@pytest.fixture(scope="module")
+def runs(vision_data, tmp_path_factory):
+    """Briefly trained small models of a chunked, a streaming and a planning preset."""
+    from wam.train.loop import build_model
+
+    ds = LeRobotDataset.load(vision_data)
+    root, out = tmp_path_factory.mktemp("lockstep"), {}
+    for name in ("fast-wam", "gr-1", "world-model-mpc"):
+        torch.manual_seed(0)
+        model = build_model(name, ds, d_model=32, n_layers=1, n_heads=2, inference_steps=2,
+                            image_channels=(8, 8, 8, 8), substrate_fit_steps=2)
+        for substrate in model.substrates.values():
+            substrate.fit(ds, 2)
+        model.add_caches(ds)
+        train_on_windows(model, model.windows(ds), steps=20, batch_size=8)
+        model.eval().save(root / name / "model")
+        out[name] = root / name
+    return out
+
+
+def outcomes(info: dict) -> list[tuple]:
+    return [(e["task"], e["seed"], e["success"], e["steps"], e["model_calls"]) for e in info["per_episode"]]
+
+
+@pytest.mark.parametrize("name, shared", [("fast-wam", True), ("world-model-mpc", True), ("gr-1", False)])
+def test_lockstep_evaluation_gives_the_one_at_a_time_outcomes(runs, tmp_path, name, shared):
+    infos = {envs: run_closed_loop(EvalConfig(run=runs[name], tasks=TASKS, episodes=3, max_steps=40, envs=envs,
+                                              out=tmp_path / f"envs{envs}"))
+             for envs in (1, 4)}
+    assert outcomes(infos[1]) == outcomes(infos[4])
+    # Batched matrix products round differently in the last bits: the rewards agree to float precision.
+    np.testing.assert_allclose([e["sum_reward"] for e in infos[4]["per_episode"]],
+                               [e["sum_reward"] for e in infos[1]["per_episode"]], rtol=1e-5)
+    assert infos[1]["budget"]["episodes_per_call"] == 1.0
+    # Streaming policies keep a KV cache per episode: they step in lockstep but call the model one at a time.
+    assert (infos[4]["budget"]["episodes_per_call"] > 1) == shared
+    assert infos[4]["config"]["envs"] == 4
+
+
+def test_a_planner_that_searches_around_its_last_plan_runs_one_episode_at_a_time(runs, tmp_path):
+    stderr = io.StringIO()
+    cfg = EvalConfig(run=runs["world-model-mpc"], tasks=TASKS, episodes=2, max_steps=10, envs=4, out=tmp_path)
+    cfg.planner.proposal = "noise"
+    with contextlib.redirect_stderr(stderr):
+        info = run_closed_loop(cfg)
+    assert "one episode at a time instead of --envs 4" in stderr.getvalue()
+    assert info["budget"]["episodes_per_call"] == 1.0
+
+
+def test_skipping_unread_images_changes_no_outcome(runs, tmp_path):
+    """Recorded episodes render every frame; the others only the frames the chunked policy will read."""
+    common = dict(run=runs["fast-wam"], tasks=TASKS, episodes=2, max_steps=40, envs=1)
+    rendered = run_closed_loop(EvalConfig(**common, video=2, out=tmp_path / "all"))
+    skipped = run_closed_loop(EvalConfig(**common, video=0, out=tmp_path / "skip"))
+    assert outcomes(rendered) == outcomes(skipped)
+    assert [e["sum_reward"] for e in rendered["per_episode"]] == [e["sum_reward"] for e in skipped["per_episode"]]
+
+
+def test_a_dead_environment_worker_is_one_clear_error(runs, tmp_path):
+    from wam.data.collect import EVAL_SEED_BASE
+    from wam.eval.lockstep import EnvironmentWorkerError, LockstepRunner
+    from wam.eval.subject import load_for_eval
+
+    cfg = EvalConfig(run=runs["fast-wam"], tasks="drawer-open-v3", episodes=2, max_steps=20, envs=2, out=tmp_path)
+    runner = LockstepRunner(cfg, *load_for_eval(cfg, runs["fast-wam"] / "model"), envs=2)
+    try:
+        runner.workers._processes[1].kill()
+        runner.workers._processes[1].join()
+        with pytest.raises(EnvironmentWorkerError, match=r"environment worker 1 died .* --envs 1"):
+            runner.run([("drawer-open-v3", j, EVAL_SEED_BASE + j) for j in range(2)])
+    finally:
+        runner.close()
