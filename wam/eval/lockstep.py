@@ -24,6 +24,7 @@ from wam.deployment import Policy, make_policy
 from wam.envs import SUITES, get_suite
 from wam.eval.budget import MemoryMeter
 from wam.eval.config import EvalConfig
+from wam.eval.subject import check_observations
 from wam.eval.videos import video_bytes
 from wam.model import InferenceConfig, WorldActionModel
 
@@ -137,12 +138,11 @@ class LockstepRunner:
         self.cfg, self.model, self.inference = cfg, model, inference
         self.suite = get_suite(model.config.suite)
         self.track = self.suite.track_of(model.config.observation_shapes)
-        self.expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
         self.policies: list[Policy] = [make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference)
                                        for _ in range(envs)]
         self.policy = self.policies[0]
         self.memory = MemoryMeter()
-        size = self.expected[self.suite.image_key][0] if self.track == "vision" else None
+        size = model.config.observation_shapes[self.suite.image_key][0] if self.track == "vision" else None
         self.workers = EnvWorkers(self.suite.name, self.track, size, cfg.max_steps, cfg.shift, envs)
         self.rows_per_call: list[int] = []
 
@@ -175,9 +175,7 @@ class LockstepRunner:
         answers = self.workers.reset({slot: (task, seed) for slot, (_, (task, _, seed)) in starting.items()})
         for slot, (index, (task, j, seed)) in starting.items():
             obs, shapes = answers[slot]
-            if shapes != self.expected:
-                raise ValueError(f"the model expects observations {self.expected} but the {self.track} track gives "
-                                 f"{shapes}")
+            check_observations(self.model, self.track, shapes)
             policy = self.policies[slot]
             policy.reset(seed=seed)
             active[slot] = (index, _Episode(task, j, seed, obs, time.perf_counter(), len(policy.call_latencies)))

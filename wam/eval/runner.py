@@ -26,7 +26,7 @@ from wam.envs import Suite, SuiteEnv, get_suite, resolve_task_groups, resolve_ta
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.eval.config import EvalConfig
 from wam.eval.lockstep import LockstepRunner
-from wam.eval.subject import check_seeds_disjoint, load_for_eval, model_block, model_suite
+from wam.eval.subject import check_observations, check_seeds_disjoint, load_for_eval, model_block, model_suite
 from wam.eval.videos import video_bytes
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import CONFIG_NAME, WEIGHTS_NAME, InferenceConfig, WorldActionModel
@@ -172,19 +172,15 @@ class EpisodeRunner:
         self.policy = make_policy(model, cfg.deploy, seed=cfg.seed, inference=inference)
         self.suite = get_suite(model.config.suite)
         self.track = self.suite.track_of(model.config.observation_shapes)
-        self.expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
         self.memory = MemoryMeter()
         self._envs: dict[str, SuiteEnv] = {}
 
     def _env(self, task: str) -> SuiteEnv:
         if task not in self._envs:
-            size = self.expected[self.suite.image_key][0] if self.track == "vision" else None
+            size = self.model.config.observation_shapes[self.suite.image_key][0] if self.track == "vision" else None
             env = self.suite.make_env(task, track=self.track, image_size=size, max_episode_steps=self.cfg.max_steps,
                                       shift=self.cfg.shift)
-            got = {k: list(s.shape) for k, s in env.observation_space.spaces.items()}
-            if got != self.expected:
-                raise ValueError(f"the model expects observations {self.expected} but the {self.track} track gives "
-                                 f"{got}")
+            check_observations(self.model, self.track, {k: list(s.shape) for k, s in env.observation_space.spaces.items()})
             self._envs[task] = env
         return self._envs[task]
 

@@ -25,6 +25,13 @@ def load_for_eval(cfg: EvalConfig, directory: Path) -> tuple[WorldActionModel, I
                                   cfg.planner.apply(model.config.planner))
 
 
+def check_observations(model: WorldActionModel, track: str, got: dict[str, list[int]]) -> None:
+    """``ValueError`` unless an environment's observation shapes ``got`` are what ``model`` reads."""
+    expected = {k: list(v) for k, v in model.config.observation_shapes.items()}
+    if got != expected:
+        raise ValueError(f"the model expects observations {expected} but the {track} track gives {got}")
+
+
 def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
     """The model's suite and the tasks of ``cfg`` in it; ``ValueError`` when ``--suite`` names another suite or a
     task or shift is not the suite's."""
