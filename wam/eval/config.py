@@ -53,8 +53,9 @@ class EvalConfig(CheckedOptions):
     slower (measured: 16 ms against 1.6 s per call)."""
     envs: Annotated[int, Ge(1)] = 4
     """Environments stepped in lockstep (each in a worker process); one batched model call serves every one that
-    needs an action at a tick. Episode outcomes equal one-at-a-time evaluation's (--envs 1) for the same seeds; the
-    latency per call is then that of the shared call (eval_info's budget says how many episodes each served)."""
+    needs an action at a tick. Success and steps equal one-at-a-time evaluation's (--envs 1) for the same seeds,
+    rewards to float precision; the latency per call is then that of the shared call (eval_info's budget says how
+    many episodes each call served)."""
     seed: Annotated[int, Ge(0)] = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
     deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)
