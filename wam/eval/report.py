@@ -41,6 +41,9 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
         ("parameters", f"{budget['parameters'] / 1e6:.2f} M"),
     ):
         cost.add_row(name, value)
+    shared = budget.get("episodes_per_call", 1.0)
+    if shared > 1:  # lockstep evaluation: the latencies above are of calls serving several episodes at once
+        cost.add_row("episodes served per call", f"{shared:.1f} (one robot alone: wam eval --envs 1)")
     console.print(cost)
     machine = info["machine"]
     console.print(f"measured on {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']}, "
