@@ -95,8 +95,9 @@ def train_rate(code: Path, data: Path, preset: str, precision: str, overrides: d
     if precision != "fp32":
         config["precision"] = precision  # an older checkout knows only float32, and is only asked for that
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", TRAIN_IN_SUBPROCESS, json.dumps({"config": config, "overrides": overrides})],
-                   env=env, cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    arguments = json.dumps({"config": config, "overrides": overrides})
+    result = subprocess.run([sys.executable, "-c", TRAIN_IN_SUBPROCESS, arguments], env=env, cwd=out.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"training under {code} failed:\n{result.stderr[-3000:]}")
     log = {r["step"]: r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines())}

@@ -65,6 +65,15 @@ def state_data(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def pusht_data(tmp_path_factory) -> Path:
+    """Three PushT expert episodes, vision track, collected through the command line."""
+    out = tmp_path_factory.mktemp("pusht") / "data"
+    result = wam_cli("collect", "--suite", "pusht", "--tasks", "pusht", "--episodes", "3", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
 def wam_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``wam`` command line in a subprocess."""
     return subprocess.run([sys.executable, "-m", "wam.cli", *map(str, args)], capture_output=True, text=True,

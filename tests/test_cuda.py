@@ -27,14 +27,6 @@ SMALL = {"d_model": 32, "n_layers": 1, "n_heads": 2, "inference_steps": 2, "imag
 
 
 @pytest.fixture(scope="module")
-def pusht_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pusht") / "data"
-    result = wam_cli("collect", "--suite", "pusht", "--tasks", "pusht", "--episodes", "2", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
 def ds(pusht_data):
     return LeRobotDataset.load(pusht_data)
 

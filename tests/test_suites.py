@@ -112,14 +112,6 @@ def test_pusht_dream_kinematics_are_exact():
         env.close()
 
 
-@pytest.fixture(scope="module")
-def pusht_data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("pusht") / "data"
-    result = wam_cli("collect", "--suite", "pusht", "--tasks", "pusht", "--episodes", "3", "--out", out)
-    assert result.returncode == 0, result.stderr
-    return out
-
-
 def test_pusht_collection_is_a_checked_dataset_of_its_suite(pusht_data):
     assert wam_cli("data", "check", pusht_data).returncode == 0
     info = json.loads((pusht_data / "meta/info.json").read_text())

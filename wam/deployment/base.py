@@ -31,7 +31,8 @@ class Policy:
 
     regime = "chunked"
     batchable = False
-    """Whether ``BatchedCalls`` may serve this policy's model calls together with other episodes' (see ``observe``)."""
+    """Whether one model call may serve this policy together with other episodes' (``wam.eval.lockstep``; see
+    ``observe``)."""
 
     def __init__(self, model: WorldActionModel, seed: int = 0, inference: InferenceConfig | None = None):
         self.model = model.eval()

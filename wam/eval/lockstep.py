@@ -118,7 +118,9 @@ class EnvWorkers:
 
 
 @dataclass
-class _Episode:
+class EpisodeProgress:
+    """One episode under way, and its record once it ends (the format of every closed-loop runner)."""
+
     task: str
     j: int
     seed: int
@@ -129,6 +131,14 @@ class _Episode:
     rewards: list[float] = field(default_factory=list)
     success: bool = False
     steps: int = 0
+
+    def record(self, latencies: list[float], peak_memory_mb: float, control_hz: float) -> dict[str, Any]:
+        """Outcome, model calls (``latencies``, seconds each) and the video (mp4 bytes) if frames were kept."""
+        return {"task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success), "steps": self.steps,
+                "model_calls": len(latencies), "sum_reward": float(np.sum(self.rewards)),
+                "max_reward": float(np.max(self.rewards)), "time_s": time.perf_counter() - self.start,
+                "call_latencies": latencies, "peak_memory_mb": peak_memory_mb,
+                "video": video_bytes(self.frames, control_hz) if self.frames else None}
 
 
 class LockstepRunner:
@@ -170,7 +180,7 @@ class LockstepRunner:
             self._start(queue, active, finished)
         return [records[i] for i in range(len(jobs))]
 
-    def _start(self, queue: deque, active: dict[int, tuple[int, _Episode]], slots) -> None:
+    def _start(self, queue: deque, active: dict[int, tuple[int, EpisodeProgress]], slots) -> None:
         starting = {slot: queue.popleft() for slot in slots if queue}
         answers = self.workers.reset({slot: (task, seed) for slot, (_, (task, _, seed)) in starting.items()})
         for slot, (index, (task, j, seed)) in starting.items():
@@ -178,12 +188,12 @@ class LockstepRunner:
             check_observations(self.model, self.track, shapes)
             policy = self.policies[slot]
             policy.reset(seed=seed)
-            active[slot] = (index, _Episode(task, j, seed, obs, time.perf_counter(), len(policy.call_latencies)))
+            active[slot] = (index, EpisodeProgress(task, j, seed, obs, time.perf_counter(), len(policy.call_latencies)))
 
-    def _recording(self, episode: _Episode) -> bool:
+    def _recording(self, episode: EpisodeProgress) -> bool:
         return episode.j < self.cfg.video and self.track == "vision"
 
-    def _act(self, active: dict[int, tuple[int, _Episode]]) -> dict[int, tuple[np.ndarray, bool]]:
+    def _act(self, active: dict[int, tuple[int, EpisodeProgress]]) -> dict[int, tuple[np.ndarray, bool]]:
         """Every active slot's next action, and whether its next image is read; the slots that need a model call
         share one where their policies can."""
         shared = []
@@ -215,14 +225,9 @@ class LockstepRunner:
         for policy, chunk in zip(policies, chunks):
             policy.receive(chunk, seconds)
 
-    def _record(self, slot: int, episode: _Episode) -> dict[str, Any]:
-        policy = self.policies[slot]
-        latencies = policy.call_latencies[episode.calls_before:]
-        return {"task": episode.task, "j": episode.j, "seed": episode.seed, "success": episode.success,
-                "steps": episode.steps, "model_calls": len(latencies), "sum_reward": float(np.sum(episode.rewards)),
-                "max_reward": float(np.max(episode.rewards)), "time_s": time.perf_counter() - episode.start,
-                "call_latencies": latencies, "peak_memory_mb": self.memory.peak_mb,
-                "video": video_bytes(episode.frames, self.suite.control_hz) if episode.frames else None}
+    def _record(self, slot: int, episode: EpisodeProgress) -> dict[str, Any]:
+        latencies = self.policies[slot].call_latencies[episode.calls_before:]
+        return episode.record(latencies, self.memory.peak_mb, self.suite.control_hz)
 
     def close(self) -> None:
         self.workers.close()

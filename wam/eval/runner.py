@@ -25,9 +25,8 @@ from wam.deployment import Policy, make_policy
 from wam.envs import Suite, SuiteEnv, get_suite, resolve_task_groups, resolve_tasks
 from wam.eval.budget import MemoryMeter, latency_block, machine_info, process_peak_memory_mb
 from wam.eval.config import EvalConfig
-from wam.eval.lockstep import LockstepRunner
+from wam.eval.lockstep import EpisodeProgress, LockstepRunner
 from wam.eval.subject import check_observations, check_seeds_disjoint, load_for_eval, model_block, model_suite
-from wam.eval.videos import video_bytes
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import CONFIG_NAME, WEIGHTS_NAME, InferenceConfig, WorldActionModel
 
@@ -190,27 +189,22 @@ class EpisodeRunner:
         env, policy = self._env(task), self.policy
         obs, _ = env.reset(seed=seed)
         policy.reset(seed=seed)
-        calls_before = len(policy.call_latencies)
-        frames, rewards, success, steps = [], [], False, 0
-        t0 = time.perf_counter()
+        episode = EpisodeProgress(task, j, seed, obs, time.perf_counter(), len(policy.call_latencies))
         recording = j < self.cfg.video and self.track == "vision"
         while True:
             if recording:
-                frames.append(obs[self.suite.image_key])
-            obs["task"] = self.suite.instruction(task)
-            action = policy.select_action(obs)
+                episode.frames.append(episode.obs[self.suite.image_key])
+            episode.obs["task"] = self.suite.instruction(task)
+            action = policy.select_action(episode.obs)
             env.render_images = recording or policy.needs_next_image()
-            obs, reward, success, truncated, _ = env.step(action)
-            rewards.append(reward)
+            episode.obs, reward, episode.success, truncated, _ = env.step(action)
+            episode.rewards.append(reward)
             self.memory.sample()
-            steps += 1
-            if success or truncated:
+            episode.steps += 1
+            if episode.success or truncated:
                 break
-        return {"task": task, "j": j, "seed": seed, "success": bool(success), "steps": steps,
-                "model_calls": len(policy.call_latencies) - calls_before, "sum_reward": float(np.sum(rewards)),
-                "max_reward": float(np.max(rewards)), "time_s": time.perf_counter() - t0,
-                "call_latencies": policy.call_latencies[calls_before:], "peak_memory_mb": self.memory.peak_mb,
-                "video": video_bytes(frames, self.suite.control_hz) if frames else None}
+        return episode.record(policy.call_latencies[episode.calls_before:], self.memory.peak_mb,
+                              self.suite.control_hz)
 
     def close(self) -> None:
         for env in self._envs.values():
