@@ -61,6 +61,10 @@ def test_train_then_eval_closed_loop(preset, vision_data, tmp_path):
                                                                            ("button-press-topdown-v3", 0)]
     assert info["overall"]["n_episodes"] == 4 and set(info["per_group"]) == {"drawer-open-v3", "button-press-topdown-v3"}
     assert info["overall"]["pc_success"] == info["aggregated"]["pc_success"]
+    failures = info["failures"]  # 12-step episodes fail: each names what went wrong, and the counts add up
+    failed = [e for e in info["per_episode"] if not e["success"]]
+    assert all(e["failure"] in failures["tags"] for e in failed)
+    assert sum(failures["overall"].values()) == len(failed) and set(failures["per_task"]) == set(task_success(info))
     assert len(info["video_paths"]) == 2 and all((out / "videos").glob("*.mp4"))
     assert info["model"]["deployment"] == {"regime": "chunked", "n_action_steps": 8, "ensemble": None,
                                            "decode": False}

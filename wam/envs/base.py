@@ -9,7 +9,9 @@ suite named by the dataset (``meta/info.json`` ``wam.suite``) or the model (``Mo
 Every environment a suite builds follows one contract (``SuiteEnv``): ``reset(seed=s)`` draws a reproducible
 start; ``step(action)`` returns ``(observation, reward, success, truncated, info)`` with ``terminated`` meaning
 success and ``info["is_success"]``; observations use the dataset's own keys; ``ground_truth()`` gives the
-``KEYPOINT_ROLES`` in world and image coordinates; ``render()`` gives the camera frame.
+``KEYPOINT_ROLES`` in world and image coordinates; ``render()`` gives the camera frame. An episode that ends
+without success (truncated at the cap) names what went wrong in ``info["failure"]``: one of the suite's
+``failure_tags``, computed from simulator ground truth the policy never sees.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ class Suite(ABC):
     """The declared distribution shifts of the generalization probe, ``"none"`` first, with what each changes."""
     score: ClassVar[str]
     """What the per-step reward measures, whose per-episode maximum is reported beside success."""
+    failure_tags: ClassVar[dict[str, str]]
+    """What a failed episode's ``info["failure"]`` can name, each with its definition in simulator ground truth
+    (the contact-sensitive failure modes reported beside success)."""
 
     @abstractmethod
     def tasks(self) -> list[str]:

@@ -59,6 +59,22 @@ WAM_BENCH = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "do
 CAMERA_SHIFT = np.array([0.0, 0.05, 0.05])
 COLOUR_TINT = np.array([0.85, 1.0, 1.15])
 PLACEMENT_MARGIN = 0.25
+MOVED = 0.01  # m: the key object counts as moved once 1 cm from where it started
+NEAR_GOAL = 0.1  # m: about twice MetaWorld's success radii (5 to 8 cm for most tasks)
+HAND_GOAL_TASKS = ("reach-v3", "reach-wall-v3")
+"""Tasks whose goal is for the hand itself: the hand is what moves to the goal, and nothing need be touched."""
+FAILURE_TAGS = {
+    "never-reached": "the hand never touched any of the task's objects (no MuJoCo contact between the hand's geoms "
+                     "and a body that is neither robot, table nor world)",
+    "no-effect": "the hand touched the task's objects but never moved the key object 1 cm from its start (in reach "
+                 "tasks: the hand never moved 1 cm)",
+    "stalled-near-goal": "the key object (the hand, in reach tasks) ended within 10 cm of the goal (about twice "
+                         "MetaWorld's success radii), short of MetaWorld's success check",
+    "grasp-lost": "the key object was held between both finger pads at some step, was not held at the end, and "
+                  "ended away from the goal",
+    "misplaced": "the key object (the hand, in reach tasks) moved but ended more than 10 cm from the goal",
+}
+"""The failure tags of the MetaWorld suite, tested in this order; the first that holds names a failed episode."""
 
 
 def task_names() -> list[str]:
@@ -114,6 +130,8 @@ class MetaWorldEnv(gym.Env):
         self._size = size
         self._state = np.zeros(39)
         self._steps = 0
+        self._contacts = ContactGeoms(model)
+        self._trace: EpisodeTrace | None = None
 
         spaces: dict[str, gym.Space] = {}
         if track == "vision":
@@ -151,6 +169,7 @@ class MetaWorldEnv(gym.Env):
             self._env.seed(seed)
         self._state, _ = self._env.reset()
         self._steps = 0
+        self._trace = EpisodeTrace(self._keypoints_xyz(), self.task in HAND_GOAL_TASKS)
         return self._observation(image=True), {"is_success": False}
 
     def step(self, action):
@@ -159,7 +178,11 @@ class MetaWorldEnv(gym.Env):
         self._steps += 1
         success = bool(info.get("success", 0.0))
         truncated = self._steps >= self.max_episode_steps or self._steps >= self._env.max_path_length
-        return self._observation(self.render_images), float(reward), success, truncated, {"is_success": success}
+        self._trace.update(self._keypoints_xyz(), *self._contacts.touching(self._env.data))
+        step_info: dict[str, Any] = {"is_success": success}
+        if truncated and not success:
+            step_info["failure"] = self._trace.failure()
+        return self._observation(self.render_images), float(reward), success, truncated, step_info
 
     def render(self) -> np.ndarray:
         """The camera frame, upright, at ``render_size`` (the observation size by default)."""
@@ -181,11 +204,14 @@ class MetaWorldEnv(gym.Env):
         ``keypoints_uv`` holds pixel coordinates (u to the right, v down) in the upright observation image;
         points behind the camera come out as NaN.
         """
-        env = self._env
-        xyz = np.stack([np.asarray(env.tcp_center, dtype=np.float64),
-                        np.asarray(env._get_pos_objects()[:3], dtype=np.float64),
-                        np.asarray(env._target_pos, dtype=np.float64)])
+        xyz = self._keypoints_xyz()
         return {"keypoints_xyz": xyz.astype(np.float32), "keypoints_uv": self.project(xyz).astype(np.float32)}
+
+    def _keypoints_xyz(self) -> np.ndarray:
+        env = self._env
+        return np.stack([np.asarray(env.tcp_center, dtype=np.float64),
+                         np.asarray(env._get_pos_objects()[:3], dtype=np.float64),
+                         np.asarray(env._target_pos, dtype=np.float64)])
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """Pinhole projection of world points ``[N, 3]`` into upright image pixels ``[N, 2]``."""
@@ -209,6 +235,67 @@ class MetaWorldEnv(gym.Env):
         if renderer is not None:
             renderer.close()
         super().close()
+
+
+class ContactGeoms:
+    """Which MuJoCo geoms are the hand, its two finger pads, and the task's objects (every body that is neither
+    the robot, the mocap target, the table nor the world), to read contacts between them."""
+
+    SCENE = ("world", "tablelink", "RetainingWall", "mocap")
+    """Bodies that are scenery, not task objects (the retaining wall exists in some tasks only)."""
+
+    def __init__(self, model: Any):
+        def subtree(root: str) -> np.ndarray:
+            inside = np.zeros(model.nbody, bool)
+            inside[model.body(root).id] = True
+            for body in range(model.nbody):  # parents precede their children in MuJoCo's body order
+                inside[body] |= inside[model.body_parentid[body]] and body != 0
+            return inside[model.geom_bodyid]
+
+        robot = subtree("base")
+        names = {model.body(body).name for body in range(model.nbody)}
+        scene = np.isin(model.geom_bodyid, [model.body(name).id for name in self.SCENE if name in names])
+        self.hand, self.pads = subtree("right_hand"), (subtree("leftpad"), subtree("rightpad"))
+        self.task_bodies = np.where(~robot & ~scene, model.geom_bodyid, -1)
+
+    def touching(self, data: Any) -> tuple[bool, bool]:
+        """Whether the hand touches a task object now, and whether both finger pads touch the same one."""
+        first, second = data.contact.geom1[:data.ncon], data.contact.geom2[:data.ncon]
+
+        def touched_by(part: np.ndarray) -> set[int]:
+            """The task bodies in contact with a geom of ``part``."""
+            return (set(self.task_bodies[second[part[first]]]) | set(self.task_bodies[first[part[second]]])) - {-1}
+
+        return bool(touched_by(self.hand)), bool(touched_by(self.pads[0]) & touched_by(self.pads[1]))
+
+
+class EpisodeTrace:
+    """What a MetaWorld episode did, from simulator ground truth, to name its failure (``FAILURE_TAGS``)."""
+
+    def __init__(self, start: np.ndarray, hand_goal: bool):
+        self.start, self.end = start, start  # rows: hand, key object, goal
+        self.hand_goal = hand_goal
+        self.mover = 0 if hand_goal else 1  # the row that must reach the goal
+        self.touched = self.held = self.held_now = False
+        self.moved = 0.0
+
+    def update(self, keypoints: np.ndarray, touching: bool, held: bool) -> None:
+        self.end = keypoints
+        self.touched |= touching
+        self.held |= held
+        self.held_now = held
+        self.moved = max(self.moved, float(np.linalg.norm(keypoints[self.mover] - self.start[self.mover])))
+
+    def failure(self) -> str:
+        if not (self.touched or self.hand_goal):
+            return "never-reached"
+        if self.moved < MOVED:
+            return "no-effect"
+        if np.linalg.norm(self.end[self.mover] - self.end[2]) <= NEAR_GOAL:
+            return "stalled-near-goal"
+        if self.held and not self.held_now:
+            return "grasp-lost"
+        return "misplaced"
 
 
 class ScriptedExpert:
@@ -312,6 +399,7 @@ class MetaWorldSuite(Suite):
     keypoint_names = ("ee", "object", "goal")
     shifts = SHIFTS
     score = "MetaWorld's shaped reward (0 to 10)"
+    failure_tags = FAILURE_TAGS
 
     def tasks(self) -> list[str]:
         return task_names()

@@ -32,6 +32,16 @@ CONTROL_HZ = 10.0
 MAX_EPISODE_STEPS = 300
 WORLD = 512.0  # side of the plane in pixels; actions and positions live in [0, WORLD]
 SHIFTS = {"none": "the training distribution"}
+NEAR_COVERAGE = 0.8  # coverage of the goal that counts as near it (success needs 0.95)
+FAILURE_TAGS = {
+    "never-reached": "the block never moved (it is quasi-static: it moves only while the pusher pushes it), so the "
+                     "pusher never reached it",
+    "stalled-near-goal": f"the block ended covering at least {NEAR_COVERAGE:.0%} of the goal, short of 95 %",
+    "lost-coverage": f"the block covered at least {NEAR_COVERAGE:.0%} of the goal at some step but ended below it "
+                     "(pushed past or away)",
+    "misplaced": f"the block was moved but never covered {NEAR_COVERAGE:.0%} of the goal",
+}
+"""The failure tags of the PushT suite, tested in this order; the first that holds names a failed episode."""
 TELEOP_PX = 30.0  # how far ahead of the pusher one key press puts its target (``wam play``)
 
 
@@ -73,6 +83,8 @@ class PushTEnv(gym.Env):
         super().reset(seed=seed)
         observation, _ = self._env.reset(seed=seed)
         self._steps = 0
+        self._block_start = self._block_pose()
+        self._block_moved, self._best_coverage = False, 0.0
         return self._observation(observation), {"is_success": False}
 
     def step(self, action):
@@ -80,8 +92,24 @@ class PushTEnv(gym.Env):
         observation, reward, success, _, info = self._env.step(action)
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
-        return (self._observation(observation), float(reward), bool(success), truncated,
-                {"is_success": bool(success), "coverage": float(info["coverage"])})
+        coverage = float(info["coverage"])
+        self._block_moved |= not np.allclose(self._block_pose(), self._block_start, atol=1e-6)
+        self._best_coverage = max(self._best_coverage, coverage)
+        step_info: dict[str, Any] = {"is_success": bool(success), "coverage": coverage}
+        if truncated and not success:
+            step_info["failure"] = self._failure(coverage)
+        return self._observation(observation), float(reward), bool(success), truncated, step_info
+
+    def _block_pose(self) -> np.ndarray:
+        return np.array([*self._env.block.position, self._env.block.angle])
+
+    def _failure(self, coverage: float) -> str:
+        """The episode's ``FAILURE_TAGS`` entry, from the block's pose and coverage of the goal."""
+        if not self._block_moved:
+            return "never-reached"
+        if coverage >= NEAR_COVERAGE:
+            return "stalled-near-goal"
+        return "lost-coverage" if self._best_coverage >= NEAR_COVERAGE else "misplaced"
 
     def render(self) -> np.ndarray:
         """The top-down frame at ``render_size``, with the commanded target marked."""
@@ -371,6 +399,7 @@ class PushTSuite(Suite):
     keypoint_names = ("pusher", "block", "goal")
     shifts = SHIFTS
     score = "min(coverage / 0.95, 1), the reward Diffusion Policy and LeRobot report as coverage"
+    failure_tags = FAILURE_TAGS
 
     def tasks(self) -> list[str]:
         return [TASK]

@@ -51,8 +51,8 @@ def _serve(conn, suite_name: str, track: str, image_size: int | None, max_steps:
                 conn.send(("ok", (obs, {k: list(s.shape) for k, s in env.observation_space.spaces.items()})))
             elif command == "step":
                 action, env.render_images = argument
-                obs, reward, success, truncated, _ = env.step(action)
-                conn.send(("ok", (obs, float(reward), bool(success), bool(truncated))))
+                obs, reward, success, truncated, info = env.step(action)
+                conn.send(("ok", (obs, float(reward), bool(success), bool(truncated), info.get("failure"))))
             else:
                 break
     except Exception as e:  # reported in the parent as one error
@@ -100,9 +100,10 @@ class EnvWorkers:
         """Start episode (task, seed) in each given slot: its first observation and observation shapes."""
         return self._exchange({slot: ("reset", job) for slot, job in jobs.items()})
 
-    def step(self, actions: dict[int, tuple[np.ndarray, bool]]) -> dict[int, tuple[dict[str, Any], float, bool, bool]]:
+    def step(self, actions: dict[int, tuple[np.ndarray, bool]]
+             ) -> dict[int, tuple[dict[str, Any], float, bool, bool, str | None]]:
         """One step in each given slot with (action, whether to render the image): observation, reward, success,
-        truncated."""
+        truncated, and the failure tag of an episode that ended without success."""
         return self._exchange({slot: ("step", action) for slot, action in actions.items()})
 
     def close(self) -> None:
@@ -131,10 +132,21 @@ class EpisodeProgress:
     rewards: list[float] = field(default_factory=list)
     success: bool = False
     steps: int = 0
+    failure: str | None = None
+    """What went wrong, from the suite's ``failure_tags``, when the episode ended without success."""
+
+    def end_step(self, obs: dict[str, Any], reward: float, success: bool, truncated: bool,
+                 failure: str | None) -> bool:
+        """Take one step's outcome; whether the episode has ended."""
+        self.obs, self.success, self.failure = obs, success, failure
+        self.rewards.append(reward)
+        self.steps += 1
+        return success or truncated
 
     def record(self, latencies: list[float], peak_memory_mb: float, control_hz: float) -> dict[str, Any]:
         """Outcome, model calls (``latencies``, seconds each) and the video (mp4 bytes) if frames were kept."""
-        return {"task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success), "steps": self.steps,
+        return {"task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success),
+                "failure": None if self.success else self.failure, "steps": self.steps,
                 "model_calls": len(latencies), "sum_reward": float(np.sum(self.rewards)),
                 "max_reward": float(np.max(self.rewards)), "time_s": time.perf_counter() - self.start,
                 "call_latencies": latencies, "peak_memory_mb": peak_memory_mb,
@@ -164,14 +176,7 @@ class LockstepRunner:
             actions = self._act(active)
             results = self.workers.step(actions)
             self.memory.sample()
-            finished = []
-            for slot, (obs, reward, success, truncated) in results.items():
-                episode = active[slot][1]
-                episode.obs, episode.success = obs, success
-                episode.rewards.append(reward)
-                episode.steps += 1
-                if success or truncated:
-                    finished.append(slot)
+            finished = [slot for slot, outcome in results.items() if active[slot][1].end_step(*outcome)]
             for slot in finished:
                 index, episode = active.pop(slot)
                 records[index] = self._record(slot, episode)

@@ -17,10 +17,14 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     table.add_column("task")
     table.add_column("success", justify="right")
     table.add_column("episodes", justify="right")
+    failures = info.get("failures")  # absent from evaluations written before failure tags
+    if failures:
+        table.add_column("failures (suite's failure tags)")
     for entry in info["per_task"]:
-        table.add_row(entry["task"], f"{entry['metrics']['pc_success']:.0f}%", str(entry["metrics"]["n_episodes"]))
+        table.add_row(entry["task"], f"{entry['metrics']['pc_success']:.0f}%", str(entry["metrics"]["n_episodes"]),
+                      *([failure_summary(failures["per_task"][entry["task"]])] if failures else []))
     table.add_row("[bold]all[/bold]", f"[bold]{info['aggregated']['pc_success']:.1f}%[/bold]",
-                  str(len(info["per_episode"])))
+                  str(len(info["per_episode"])), *([failure_summary(failures["overall"])] if failures else []))
     console.print(table)
     lat = budget["latency_per_call_ms"]
     feasible = "yes" if budget["feasible_at_control_hz"] else "no"
@@ -48,6 +52,11 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     machine = info["machine"]
     console.print(f"measured on {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']}, "
                   f"device {machine['device']}")
+
+
+def failure_summary(counts: dict[str, int]) -> str:
+    """``never-reached 3, misplaced 1``: the tags that occurred, most frequent first."""
+    return ", ".join(f"{tag} {n}" for tag, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n) or "-"
 
 
 def print_offline(info: dict[str, Any], console: Console | None = None) -> None:

@@ -4,8 +4,10 @@
 ``per_group`` and ``overall`` as LeRobot's multi-task evaluation writes them (0.4.4 and 0.6.1), ``per_episode``
 and ``aggregated`` as its single-task ``eval_policy`` does, plus the task name in each ``per_task`` entry,
 ``budget`` (latency per call and per action, effective control rate, feasibility at the control rate, peak
-memory), ``model`` (4-tuple, parameters) and ``machine``. Evaluation seeds start at ``EVAL_SEED_BASE`` and are
-checked against the demonstration seeds of the training dataset when it is at hand.
+memory), ``failures`` (failed episodes counted by the suite's failure tags, overall and per task, with the tags'
+definitions; each ``per_episode`` entry names its own), ``model`` (4-tuple, parameters) and ``machine``.
+Evaluation seeds start at ``EVAL_SEED_BASE`` and are checked against the demonstration seeds of the training dataset
+when it is at hand.
 """
 
 from __future__ import annotations
@@ -110,6 +112,15 @@ def task_success(info: dict[str, Any]) -> dict[str, float]:
     return {entry["task"]: entry["metrics"]["pc_success"] for entry in info["per_task"]}
 
 
+def failure_counts(suite: Suite, episodes: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of ``episodes`` failed under each of the suite's failure tags (every tag listed, zeros too)."""
+    counts = dict.fromkeys(suite.failure_tags, 0)
+    for episode in episodes:
+        if not episode["success"]:
+            counts[episode["failure"]] += 1
+    return counts
+
+
 def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: Suite, tasks: list[str],
               records: list[dict[str, Any]], wall: float, rows_per_call: float = 1.0) -> dict[str, Any]:
     """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way)."""
@@ -151,6 +162,10 @@ def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: S
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
                    "episodes_per_call": rows_per_call, "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
+        "failures": {"overall": failure_counts(suite, per_episode),
+                     "per_task": {task: failure_counts(suite, [e for e in per_episode if e["task"] == task])
+                                  for task in tasks},
+                     "tags": suite.failure_tags},
         "model": model_block(model, cfg.run, policy),
         "suite": {"name": suite.name, "score": suite.score},
         "machine": machine_info(model.device),
@@ -197,11 +212,9 @@ class EpisodeRunner:
             episode.obs["task"] = self.suite.instruction(task)
             action = policy.select_action(episode.obs)
             env.render_images = recording or policy.needs_next_image()
-            episode.obs, reward, episode.success, truncated, _ = env.step(action)
-            episode.rewards.append(reward)
+            obs, reward, success, truncated, info = env.step(action)
             self.memory.sample()
-            episode.steps += 1
-            if episode.success or truncated:
+            if episode.end_step(obs, reward, success, truncated, info.get("failure")):
                 break
         return episode.record(policy.call_latencies[episode.calls_before:], self.memory.peak_mb,
                               self.suite.control_hz)
