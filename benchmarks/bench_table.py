@@ -1,4 +1,6 @@
-"""Print WAM-Bench (``wam bench``) as Markdown: the accuracy-at-budget table and the central claim.
+"""Print WAM-Bench (``wam bench``) as Markdown: the accuracy-at-budget table and the central claim, or for a
+protocol (``wam bench --protocol``) one table with a column per group, the published figures beneath ours, and the
+failures by tag.
 
     usage: python benchmarks/bench_table.py [RESULTS_DIR]     (default: results/bench)
 """
@@ -38,9 +40,48 @@ def claim(c: dict | None, what: str) -> None:
           f"{100 * c['mean_success']['render_and_decode']:.1f} %")
 
 
+def protocol_table(board: dict) -> None:
+    """Presets by group: mean success over seeds, its spread and 95 % interval; then the published references."""
+    groups = board["groups"]
+    presets = list(dict.fromkeys(r["preset"] for g in groups.values() for r in g["rows"]))
+    print("| preset | " + " | ".join(f"{g} ({len(groups[g]['tasks'])} tasks)" for g in groups) + " |")
+    print("|---|" + "---|" * len(groups))
+    for preset in presets:
+        cells = []
+        for g in groups.values():
+            r = next((r for r in g["rows"] if r["preset"] == preset), None)
+            spread = "" if r is None or r["success_spread"] is None else f" ± {100 * r['success_spread']:.1f}"
+            cells.append("–" if r is None else f"**{100 * r['success']:.1f}**{spread} "
+                                               f"[{100 * r['ci95'][0]:.0f}–{100 * r['ci95'][1]:.0f}]")
+        print(f"| `{preset}` | " + " | ".join(cells) + " |")
+    systems = list(dict.fromkeys(ref["system"] for g in groups.values() for ref in g["references"]))
+    for system in systems:
+        found = [next((ref for ref in g["references"] if ref["system"] == system), None) for g in groups.values()]
+        print(f"| *{system}, published* | " + " | ".join("–" if ref is None else f"*{100 * ref['success']:.1f}*"
+                                                        for ref in found) + " |")
+    print(f"\nSuccess in percent: mean over training seeds {board['protocol']['seeds']} ± their standard deviation, "
+          "[95 % Wilson interval over all episodes].")
+    for name, g in groups.items():
+        if g.get("goal_hidden"):
+            print(f"\n{name}: goal placed at random and shown by nothing in the image (no image policy can know it): "
+                  + ", ".join(t.removesuffix("-v3") for t in g["goal_hidden"]) + ".")
+    tags = list(board["failure_tags"])
+    print("\nFailed episodes by tag (all seeds and tasks):\n")
+    print("| group | preset | failed / episodes | " + " | ".join(tags) + " |")
+    print("|---|---|---|" + "---|" * len(tags))
+    for name, g in groups.items():
+        for r in g["rows"]:
+            counts = " | ".join(str(r["failures"].get(t, 0)) for t in tags)
+            print(f"| {name} | `{r['preset']}` | {sum(r['failures'].values())} / {r['episodes']} | {counts} |")
+    print(f"\nHow the protocols differ: {board['protocol']['differences']}")
+
+
 def main(results: Path) -> None:
     board = json.loads((results / "leaderboard.json").read_text())
     print(f"`{board['command']}`\n")
+    if "protocol" in board:
+        protocol_table(board)
+        return
     table(board)
     c = board["central_claim"]
     claim(c, "Central claim (census philosophies)")

@@ -193,3 +193,50 @@ def test_report_states_both_central_claims(bench, tmp_path):
     assert 'id="claim"' in html and "preset, <b>render-skipped</b> (its future skipped at deployment)" in html
     assert 'id="claim-generating"' in html and "the best, <b>vla</b>" in html
     assert "within one standard error" in html or "one standard error of the difference below" in html
+
+
+def test_protocol_options_are_checked(capsys):
+    assert main(["bench", "--groups", "hard"]) == 2
+    assert "pass --protocol too" in capsys.readouterr().err
+    assert main(["bench", "--protocol", "20-demos"]) == 2
+    assert "unknown protocol '20-demos'; choose from: 10-demos, mt50" in capsys.readouterr().err
+    assert main(["bench", "--protocol", "10-demos", "--groups", "impossible"]) == 2
+    assert "unknown group(s) impossible" in capsys.readouterr().err
+
+
+def test_protocol_reports_each_group_over_seeds_beside_published_figures(tmp_path, monkeypatch):
+    """A protocol on MetaWorld's two quick tasks at --quick scale, two training seeds: each seed is its own run on
+    the same demonstrations, the row aggregates them, and the published figure stands beside it."""
+    from wam.eval import protocols
+
+    tiny = protocols.Protocol(name="tiny", suite="metaworld", description="two easy tasks", groups=("quick",),
+                              demos=5, episodes=2, max_steps=60, steps=20, seeds=(0, 1),
+                              references=(protocols.Reference("Someone's policy", {"quick": 50.0}, "a paper"),),
+                              differences="none worth naming")
+    monkeypatch.setitem(protocols.PROTOCOLS, "tiny", tiny)
+    out, results = tmp_path / "out", tmp_path / "results"
+    assert main(["bench", "--protocol", "tiny", "--quick", "--presets", "vla", "--out", str(out),
+                 "--results", str(results)]) == 0
+    board = json.loads((results / "leaderboard.json").read_text())
+    assert board["protocol"]["name"] == "tiny" and board["protocol"]["seeds"] == [0, 1]
+    group = board["groups"]["quick"]
+    (r,) = group["rows"]
+    assert r["seeds"] == [0, 1] and len(r["success_per_seed"]) == 2 and r["episodes"] == 2 * 2 * 2
+    assert r["success"] == pytest.approx(sum(r["success_per_seed"]) / 2)
+    assert 0 <= r["ci95"][0] <= r["success"] <= r["ci95"][1] <= 1
+    assert sum(r["failures"].values()) == round(r["episodes"] * (1 - r["success"]))
+    assert set(r["failures"]) <= set(board["failure_tags"])
+    assert group["references"] == [{"system": "Someone's policy", "success": 0.5, "source": "a paper"}]
+    assert group["goal_hidden"] == []  # the quick tasks' buttons show where to press
+    for seed in (0, 1):  # one run per seed on the group's one collection
+        config = json.loads((out / f"quick/vla/seed-{seed}/run/train_config.json").read_text())
+        assert config["seed"] == seed and config["data"] == str(out / "quick/data")
+    html = (results / "report.html").read_text()
+    assert "Someone&#39;s policy (published)" in html and "none worth naming" in html and "never-reached" in html
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_table.py"
+    table = subprocess.run([sys.executable, str(script), str(results)], capture_output=True, text=True,
+                           check=True).stdout
+    assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table

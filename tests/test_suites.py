@@ -159,3 +159,12 @@ def test_pusht_dream_steps_with_the_suite_bounds(pusht_data):
         assert np.all(np.sign(moved) == np.sign(256.0 - observation["observation.state"])), "toward the target"
     finally:
         env.close()
+
+
+def test_metaworld_says_which_goals_no_image_can_show():
+    """MetaWorld draws no goal marker: a goal placed at random is visible only through a body placed with it."""
+    suite = get_suite("metaworld")
+    assert suite.goal_hidden("push-v3") and suite.goal_hidden("reach-v3")  # a random point on the table, unmarked
+    assert not suite.goal_hidden("shelf-place-v3")  # the shelf moves with the goal
+    assert not suite.goal_hidden("drawer-open-v3") and not suite.goal_hidden("hammer-v3")  # shown with it / fixed
+    assert not get_suite("pusht").goal_hidden("pusht")

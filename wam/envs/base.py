@@ -142,6 +142,11 @@ class Suite(ABC):
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The lowest and highest action the environment accepts, per dimension."""
 
+    def goal_hidden(self, task: str) -> bool:
+        """Whether ``task``'s goal is placed at random at every reset yet shown by nothing in the camera image, so
+        that no image policy can know it (reports flag such tasks). By default goals are visible or fixed."""
+        return False
+
     def state_propagator(self, env: SuiteEnv) -> StatePropagator:
         """The dream's proprioception model for ``env``; suites whose robot state cannot be integrated from the
         actions alone do not dream."""

@@ -14,6 +14,7 @@ the task's key object and the goal, with their projections into the image, for s
 from __future__ import annotations
 
 import os
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -360,6 +361,38 @@ def reference_expert_successes(task: str, starts: int, max_steps: int = MAX_EPIS
     return outcomes
 
 
+GOAL_MOVES = 0.02  # m: a goal whose placement varies by less between seeds is as good as fixed
+GOAL_PROBE_SEEDS = ((0, 1), (2, 3), (4, 5))
+
+
+@cache
+def goal_hidden(task: str) -> bool:
+    """Whether ``task``'s goal moves between seeded resets (by ``GOAL_MOVES`` or more) while no task body moves
+    with it: MetaWorld draws no goal marker in the camera image, so only a body placed with the goal (a shelf, a
+    basket, a button box) shows it. Measured on ``GOAL_PROBE_SEEDS``; hidden if any pair says so."""
+    import mujoco
+
+    env = MetaWorldEnv(task, track="state")
+    sawyer = env._env
+    bodies = sorted({int(b) for b in ContactGeoms(sawyer.model).task_bodies if b >= 0})
+
+    def placement(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        env.reset(seed=seed)
+        mujoco.mj_kinematics(sawyer.model, sawyer.data)
+        return np.array(sawyer._target_pos, dtype=np.float64), sawyer.data.xpos[bodies].copy()
+
+    try:
+        for first, second in GOAL_PROBE_SEEDS:
+            (goal0, bodies0), (goal1, bodies1) = placement(first), placement(second)
+            moved = goal1 - goal0
+            carried = np.linalg.norm((bodies1 - bodies0) - moved, axis=1) < 0.005
+            if np.linalg.norm(moved) >= GOAL_MOVES and not carried.any():
+                return True
+        return False
+    finally:
+        env.close()
+
+
 class MocapPropagator:
     """The hand's kinematics for the dream: MetaWorld moves its mocap target by ``clip(a[:3]) * ACTION_SCALE``
     (clipped to the task's mocap bounds) and the hand follows it; the gripper opening stays as it was."""
@@ -408,6 +441,9 @@ class MetaWorldSuite(Suite):
         return {"all": self.tasks(), "wam-bench": list(WAM_BENCH), "quick": ["button-press-topdown-v3", "drawer-close-v3"],
                 "quickstart": ["button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3"],
                 **{name: [f"{t}-v3" for t in tasks] for name, tasks in DIFFICULTY.items()}}
+
+    def goal_hidden(self, task: str) -> bool:
+        return goal_hidden(task)
 
     def instruction(self, task: str) -> str:
         """The task's name without its version: ``drawer-open-v3`` -> ``drawer open``."""

@@ -39,8 +39,9 @@ from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
 from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
+from wam.eval.protocols import get_protocol
 from wam.io import atomic_write_json, config_dict
-from wam.options import CheckedOptions
+from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
 from wam.train.loop import TrainConfig, resolve_device, train
 
@@ -51,12 +52,38 @@ QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
 episodes and training steps."""
 
 
+@dataclass(frozen=True)
+class Cell:
+    """Where one preset's bench work for one task set and training seed lives: the shared demonstrations, the
+    held-out ones for the offline screens, and the preset's own folder (run/, eval/<task>/, offline/, ...)."""
+
+    tasks: str
+    data: Path
+    heldout: Path
+    root: Path
+    """Folder under which each preset's folder is ``preset_dir(preset)``."""
+    seed: int = 0
+    seeded: bool = False
+    """Whether preset folders carry the seed (``<preset>/seed-<s>``), as in a protocol's cells."""
+
+    def preset_dir(self, preset: str) -> Path:
+        return self.root / preset / f"seed-{self.seed}" if self.seeded else self.root / preset
+
+
 @dataclass
 class BenchConfig(CheckedOptions):
     """Train the presets on a task set, evaluate each closed-loop, and write the leaderboard and HTML report."""
 
     presets: tuple[str, ...] = ()
     """Presets to run (docs/presets.md); default: all of them."""
+    protocol: str | None = None
+    """A published evaluation protocol (``wam.eval.protocols``: 10-demos, mt50) instead of --tasks: it fixes the
+    suite, demonstrations, episodes, episode cap and training steps, trains one multi-task model per group and
+    training seed, and reports each group beside the published figures. Default: WAM-Bench on --tasks."""
+    groups: tuple[str, ...] = ()
+    """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
+    seeds: tuple[int, ...] = ()
+    """Training seeds per group and preset under --protocol; default: the protocol's (three)."""
     suite: str = DEFAULT_SUITE
     """Simulator suite (metaworld, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
@@ -85,7 +112,8 @@ class BenchConfig(CheckedOptions):
     skipped or predicted where the preset can skip it, on the first task."""
     sweep_episodes: Annotated[int, Ge(1)] = 10
     quick: bool = False
-    """Smoke-test scale: overrides tasks, demos, episodes, steps, max_steps and offline_demos (see QUICK)."""
+    """Smoke-test scale: overrides tasks (not a protocol's groups), demos, episodes, steps, max_steps and
+    offline_demos (see QUICK)."""
     out: Path = Path("outputs/bench")
     """Data, runs and evaluations, reused by a re-run."""
     results: Path = Path("results/bench")
@@ -121,30 +149,49 @@ class BenchConfig(CheckedOptions):
         unknown = [p for p in self.presets if p not in PRESETS]
         if unknown:
             raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
-        fields = {**asdict(self), **(QUICK if self.quick else {}), "presets": self.presets or tuple(PRESETS)}
-        suite, tasks = resolve_tasks(fields["tasks"], self.suite)
+        fields = {**asdict(self), "presets": self.presets or tuple(PRESETS)}
+        if self.protocol is None and (self.groups or self.seeds):
+            raise OptionError("--groups and --seeds choose among a protocol's groups and training seeds; pass "
+                              "--protocol too (e.g. --protocol 10-demos)")
+        if self.protocol is not None:
+            protocol = get_protocol(self.protocol)
+            fields.update(protocol.settings(), groups=protocol.check_groups(self.groups) or protocol.groups,
+                          seeds=self.seeds or protocol.seeds)
+        if self.quick:  # a protocol's groups stay; its scale does not
+            fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
+        suite, tasks = resolve_tasks(fields["tasks"], fields["suite"])
         return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
 
+    def cells(self) -> list[Cell]:
+        """The (task set, seed) cells of a resolved config: WAM-Bench's one, or a protocol's group x seed ones."""
+        if self.protocol is None:
+            return [Cell(self.tasks, self.out / "data", self.out / "heldout", self.out)]
+        return [Cell(",".join(resolve_tasks(f"{self.suite}/{group}")[1]), self.out / group / "data",
+                     self.out / group / "heldout", self.out / group, seed, seeded=True)
+                for group in self.groups for seed in self.seeds]
 
-def _train_settings(cfg: BenchConfig, preset: str) -> dict[str, Any]:
-    return {"preset": preset, "steps": cfg.steps, "batch_size": cfg.batch_size, "tasks": cfg.tasks,
-            "demos": cfg.demos}
+
+def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
+    return {"preset": preset, "steps": cfg.steps, "batch_size": cfg.batch_size, "tasks": cell.tasks,
+            "demos": cfg.demos, "seed": cell.seed}
 
 
-def train_preset(cfg: BenchConfig, preset: str, data: Path) -> dict[str, Any]:
-    """Train ``preset`` unless a finished run with the same settings exists; returns its train summary."""
-    run = cfg.out / preset / "run"
-    settings_path, summary_path = cfg.out / preset / "bench_train.json", run / "train_summary.json"
-    settings = _train_settings(cfg, preset)
+def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
+    """Train ``preset`` on the cell's data unless a finished run with the same settings exists; returns its train
+    summary."""
+    folder = cell.preset_dir(preset)
+    run = folder / "run"
+    settings_path, summary_path = folder / "bench_train.json", run / "train_summary.json"
+    settings = _train_settings(cfg, preset, cell)
     if summary_path.exists() and settings_path.exists():
-        done = json.loads(settings_path.read_text())
+        done = {"seed": 0, **json.loads(settings_path.read_text())}  # benches before seeds trained with seed 0
         if done != settings:
-            raise ValueError(f"{run} was trained with {done}, not {settings}; delete {cfg.out / preset} to retrain "
+            raise ValueError(f"{run} was trained with {done}, not {settings}; delete {folder} to retrain "
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
-    summary = train(TrainConfig(data=data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
+    summary = train(TrainConfig(data=cell.data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
                                 device=cfg.device, threads=cfg.threads, resume=True,  # type: ignore[arg-type]
-                                save_every=cfg.checkpoint_every, keep_checkpoints=1))
+                                save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed))
     atomic_write_json(settings_path, settings)
     return summary
 
@@ -161,27 +208,29 @@ def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
     return run_eval(ecfg)
 
 
-def _eval_config(cfg: BenchConfig, preset: str, tasks: str, episodes: int, out: Path, **kwargs: Any) -> EvalConfig:
-    """An evaluation of ``preset``'s trained run under the bench's episode cap, device and Ray settings."""
-    return EvalConfig(run=cfg.out / preset / "run", tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
+def _eval_config(cfg: BenchConfig, run: Path, tasks: str, episodes: int, out: Path, **kwargs: Any) -> EvalConfig:
+    """An evaluation of a preset's trained ``run`` under the bench's episode cap, device and Ray settings."""
+    return EvalConfig(run=run, tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
                       ray_workers=cfg.ray_workers, envs=cfg.envs, **kwargs)
 
 
-def evaluate_preset(cfg: BenchConfig, preset: str) -> dict[str, dict[str, Any]]:
+def evaluate_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, dict[str, Any]]:
     """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
-    return {task: _evaluate(_eval_config(cfg, preset, task, cfg.episodes, cfg.out / preset / "eval" / task,
+    folder = cell.preset_dir(preset)
+    return {task: _evaluate(_eval_config(cfg, folder / "run", task, cfg.episodes, folder / "eval" / task,
                                          video=cfg.video))
-            for task in cfg.tasks.split(",")}
+            for task in cell.tasks.split(",")}
 
 
-def screen_preset(cfg: BenchConfig, preset: str, heldout: Path) -> dict[str, Any]:
-    """The offline screens of ``preset`` on the held-out demonstrations (kept once computed)."""
-    out = cfg.out / preset / "offline"
-    path = out / "offline_info.json"
+def screen_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
+    """The offline screens of ``preset`` on the cell's held-out demonstrations (kept once computed)."""
+    folder = cell.preset_dir(preset)
+    path = folder / "offline" / "offline_info.json"
     if path.exists():
         return json.loads(path.read_text())
-    return run_eval(_eval_config(cfg, preset, cfg.tasks, cfg.offline_demos, out, offline=True, data=heldout))
+    return run_eval(_eval_config(cfg, folder / "run", cell.tasks, cfg.offline_demos, folder / "offline",
+                                 offline=True, data=cell.heldout))
 
 
 def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
@@ -197,8 +246,8 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
         grid.append("future=skip,predict")
     if not grid:
         return None
-    sweep = run_eval(_eval_config(cfg, preset, cfg.tasks.split(",")[0], cfg.sweep_episodes, cfg.out / preset / "sweep",
-                                  sweep=tuple(grid)))
+    sweep = run_eval(_eval_config(cfg, cfg.out / preset / "run", cfg.tasks.split(",")[0], cfg.sweep_episodes,
+                                  cfg.out / preset / "sweep", sweep=tuple(grid)))
     plot_sweep(sweep["points"], cfg.results / "sweeps" / preset / "sweep.png", preset)
     return sweep
 
@@ -219,7 +268,7 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
     success = {"none": float(np.mean(unshifted))}
     for shift in (s for s in get_suite(cfg.suite).shifts if s != "none"):
-        info = _evaluate(_eval_config(cfg, preset, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
+        info = _evaluate(_eval_config(cfg, run, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
                                       shift=shift))
         success[shift] = info["aggregated"]["pc_success"] / 100
     shifted = [v for k, v in success.items() if k != "none"]
@@ -232,7 +281,7 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
 WARMUP_CALLS = 3
 
 
-def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
+def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     """Time ``preset`` now: ``cfg.timing_calls`` single-thread model calls under its own deployment, in seeded
     closed-loop episodes of the benchmark tasks in turn, after ``WARMUP_CALLS`` untimed ones. Written to
     ``timing.json`` with the load average before and after, so a timing taken on a busy machine shows it."""
@@ -246,14 +295,15 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
     from wam.eval.subject import load_for_eval
 
     torch.set_num_threads(1)
-    run = cfg.out / preset / "run"
-    ecfg = EvalConfig(run=run, tasks=cfg.tasks, episodes=1, out=cfg.out / preset / "timing", max_steps=cfg.max_steps,
+    folder = cell.preset_dir(preset)
+    run = folder / "run"
+    ecfg = EvalConfig(run=run, tasks=cell.tasks, episodes=1, out=folder / "timing", max_steps=cfg.max_steps,
                       device=cfg.device)  # type: ignore[arg-type]
     runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, run / "model"))
     load_before = os.getloadavg()
     latencies: list[float] = []
     calls, steps = [], []
-    tasks = cfg.tasks.split(",")
+    tasks = cell.tasks.split(",")
     j = 0
     while len(latencies) < WARMUP_CALLS + cfg.timing_calls:
         record = runner.episode(tasks[j % len(tasks)], j, EVAL_SEED_BASE + j)
@@ -268,7 +318,7 @@ def time_preset(cfg: BenchConfig, preset: str) -> dict[str, Any]:
     timing = {**latency_block(timed, actions, runner.policy.min_actions_per_call, runner.suite.control_hz, calls, steps),
               "episodes": j, "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
               "machine": machine_info(runner.model.device)}
-    atomic_write_json(cfg.out / preset / "timing.json", timing)
+    atomic_write_json(folder / "timing.json", timing)
     return timing
 
 
@@ -400,35 +450,47 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
                              "lean": float(np.mean([r["success"] for r in lean]))}}
 
 
+def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
+    """The cell's demonstrations and held-out demonstrations (resumable; nothing is recorded twice)."""
+    run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.demos, out=cell.data,
+                              workers=cfg.workers))
+    run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=cell.heldout,
+                              workers=cfg.workers, seed=HELDOUT_SEED_BASE))
+
+
+def _command() -> str:
+    return "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench"
+
+
 def run_bench(cfg: BenchConfig) -> dict[str, Any]:
-    """Run every stage not yet done and write ``leaderboard.json`` and ``report.html``; returns the leaderboard."""
+    """Run every stage not yet done and write ``leaderboard.json`` and ``report.html``; returns the leaderboard.
+    Under ``--protocol``, see ``run_protocol``."""
     from wam.eval.html import write_report
 
     cfg = cfg.resolved()
+    if cfg.protocol is not None:
+        return run_protocol(cfg)
     start = time.perf_counter()
-    data, heldout = cfg.out / "data", cfg.out / "heldout"
-    run_collect(CollectConfig(tasks=cfg.tasks, suite=cfg.suite, episodes=cfg.demos, out=data, workers=cfg.workers))
-    run_collect(CollectConfig(tasks=cfg.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=heldout,
-                              workers=cfg.workers, seed=HELDOUT_SEED_BASE))
+    (cell,) = cfg.cells()
+    collect_cell(cfg, cell)
     rows, curves, pending = [], {}, []
     for preset in cfg.presets:
         print(f"--- {preset}", flush=True)
-        summary = train_preset(cfg, preset, data)
-        evals = evaluate_preset(cfg, preset)
-        offline = screen_preset(cfg, preset, heldout)
-        properties = probe_preset(cfg, preset, heldout, evals)
+        summary = train_preset(cfg, preset, cell)
+        evals = evaluate_preset(cfg, preset, cell)
+        offline = screen_preset(cfg, preset, cell)
+        properties = probe_preset(cfg, preset, cell.heldout, evals)
         sweep = sweep_preset(cfg, preset) if preset in cfg.sweep_presets else None
         pending.append((preset, summary, evals, offline, properties, sweep))
     print("--- timing every preset, one after another", flush=True)
     for preset, summary, evals, offline, properties, sweep in pending:
-        rows.append({**leaderboard_row(preset, summary, evals, offline, properties, time_preset(cfg, preset)),
+        rows.append({**leaderboard_row(preset, summary, evals, offline, properties, time_preset(cfg, preset, cell)),
                      "sweep": None if sweep is None else sweep["points"]})
         board_evaluation(cfg.out / preset / "run" / "tensorboard" / "eval", summary["steps"], rows[-1])
         curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
     board = {
-        "command": "wam bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "run_bench",
-        "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)), "suite": cfg.suite,
-        "tasks": cfg.tasks.split(","),
+        "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
+        "suite": cfg.suite, "tasks": cfg.tasks.split(","),
         "rows": sorted(rows, key=lambda r: -r["success"]), "screen_correlations": screen_correlations(rows),
         "pareto_front": pareto_front(rows), "central_claim": central_claim(rows),
         "time_s": time.perf_counter() - start, "results": str(cfg.results),
@@ -437,3 +499,85 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     atomic_write_json(cfg.results / "leaderboard.json", board)
     write_report(board, curves, cfg.out, cfg.results)
     return board
+
+
+def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
+    """A published protocol (``wam.eval.protocols``): for each group, seed by seed, every preset trained on the
+    group's demonstrations, evaluated closed-loop task by task and screened offline; then each preset timed, its
+    seeds aggregated into one row per group, and the groups written beside the published figures to
+    ``leaderboard.json`` and ``report.html``. Every stage is kept once done, as in WAM-Bench."""
+    from wam.eval.html import write_protocol_report
+
+    start = time.perf_counter()
+    protocol = get_protocol(cfg.protocol)
+    runs: dict[tuple[str, str], list[SeedRun]] = {}
+    groups = {}
+    for cell in cfg.cells():
+        group = cell.root.name
+        collect_cell(cfg, cell)
+        for preset in cfg.presets:
+            print(f"--- {protocol.name} {group} seed {cell.seed}: {preset}", flush=True)
+            summary = train_preset(cfg, preset, cell)
+            evals = evaluate_preset(cfg, preset, cell)
+            runs.setdefault((group, preset), []).append(SeedRun(cell.seed, summary, evals,
+                                                                 screen_preset(cfg, preset, cell)))
+            groups.setdefault(group, cell)
+    print("--- timing every preset, one after another", flush=True)
+    board_groups = {}
+    for group, cell in groups.items():
+        rows = [protocol_row(preset, runs[group, preset], time_preset(cfg, preset, cell))
+                for preset in cfg.presets]
+        tasks = cell.tasks.split(",")
+        board_groups[group] = {
+            "tasks": tasks, "rows": sorted(rows, key=lambda r: -r["success"]),
+            "goal_hidden": [t for t in tasks if get_suite(cfg.suite).goal_hidden(t)],
+            "references": [{"system": ref.system, "success": ref.success[group] / 100, "source": ref.source}
+                           for ref in protocol.references if group in ref.success],
+            "screen_correlations": screen_correlations(rows), "pareto_front": pareto_front(rows),
+            "central_claim": central_claim(rows),
+        }
+    board = {
+        "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
+        "suite": cfg.suite, "protocol": {"name": protocol.name, "description": protocol.description,
+                                         "differences": protocol.differences, "seeds": list(cfg.seeds)},
+        "groups": board_groups, "failure_tags": get_suite(cfg.suite).failure_tags,
+        "time_s": time.perf_counter() - start, "results": str(cfg.results),
+    }
+    cfg.results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.results / "leaderboard.json", board)
+    write_protocol_report(board, cfg.results)
+    return board
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One training seed of a preset in a protocol group: its train summary, evaluations per task and screens."""
+
+    seed: int
+    summary: dict[str, Any]
+    evals: dict[str, dict[str, Any]]
+    offline: dict[str, Any]
+
+
+def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> dict[str, Any]:
+    """One preset's line in one group of a protocol: success as the mean over training seeds (each the mean over
+    the group's tasks) with its spread over seeds and a 95 % Wilson interval over every episode, per-task success
+    and offline screens averaged over seeds, failures counted over all of them, latency from ``timing``."""
+    from scipy.stats import binomtest
+
+    per_seed = [leaderboard_row(preset, r.summary, r.evals, r.offline, {}, timing) for r in runs]
+    successes = [r["success"] for r in per_seed]
+    episodes = [e for r in runs for info in r.evals.values() for e in info["per_episode"]]
+    interval = binomtest(sum(e["success"] for e in episodes), len(episodes)).proportion_ci(method="wilson")
+    failures: dict[str, int] = {}
+    for e in episodes:
+        if not e["success"] and e.get("failure"):  # evaluations before failure tags have none
+            failures[e["failure"]] = failures.get(e["failure"], 0) + 1
+    screens = {k for r in per_seed for k in r["offline"]}
+    return {**per_seed[0], "success": float(np.mean(successes)), "success_per_seed": successes,
+            "seeds": [r.seed for r in runs],
+            "success_spread": float(np.std(successes, ddof=1)) if len(successes) > 1 else None,
+            "ci95": [float(interval.low), float(interval.high)], "episodes": len(episodes),
+            "per_task": {t: float(np.mean([r["per_task"][t] for r in per_seed])) for t in per_seed[0]["per_task"]},
+            "offline": {k: float(np.mean([r["offline"][k] for r in per_seed if k in r["offline"]])) for k in screens},
+            "train_time_s": float(np.mean([r["train_time_s"] for r in per_seed])), "failures": failures}

@@ -223,3 +223,69 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
     path = results / "report.html"
     path.write_text(html)
     return path
+
+
+PROTOCOL_TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: {{ p.name }}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+th { background: #f3f3f3; } td.l { text-align: left; } tr.ref td { font-style: italic; background: #fafafa; }
+</style></head><body>
+<h1>WAM-Bench, protocol {{ p.name }}</h1>
+<p>{{ p.description }}. Training seeds: {{ p.seeds|join(", ") }}.</p>
+<p>Command: <code>{{ board.command }}</code><br>Machine: {{ board.machine.cpu }} ({{ board.machine.cpu_cores }} cores),
+torch {{ board.machine.torch }}, device {{ board.machine.device }}.</p>
+{% for group, g in board.groups.items() %}
+<h2 id="group-{{ group }}">{{ group }} ({{ g.tasks|length }} tasks)</h2>
+<table class="group"><tr><th>preset</th><th>success</th><th>spread over seeds</th><th>95 % interval</th>
+<th>per seed</th>{% for t in g.tasks %}<th>{{ t[:-3] }}</th>{% endfor %}<th>latency/action</th><th>calls/episode</th>
+<th>parameters</th><th class="l">philosophy</th></tr>
+{% for r in g.rows %}<tr><td class="l">{{ r.preset }}</td><td><b>{{ pct1(r.success) }}</b></td>
+<td>{{ "± %.1f"|format(100 * r.success_spread) if r.success_spread is not none else "–" }}</td>
+<td>{{ pct1(r.ci95[0]) }} – {{ pct1(r.ci95[1]) }}</td>
+<td>{{ r.success_per_seed|map("pct")|join(" / ") }}</td>
+{% for t in g.tasks %}<td>{{ pct(r.per_task[t]) }}</td>{% endfor %}
+<td>{{ ms(r.latency_per_action_ms) }}</td><td>{{ "%.1f"|format(r.calls_per_episode) }}</td>
+<td>{{ "%.2f"|format(r.parameters / 1e6) }} M</td><td class="l">{{ r.philosophy }}</td></tr>
+{% endfor %}{% for ref in g.references %}<tr class="ref"><td class="l">{{ ref.system }} (published)</td>
+<td>{{ pct1(ref.success) }}</td><td colspan="{{ 3 + g.tasks|length + 4 }}" class="l">{{ ref.source }}</td></tr>
+{% endfor %}</table>
+{% if g.goal_hidden %}<p class="hidden-goals">Goal placed at random at every reset and shown by nothing in the image,
+so that no image policy can know it: {{ g.goal_hidden|join(", ") }}.</p>{% endif %}
+<p>Failed episodes by failure tag (all seeds and tasks):</p>
+<table class="failures"><tr><th>preset</th><th>episodes</th><th>failed</th>
+{% for tag in board.failure_tags %}<th>{{ tag }}</th>{% endfor %}</tr>
+{% for r in g.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ r.episodes }}</td>
+<td>{{ r.failures.values()|sum }}</td>{% for tag in board.failure_tags %}<td>{{ r.failures.get(tag, 0) }}</td>{% endfor %}
+</tr>{% endfor %}</table>
+{% if g.screen_correlations %}<p>Offline screens against success (Spearman over presets):
+{% for s, c in g.screen_correlations.items() %}{{ s }} {{ "%+.2f"|format(c.spearman) }} (n={{ c.presets }}){{ "" if loop.last
+else "; " }}{% endfor %}.</p>{% endif %}
+{% if g.central_claim %}{% set c = g.central_claim %}<p>Best render-and-decode preset: {{ c.render_and_decode }}
+({{ pct1(c.render_success) }}); {{ "a" if c.lean_matches else "no" }} latent-only or generation-free preset within
+one standard error{% if c.lean_matches %} ({{ c.lean }}, {{ pct1(c.lean_success) }},
+{{ "%.1f"|format(c.latency_ratio) }}x faster per action){% endif %}.</p>{% endif %}
+{% endfor %}
+<h2>How this differs from the published protocol</h2>
+<p>{{ p.differences }}</p>
+<h2>Failure tags</h2>
+<table><tr><th>tag</th><th class="l">definition (simulator ground truth)</th></tr>
+{% for tag, text in board.failure_tags.items() %}<tr><td class="l">{{ tag }}</td><td class="l">{{ text }}</td></tr>
+{% endfor %}</table>
+</body></html>
+"""
+
+
+def write_protocol_report(board: dict[str, Any], results: Path) -> Path:
+    """Write ``results/report.html`` for a protocol's leaderboard: one table per group with the published figures
+    beneath ours, failures by tag, and how the protocols differ."""
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters["pct"] = lambda x: f"{100 * x:.0f}"
+    html = env.from_string(PROTOCOL_TEMPLATE).render(
+        board=board, p=board["protocol"], pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
+        ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
+    path = results / "report.html"
+    path.write_text(html)
+    return path
