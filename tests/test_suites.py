@@ -55,6 +55,7 @@ def test_suite_keeps_its_contract(name, track):
             observation, reward, success, truncated, info = env.step(action)
             assert isinstance(reward, float) and info["is_success"] == success
         assert truncated or success
+        assert success or info["failure"] in suite.failure_tags  # a failed episode says how it failed
         assert suite.instruction(task)
     finally:
         env.close()
@@ -168,3 +169,21 @@ def test_metaworld_says_which_goals_no_image_can_show():
     assert not suite.goal_hidden("shelf-place-v3")  # the shelf moves with the goal
     assert not suite.goal_hidden("drawer-open-v3") and not suite.goal_hidden("hammer-v3")  # shown with it / fixed
     assert not get_suite("pusht").goal_hidden("pusht")
+
+
+def test_lerobot_view_moves_only_the_camera():
+    """The metaworld-lerobot suite is MetaWorld with corner2 where LeRobot's environment puts it: the same start
+    (placement, hand) seen from closer, with the ground truth projected through the moved camera."""
+    default, lerobot = (get_suite(name).make_env("pick-place-v3") for name in ("metaworld", "metaworld-lerobot"))
+    try:
+        ours, theirs = default.reset(seed=4)[0], lerobot.reset(seed=4)[0]
+        assert np.array_equal(ours["observation.state"], theirs["observation.state"])
+        assert not np.array_equal(ours["observation.images.corner2"], theirs["observation.images.corner2"])
+        near, far = lerobot.ground_truth(), default.ground_truth()
+        assert np.array_equal(near["keypoints_xyz"], far["keypoints_xyz"])
+        assert np.all((near["keypoints_uv"] >= 0) & (near["keypoints_uv"] <= 64))
+        spread = lambda uv: np.ptp(uv, axis=0).max()  # noqa: E731  (closer camera: the keypoints lie farther apart)
+        assert spread(near["keypoints_uv"]) > spread(far["keypoints_uv"])
+    finally:
+        default.close()
+        lerobot.close()

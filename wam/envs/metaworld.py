@@ -89,6 +89,8 @@ class MetaWorldEnv(gym.Env):
     """One MetaWorld v3 task; every ``reset(seed=s)`` draws a fresh, reproducible object and goal placement."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
+    camera_position: np.ndarray | None = None
+    """Where the ``corner2`` camera sits; None: where MetaWorld's scene puts it."""
 
     def __init__(self, task: str, track: Track = "vision", image_size: int = 64,
                  max_episode_steps: int = MAX_EPISODE_STEPS, render_size: int | None = None, shift: str = "none"):
@@ -113,6 +115,8 @@ class MetaWorldEnv(gym.Env):
         model.mat_reflectance[:] = 0
         model.vis.quality.offsamples = 0
         self._cam_id = model.camera(CAMERA).id
+        if self.camera_position is not None:
+            model.cam_pos[self._cam_id] = self.camera_position
         self.shift = shift
         if shift == "camera":
             model.cam_pos[self._cam_id] += CAMERA_SHIFT
@@ -393,6 +397,14 @@ def goal_hidden(task: str) -> bool:
         env.close()
 
 
+class LeRobotViewEnv(MetaWorldEnv):
+    """MetaWorld as LeRobot's environment shows it (``lerobot/envs/metaworld.py``): the ``corner2`` camera moved to
+    (0.75, 0.075, 0.7), closer to the table, as published MetaWorld results under LeRobot's protocol were rendered.
+    Placement is randomized at every reset and the policy sees the image and the 4-d hand state, as ours does."""
+
+    camera_position = np.array([0.75, 0.075, 0.7])
+
+
 class MocapPropagator:
     """The hand's kinematics for the dream: MetaWorld moves its mocap target by ``clip(a[:3]) * ACTION_SCALE``
     (clipped to the task's mocap bounds) and the hand follows it; the gripper opening stays as it was."""
@@ -476,3 +488,11 @@ class MetaWorldSuite(Suite):
         in_workspace = ((path >= MOCAP_LOW - 1e-6) & (path <= MOCAP_HIGH + 1e-6)).all(-1)
         return super().executable(states, chunks) & in_workspace
 
+
+
+class MetaWorldLeRobotSuite(MetaWorldSuite):
+    """MetaWorld under LeRobot's camera placement (``LeRobotViewEnv``); everything else is ``MetaWorldSuite``'s.
+    Datasets and models record the suite, so a model trained on this view is evaluated on it."""
+
+    name = "metaworld-lerobot"
+    env_class = LeRobotViewEnv
