@@ -85,7 +85,7 @@ class BenchConfig(CheckedOptions):
     seeds: tuple[int, ...] = ()
     """Training seeds per group and preset under --protocol; default: the protocol's (three)."""
     suite: str = DEFAULT_SUITE
-    """Simulator suite (metaworld, pusht; see docs/suites.md)."""
+    """Simulator suite (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
     """Comma-separated tasks or groups of --suite (vision track); default: the suite's wam-bench group (MetaWorld:
     the 8 tasks of WAM-Bench; PushT: pusht)."""
