@@ -63,11 +63,11 @@ class Cell:
     root: Path
     """Folder under which each preset's folder is ``preset_dir(preset)``."""
     seed: int = 0
-    seeded: bool = False
-    """Whether preset folders carry the seed (``<preset>/seed-<s>``), as in a protocol's cells."""
+    group: str | None = None
+    """The protocol group the cell evaluates; None for WAM-Bench's one cell, whose preset folders carry no seed."""
 
     def preset_dir(self, preset: str) -> Path:
-        return self.root / preset / f"seed-{self.seed}" if self.seeded else self.root / preset
+        return self.root / preset if self.group is None else self.root / preset / f"seed-{self.seed}"
 
 
 @dataclass
@@ -167,7 +167,7 @@ class BenchConfig(CheckedOptions):
         if self.protocol is None:
             return [Cell(self.tasks, self.out / "data", self.out / "heldout", self.out)]
         return [Cell(",".join(resolve_tasks(f"{self.suite}/{group}")[1]), self.out / group / "data",
-                     self.out / group / "heldout", self.out / group, seed, seeded=True)
+                     self.out / group / "heldout", self.out / group, seed, group)
                 for group in self.groups for seed in self.seeds]
 
 
@@ -511,17 +511,16 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     start = time.perf_counter()
     protocol = get_protocol(cfg.protocol)
     runs: dict[tuple[str, str], list[SeedRun]] = {}
-    groups = {}
+    groups: dict[str, Cell] = {}  # each group's first cell, whose runs are timed
     for cell in cfg.cells():
-        group = cell.root.name
         collect_cell(cfg, cell)
+        groups.setdefault(cell.group, cell)
         for preset in cfg.presets:
-            print(f"--- {protocol.name} {group} seed {cell.seed}: {preset}", flush=True)
+            print(f"--- {protocol.name} {cell.group} seed {cell.seed}: {preset}", flush=True)
             summary = train_preset(cfg, preset, cell)
             evals = evaluate_preset(cfg, preset, cell)
-            runs.setdefault((group, preset), []).append(SeedRun(cell.seed, summary, evals,
-                                                                 screen_preset(cfg, preset, cell)))
-            groups.setdefault(group, cell)
+            runs.setdefault((cell.group, preset), []).append(SeedRun(cell.seed, summary, evals,
+                                                                      screen_preset(cfg, preset, cell)))
     print("--- timing every preset, one after another", flush=True)
     board_groups = {}
     for group, cell in groups.items():
