@@ -204,10 +204,14 @@ def test_protocol_options_are_checked(capsys):
     assert "unknown group(s) impossible" in capsys.readouterr().err
 
 
-def test_protocol_reports_each_group_over_seeds_beside_published_figures(tmp_path, monkeypatch):
+def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, tmp_path, monkeypatch):
     """A protocol on MetaWorld's two quick tasks at --quick scale, two training seeds: each seed is its own run on
     the same demonstrations, the row aggregates them, and the published figure stands beside it."""
     from wam.eval import protocols
+
+    root, _ = bench  # the quick bench collected the same demonstrations: the protocol's collection finds them done
+    for collection in ("data", "heldout"):
+        shutil.copytree(root / "out" / collection, tmp_path / "out/quick" / collection)
 
     tiny = protocols.Protocol(name="tiny", suite="metaworld", description="two easy tasks", groups=("quick",),
                               demos=5, episodes=2, max_steps=60, steps=20, seeds=(0, 1),
