@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# WAM-Bench under a published protocol (default 10-demos), in the order its issue asks: the groups that separate
+# designs first (hard, very hard), one preset at a time, seed by seed. Each finished stage is kept, so re-running
+# continues where a sitting stopped; after every preset the leaderboard of all presets finished so far is rewritten
+# (only their timing pass runs again) and printed as Markdown.
+#
+#   usage: bash benchmarks/protocol.sh
+#   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0" BENCH_PRESETS="vla flare ..."
+#                           OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+PROTOCOL=${PROTOCOL:-10-demos}
+BENCH_GROUPS=${BENCH_GROUPS:-hard very-hard}  # (bash reserves GROUPS)
+BENCH_SEEDS=${BENCH_SEEDS:-0}
+BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam aim gigaworld-policy unipi world-model-mpc}
+OUT=${OUT:-outputs/bench-$PROTOCOL}
+RESULTS=${RESULTS:-results/bench-$PROTOCOL}
+
+finished=()
+for preset in $BENCH_PRESETS; do
+  finished+=("$preset")  # the presets already finished are reused as they are; only their timing runs again
+  # shellcheck disable=SC2086  # groups and seeds are word lists
+  wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $BENCH_SEEDS --presets "${finished[@]}" \
+    --out "$OUT" --results "$RESULTS"
+  python benchmarks/bench_table.py "$RESULTS" > "$RESULTS/table.md"
+done
+cat "$RESULTS/table.md"
