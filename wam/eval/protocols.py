@@ -99,7 +99,8 @@ MT50 = Protocol(
     ),
     differences="The references use MetaWorld v2 and their own demonstration sets and image sizes, and pretrain on "
                 "internet video (VPP, GR-1); ours is MetaWorld v3, 64x64 corner2 images, scripted-expert "
-                "demonstrations and no pretraining.",
+                "demonstrations, no pretraining, and 20000 steps at batch 64 (about five passes over the "
+                "demonstrations, a budget a CPU can afford).",
 )
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (TEN_DEMOS, MT50)}
