@@ -49,6 +49,18 @@ def test_resume_continues_with_the_same_losses_and_weights(uninterrupted, tmp_pa
     assert all(a[k].equal(b[k]) for k in a), [k for k in a if not a[k].equal(b[k])]
 
 
+def test_resuming_a_finished_run_trains_nothing(uninterrupted, tmp_path):
+    finished = tmp_path / "f"
+    shutil.copytree(uninterrupted.out, finished)
+    weights = finished / "model/model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    summary = train(replace(uninterrupted, out=finished, resume=True))
+    assert summary == json.loads((uninterrupted.out / "train_summary.json").read_text())
+    assert weights.stat().st_mtime_ns == stamp and losses(finished) == losses(uninterrupted.out)
+    with pytest.raises(ValueError, match="steps: 6 -> 7"):  # a longer run is not a finished one
+        train(replace(uninterrupted, out=finished, resume=True, steps=7))
+
+
 def test_resume_without_a_checkpoint_starts_from_scratch(uninterrupted, tmp_path):
     fresh = replace(uninterrupted, out=tmp_path / "c", resume=True, save_every=0)
     train(fresh)

@@ -253,6 +253,11 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
                          f"on a dataset collected with --suite {cfg.suite}")
     out = Path(cfg.out)
     run_options = {**config_dict(cfg), "nproc": ranks.world_size}
+    if cfg.resume and (out / "train_summary.json").exists() and (out / "model").exists():
+        # Finished: its final model is newer than any checkpoint, which would only retrain the last interval.
+        check_same_run(run_options, out)
+        print(f"train: {out} has finished its {cfg.steps} steps; nothing to resume")
+        return json.loads((out / "train_summary.json").read_text())
     resume_from = latest_checkpoint(out) if cfg.resume else None
     model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
     prepare_time = time.perf_counter() - start
