@@ -78,6 +78,7 @@ def test_bench_writes_a_leaderboard_and_resumes(bench):
         assert set(r["per_task"]) == {"button-press-topdown-v3", "drawer-close-v3"} and 0 <= r["success"] <= 1
         assert r["latency_per_action_ms"] > 0 and r["parameters"] > 0 and r["train_steps"] == 20
         assert "action_mse_executed" in r["offline"]
+        assert sum(r["failures"].values()) == round(r["episodes"] * (1 - r["success"]))  # every failure is tagged
         assert (r["sweep"] is None) == (r["preset"] == "vla")  # vla is not among the swept presets
         properties = r["properties"]
         assert properties["causality_leak"] == 0.0 and 0 <= properties["executable_fraction"] <= 1
@@ -154,7 +155,7 @@ def test_report_renders_in_headless_chromium(bench):
     try:
         driver.get((root / "results/report.html").as_uri())
         assert driver.title.startswith("WAM-Bench")
-        for table in ("leaderboard", "screens", "properties"):
+        for table in ("leaderboard", "failures", "screens", "properties"):
             assert len(driver.find_elements("css selector", f"#{table} tr")) >= 1 + 2, table  # header + presets
         images = driver.find_elements("css selector", "img")
         assert {i.get_attribute("id") for i in images} >= {"pareto", "training"}

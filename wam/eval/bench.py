@@ -324,17 +324,21 @@ def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
 
 def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[str, Any]],
                     offline: dict[str, Any], properties: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
-    """One preset's line of the leaderboard: success per task and overall from the evaluations, latency from the
-    timing of this run (``time_preset``), calls per episode and memory from the evaluations."""
+    """One preset's line of the leaderboard: success per task and overall and failures by tag from the evaluations,
+    latency from the timing of this run (``time_preset``), calls per episode and memory from the evaluations."""
     p = PRESETS[preset]
     budgets = [e["budget"] for e in evals.values()]
     model = next(iter(evals.values()))["model"]
     per_action = timing["latency_per_action_ms"]
     per_task = {t: e["aggregated"]["pc_success"] / 100 for t, e in evals.items()}
+    failures: dict[str, int] = {}
+    for e in (e for info in evals.values() for e in info["per_episode"]):
+        if not e["success"] and e.get("failure"):  # evaluations written before failure tags name none
+            failures[e["failure"]] = failures.get(e["failure"], 0) + 1
     return {
         "preset": preset, "census": p.census, "philosophy": p.resolved_philosophy(),
         "spec": p.resolved_spec().to_dict(), "note": p.note,
-        "success": float(np.mean(list(per_task.values()))), "per_task": per_task,
+        "success": float(np.mean(list(per_task.values()))), "per_task": per_task, "failures": failures,
         "episodes": sum(len(e["per_episode"]) for e in evals.values()),
         "latency_per_call_ms_p50": timing["latency_per_call_ms"]["p50"],
         "latency_per_call_ms_p95": timing["latency_per_call_ms"]["p95"],
@@ -568,10 +572,8 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
     successes = [r["success"] for r in per_seed]
     episodes = [e for r in runs for info in r.evals.values() for e in info["per_episode"]]
     interval = binomtest(sum(e["success"] for e in episodes), len(episodes)).proportion_ci(method="wilson")
-    failures: dict[str, int] = {}
-    for e in episodes:
-        if not e["success"] and e.get("failure"):  # evaluations before failure tags have none
-            failures[e["failure"]] = failures.get(e["failure"], 0) + 1
+    failures = {tag: sum(r["failures"].get(tag, 0) for r in per_seed) for tag in {t for r in per_seed
+                                                                                  for t in r["failures"]}}
     screens = {k for r in per_seed for k in r["offline"]}
     return {**per_seed[0], "success": float(np.mean(successes)), "success_per_seed": successes,
             "seeds": [r.seed for r in runs],

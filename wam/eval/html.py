@@ -84,6 +84,13 @@ call covers. Future at deployment: what the deployed model does with its predict
 objective only; generated: predicted before or with the action; planned: rolled out for each candidate by a
 planner), which is what its latency pays for.</p>
 
+{% if failure_tags %}<h2>Failed episodes by failure tag</h2>
+<table id="failures"><tr><th>preset</th><th>episodes</th><th>failed</th>{% for tag in failure_tags %}<th>{{ tag }}</th>
+{% endfor %}</tr>{% for r in board.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ r.episodes }}</td>
+<td>{{ r.failures.values()|sum }}</td>{% for tag in failure_tags %}<td>{{ r.failures.get(tag, 0) }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p>{% for tag, text in failure_tags.items() %}<b>{{ tag }}</b>: {{ text }}{{ "." if loop.last else "; " }}{% endfor %}</p>
+{% endif %}
 <h2>Success against latency</h2>
 <img id="pareto" src="figures/pareto.png" alt="success against latency per action, with the Pareto front">
 {% if sweeps %}<p>Fidelity-latency curves on {{ board.tasks[0] }} ({{ board.config.sweep_episodes }} episodes per
@@ -215,9 +222,13 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
     screens = sorted({k for r in board["rows"] for k in r["offline"]})
     shifts = get_suite(board.get("suite", DEFAULT_SUITE)).shifts
     shift_notes = {k: v for k, v in shifts.items() if k != "none"}
+    # Leaderboards written before failure tags have no counts to show.
+    failure_tags = get_suite(board.get("suite", DEFAULT_SUITE)).failure_tags if any(
+        r.get("failures") for r in board["rows"]) else {}
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     html = env.from_string(TEMPLATE).render(
         board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(shifts), shift_notes=shift_notes,
+        failure_tags=failure_tags,
         pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
         ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
     path = results / "report.html"
