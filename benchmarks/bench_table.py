@@ -73,6 +73,10 @@ def protocol_table(board: dict) -> None:
         for r in g["rows"]:
             counts = " | ".join(str(r["failures"].get(t, 0)) for t in tags)
             print(f"| {name} | `{r['preset']}` | {sum(r['failures'].values())} / {r['episodes']} | {counts} |")
+    deviations = board["protocol"].get("deviations")
+    if deviations:
+        print("\nDeparts from the protocol in: " + ", ".join(f"{k} {d['ours']} (protocol: {d['protocol']})"
+                                                             for k, d in deviations.items()) + ".")
     print(f"\nHow the protocols differ: {board['protocol']['differences']}")
 
 

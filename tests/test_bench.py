@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,22 @@ def test_protocol_options_are_checked(capsys):
     assert "unknown protocol '20-demos'; choose from: 10-demos, mt50" in capsys.readouterr().err
     assert main(["bench", "--protocol", "10-demos", "--groups", "impossible"]) == 2
     assert "unknown group(s) impossible" in capsys.readouterr().err
+
+
+def test_a_protocol_fixes_the_scale_unless_told_otherwise_and_says_so():
+    from wam.eval.bench import BenchConfig
+    from wam.eval.protocols import PROTOCOLS
+
+    protocol = PROTOCOLS["10-demos"]
+    plain = BenchConfig(protocol="10-demos", groups=("hard",)).resolved()
+    assert (plain.demos, plain.episodes, plain.max_steps, plain.steps, plain.seeds) == (10, 20, 500, 5000, (0, 1, 2))
+    assert plain.tasks.split(",") == [f"{t}-v3" for t in ("assembly", "hand-insert", "pick-out-of-hole",
+                                                          "pick-place", "push", "push-back")]
+    assert protocol.deviations(asdict(plain)) == {}
+    longer = BenchConfig(protocol="10-demos", groups=("hard",), steps=8000).resolved()
+    assert protocol.deviations(asdict(longer)) == {"steps": {"ours": 8000, "protocol": 5000}}
+    legacy = BenchConfig().resolved()  # WAM-Bench's own scale where nothing is given
+    assert (legacy.demos, legacy.episodes, legacy.max_steps, legacy.steps) == (50, 50, 300, 5000)
 
 
 def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, tmp_path, monkeypatch):

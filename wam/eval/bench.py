@@ -83,24 +83,24 @@ class BenchConfig(CheckedOptions):
     groups: tuple[str, ...] = ()
     """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
     seeds: tuple[int, ...] = ()
-    """Training seeds per group and preset under --protocol; default: the protocol's (three)."""
+    """Training seeds per group and preset under --protocol; default: the protocol's (10-demos: 0 1 2)."""
     suite: str = DEFAULT_SUITE
     """Simulator suite (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
     """Comma-separated tasks or groups of --suite (vision track); default: the suite's wam-bench group (MetaWorld:
     the 8 tasks of WAM-Bench; PushT: pusht)."""
-    demos: Annotated[int, Ge(1)] = 50
-    """Demonstrations per task."""
-    episodes: Annotated[int, Ge(1)] = 50
-    """Evaluation episodes per task, on seeds disjoint from the demonstrations."""
-    steps: Annotated[int, Ge(1)] = 5000
-    """Training steps per preset."""
+    demos: Annotated[int | None, Ge(1)] = None
+    """Demonstrations per task; default: 50, or the protocol's."""
+    episodes: Annotated[int | None, Ge(1)] = None
+    """Evaluation episodes per task, on seeds disjoint from the demonstrations; default: 50, or the protocol's."""
+    steps: Annotated[int | None, Ge(1)] = None
+    """Training steps per preset; default: 5000, or the protocol's."""
     batch_size: Annotated[int, Ge(1)] = 64
-    max_steps: Annotated[int, Ge(1)] = 300
-    """Evaluation episode cap in control steps (the scripted demonstrations of the benchmark tasks succeed within
-    114)."""
-    offline_demos: Annotated[int, Ge(1)] = 5
-    """Held-out demonstrations per task for the offline screens."""
+    max_steps: Annotated[int | None, Ge(1)] = None
+    """Evaluation episode cap in control steps; default: 300 (the scripted demonstrations of the benchmark tasks
+    succeed within 114), or the protocol's."""
+    offline_demos: Annotated[int | None, Ge(1)] = None
+    """Held-out demonstrations per task for the offline screens; default: 5, or the protocol's."""
     video: Annotated[int, Ge(0)] = 1
     """Rollout videos per task and preset (the report shows the first task's)."""
     shift_tasks: Annotated[int, Ge(0)] = 2
@@ -153,10 +153,16 @@ class BenchConfig(CheckedOptions):
         if self.protocol is None and (self.groups or self.seeds):
             raise OptionError("--groups and --seeds choose among a protocol's groups and training seeds; pass "
                               "--protocol too (e.g. --protocol 10-demos)")
+        scale = WAM_BENCH_SCALE
         if self.protocol is not None:
             protocol = get_protocol(self.protocol)
-            fields.update(protocol.settings(), groups=protocol.check_groups(self.groups) or protocol.groups,
-                          seeds=self.seeds or protocol.seeds)
+            if self.suite not in (DEFAULT_SUITE, protocol.suite):
+                raise OptionError(f"protocol {protocol.name!r} runs in the {protocol.suite} suite, not {self.suite}")
+            scale = protocol.scale()
+            groups = protocol.check_groups(self.groups) or protocol.groups
+            fields.update(suite=protocol.suite, tasks=",".join(f"{protocol.suite}/{g}" for g in groups),
+                          groups=groups, seeds=self.seeds or protocol.seeds)
+        fields.update({k: v for k, v in scale.items() if fields[k] is None})  # what was given stays
         if self.quick:  # a protocol's groups stay; its scale does not
             fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
         suite, tasks = resolve_tasks(fields["tasks"], fields["suite"])
@@ -169,6 +175,10 @@ class BenchConfig(CheckedOptions):
         return [Cell(",".join(resolve_tasks(f"{self.suite}/{group}")[1]), self.out / group / "data",
                      self.out / group / "heldout", self.out / group, seed, group)
                 for group in self.groups for seed in self.seeds]
+
+
+WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline_demos=5)
+"""WAM-Bench's scale where the command line leaves it open."""
 
 
 def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
@@ -542,7 +552,8 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     board = {
         "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
         "suite": cfg.suite, "protocol": {"name": protocol.name, "description": protocol.description,
-                                         "differences": protocol.differences, "seeds": list(cfg.seeds)},
+                                         "differences": protocol.differences, "seeds": list(cfg.seeds),
+                                         "deviations": protocol.deviations(config_dict(cfg))},
         "groups": board_groups, "failure_tags": get_suite(cfg.suite).failure_tags,
         "time_s": time.perf_counter() - start, "results": str(cfg.results),
     }

@@ -246,6 +246,8 @@ th { background: #f3f3f3; } td.l { text-align: left; } tr.ref td { font-style: i
 </style></head><body>
 <h1>WAM-Bench, protocol {{ p.name }}</h1>
 <p>{{ p.description }}. Training seeds: {{ p.seeds|join(", ") }}.</p>
+{% if p.deviations %}<p id="deviations">Departs from the protocol in: {% for k, d in p.deviations.items() %}{{ k }}
+{{ d.ours }} (protocol: {{ d.protocol }}){{ "." if loop.last else ", " }}{% endfor %}</p>{% endif %}
 <p>Command: <code>{{ board.command }}</code><br>Machine: {{ board.machine.cpu }} ({{ board.machine.cpu_cores }} cores),
 torch {{ board.machine.torch }}, device {{ board.machine.device }}.</p>
 {% for group, g in board.groups.items() %}

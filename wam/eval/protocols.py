@@ -48,12 +48,17 @@ class Protocol:
     offline_demos: int = 2
     """Held-out demonstrations per task for the offline screens."""
 
-    def settings(self) -> dict[str, Any]:
-        """The ``BenchConfig`` fields the protocol fixes. The probes of WAM-Bench (shifts, sweeps) are not part of
-        a published protocol and are left out."""
-        return {"suite": self.suite, "tasks": f"{self.suite}/{self.groups[0]}", "demos": self.demos,
-                "episodes": self.episodes, "max_steps": self.max_steps, "steps": self.steps,
-                "offline_demos": self.offline_demos, "shift_tasks": 0, "sweep_presets": ()}
+    def scale(self) -> dict[str, Any]:
+        """The ``BenchConfig`` scale the protocol fixes (a value given on the command line is kept as a recorded
+        deviation, see ``deviations``)."""
+        return {"demos": self.demos, "episodes": self.episodes, "max_steps": self.max_steps, "steps": self.steps,
+                "offline_demos": self.offline_demos}
+
+    def deviations(self, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Where a bench's resolved ``config`` departs from this protocol's scale: ``{field: {ours, protocol}}``.
+        The offline screens' held-out demonstrations are not part of a published protocol."""
+        return {k: {"ours": config[k], "protocol": v} for k, v in self.scale().items()
+                if k != "offline_demos" and config[k] != v}
 
     def check_groups(self, groups: tuple[str, ...]) -> tuple[str, ...]:
         unknown = [g for g in groups if g not in self.groups]
