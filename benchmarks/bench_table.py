@@ -54,6 +54,8 @@ def protocol_table(board: dict) -> None:
             cells.append("–" if r is None else f"**{100 * r['success']:.1f}**{spread} "
                                                f"[{100 * r['ci95'][0]:.0f}–{100 * r['ci95'][1]:.0f}]")
         print(f"| `{preset}` | " + " | ".join(cells) + " |")
+    print("| *scripted expert, same starts* | " + " | ".join(f"*{100 * g['expert']['success']:.1f}*"
+                                                         for g in groups.values()) + " |")
     systems = list(dict.fromkeys(ref["system"] for g in groups.values() for ref in g["references"]))
     for system in systems:
         found = [next((ref for ref in g["references"] if ref["system"] == system), None) for g in groups.values()]

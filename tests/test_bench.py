@@ -250,6 +250,8 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert set(r["failures"]) <= set(board["failure_tags"])
     assert group["references"] == [{"system": "Someone's policy", "success": 0.5, "source": "a paper"}]
     assert group["goal_hidden"] == []  # the quick tasks' buttons show where to press
+    expert = group["expert"]  # the expert under the same 60-step cap: its button presses take about 70
+    assert expert["per_task"].keys() == set(group["tasks"]) and expert["success"] == pytest.approx(0.25)
     for seed in (0, 1):  # one run per seed on the group's one collection
         config = json.loads((out / f"quick/vla/seed-{seed}/run/train_config.json").read_text())
         assert config["seed"] == seed and config["data"] == str(out / "quick/data")
@@ -262,3 +264,4 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     table = subprocess.run([sys.executable, str(script), str(results)], capture_output=True, text=True,
                            check=True).stdout
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
+    assert "| *scripted expert, same starts* | *25.0* |" in table

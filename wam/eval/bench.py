@@ -544,6 +544,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
         board_groups[group] = {
             "tasks": tasks, "rows": sorted(rows, key=lambda r: -r["success"]),
             "goal_hidden": [t for t in tasks if get_suite(cfg.suite).goal_hidden(t)],
+            "expert": expert_success(cfg, cell),
             "references": [{"system": ref.system, "success": ref.success[group] / 100, "source": ref.source}
                            for ref in protocol.references if group in ref.success],
             "screen_correlations": screen_correlations(rows), "pareto_front": pareto_front(rows),
@@ -561,6 +562,38 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     atomic_write_json(cfg.results / "leaderboard.json", board)
     write_protocol_report(board, cfg.results)
     return board
+
+
+def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:
+    """The suite's scripted expert on exactly the starts the presets are evaluated on (the evaluation seeds, the
+    bench's episode cap), per task: the ceiling that imitation aims at. State track (MetaWorld's experts read the
+    state on either track, and act the same). Kept in ``<group>/expert.json`` once measured."""
+    from wam.data.collect import EVAL_SEED_BASE
+
+    path = cell.root / "expert.json"
+    if path.exists():
+        done = json.loads(path.read_text())
+        if (done["episodes"], done["max_steps"]) == (cfg.episodes, cfg.max_steps):
+            return done
+    suite, per_task = get_suite(cfg.suite), {}
+    for task in cell.tasks.split(","):
+        env = suite.make_env(task, track="state", max_episode_steps=cfg.max_steps)
+        expert, wins = suite.expert(env), 0
+        try:
+            for j in range(cfg.episodes):
+                observation, _ = env.reset(seed=EVAL_SEED_BASE + j)
+                expert.reset()
+                success = truncated = False
+                while not (success or truncated):
+                    observation, _, success, truncated, _ = env.step(expert.select_action(observation))
+                wins += success
+        finally:
+            env.close()
+        per_task[task] = wins / cfg.episodes
+    result = {"success": float(np.mean(list(per_task.values()))), "per_task": per_task,
+              "episodes": cfg.episodes, "max_steps": cfg.max_steps}
+    atomic_write_json(path, result)
+    return result
 
 
 @dataclass(frozen=True)

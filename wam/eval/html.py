@@ -262,7 +262,9 @@ torch {{ board.machine.torch }}, device {{ board.machine.device }}.</p>
 {% for t in g.tasks %}<td>{{ pct(r.per_task[t]) }}</td>{% endfor %}
 <td>{{ ms(r.latency_per_action_ms) }}</td><td>{{ "%.1f"|format(r.calls_per_episode) }}</td>
 <td>{{ "%.2f"|format(r.parameters / 1e6) }} M</td><td class="l">{{ r.philosophy }}</td></tr>
-{% endfor %}{% for ref in g.references %}<tr class="ref"><td class="l">{{ ref.system }} (published)</td>
+{% endfor %}<tr class="ref"><td class="l">scripted expert, same starts</td><td>{{ pct1(g.expert.success) }}</td>
+<td colspan="3"></td>{% for t in g.tasks %}<td>{{ pct(g.expert.per_task[t]) }}</td>{% endfor %}<td colspan="4"></td></tr>
+{% for ref in g.references %}<tr class="ref"><td class="l">{{ ref.system }} (published)</td>
 <td>{{ pct1(ref.success) }}</td><td colspan="{{ 3 + g.tasks|length + 4 }}" class="l">{{ ref.source }}</td></tr>
 {% endfor %}</table>
 {% if g.goal_hidden %}<p class="hidden-goals">Goal placed at random at every reset and shown by nothing in the image,
