@@ -13,6 +13,11 @@ and a finished preset is never redone. Layout under ``--out``::
     <preset>/properties/     properties.json (the five properties), the dream, and evaluations under shifts
     <preset>/timing.json     latency measured in the last bench invocation (re-measured every time, see below)
 
+Under ``--protocol`` (``wam.eval.protocols``) each group has that layout under ``<group>/``, with one folder per
+training seed inside each preset's (``<group>/<preset>/seed-<s>/run/``, ``eval/``, ``offline/``, ``timing.json``)
+and the scripted expert's success on the evaluated starts in ``<group>/expert.json``; there are no sweeps or
+property probes.
+
 Success comes from the closed-loop evaluations, whenever they ran. Latency does not: a call timed while other jobs
 held the cores can be many times slower, so every invocation re-times each preset the same way (single-thread
 calls in a short closed-loop run, after a warm-up), one preset after another, and records the load average. The
