@@ -87,7 +87,7 @@ class BenchConfig(CheckedOptions):
     training seed, and reports each group beside the published figures. Default: WAM-Bench on --tasks."""
     groups: tuple[str, ...] = ()
     """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
-    seeds: tuple[int, ...] = ()
+    seeds: tuple[Annotated[int, Ge(0)], ...] = ()
     """Training seeds per group and preset under --protocol; default: the protocol's (10-demos: 0 1 2)."""
     suite: str = DEFAULT_SUITE
     """Simulator suite (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
