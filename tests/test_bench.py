@@ -204,6 +204,10 @@ def test_protocol_options_are_checked(capsys):
     assert "unknown protocol '20-demos'; choose from: 10-demos, mt50" in capsys.readouterr().err
     assert main(["bench", "--protocol", "10-demos", "--groups", "impossible"]) == 2
     assert "unknown group(s) impossible" in capsys.readouterr().err
+    assert main(["bench", "--protocol", "10-demos", "--tasks", "push-v3"]) == 2
+    assert "pass --groups (from easy, medium, hard, very-hard)" in capsys.readouterr().err
+    assert main(["bench", "--protocol", "10-demos", "--suite", "pusht"]) == 2
+    assert "runs in the metaworld suite, not pusht" in capsys.readouterr().err
 
 
 def test_a_protocol_fixes_the_scale_unless_told_otherwise_and_says_so():

@@ -163,6 +163,9 @@ class BenchConfig(CheckedOptions):
             protocol = get_protocol(self.protocol)
             if self.suite not in (DEFAULT_SUITE, protocol.suite):
                 raise OptionError(f"protocol {protocol.name!r} runs in the {protocol.suite} suite, not {self.suite}")
+            if self.tasks != BenchConfig.tasks:
+                raise OptionError(f"--tasks chooses WAM-Bench's tasks; protocol {protocol.name!r} evaluates whole "
+                                  f"groups: pass --groups (from {', '.join(protocol.groups)})")
             scale = protocol.scale()
             groups = protocol.check_groups(self.groups) or protocol.groups
             fields.update(suite=protocol.suite, tasks=",".join(f"{protocol.suite}/{g}" for g in groups),
