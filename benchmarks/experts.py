@@ -23,7 +23,7 @@ from pathlib import Path
 from scipy.stats import fisher_exact
 from tqdm import tqdm
 
-from wam.envs.metaworld import MetaWorldSuite, expert_successes, reference_expert_successes, task_names
+from wam.envs.metaworld import MetaWorldSuite, reference_expert_successes, task_names
 from wam.eval.budget import machine_info
 from wam.io import atomic_write_bytes, atomic_write_json
 
@@ -36,8 +36,8 @@ def run_task(job: tuple[str, int, str]) -> dict:
     warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
     start = time.perf_counter()
     outcomes = {"metaworld": reference_expert_successes(task, starts),
-                "state": expert_successes(task, list(range(starts)), "state"),
-                "vision": expert_successes(task, list(range(starts)), "vision")}
+                "state": MetaWorldSuite().expert_successes(task, list(range(starts)), "state"),
+                "vision": MetaWorldSuite().expert_successes(task, list(range(starts)), "vision")}
     row = {"task": task, "starts": starts, **{way: sum(o) for way, o in outcomes.items()},
            "outcomes": {way: [int(x) for x in o] for way, o in outcomes.items()},
            "time_s": round(time.perf_counter() - start, 1)}

@@ -182,6 +182,25 @@ class Suite(ABC):
                                          "names": [f"{n}.{a}" for n in names for a in "uv"]},
         }
 
+    def expert_successes(self, task: str, seeds: list[int], track: Track = "state",
+                         max_episode_steps: int | None = None) -> list[bool]:
+        """Whether the scripted expert succeeds from each seeded start of ``task``, run exactly as ``wam collect``
+        runs it (first attempt, no retry), at the suite's episode cap unless told otherwise."""
+        env = self.make_env(task, track=track, max_episode_steps=max_episode_steps)
+        expert = self.expert(env)
+        outcomes = []
+        try:
+            for seed in seeds:
+                observation, _ = env.reset(seed=seed)
+                expert.reset()
+                success = truncated = False
+                while not (success or truncated):
+                    observation, _, success, truncated, _ = env.step(expert.select_action(observation))
+                outcomes.append(bool(success))
+        finally:
+            env.close()
+        return outcomes
+
     def track_of(self, observation_shapes: dict[str, Any]) -> Track:
         """The track whose observations have these keys."""
         return "vision" if self.image_key in observation_shapes else "state"

@@ -322,25 +322,6 @@ class ScriptedExpert:
         return np.asarray(self._policy.get_action(self.env.privileged_state), dtype=np.float32)
 
 
-def expert_successes(task: str, seeds: list[int], track: Track = "state", max_steps: int = MAX_EPISODE_STEPS) -> list[bool]:
-    """Whether the scripted expert succeeds from each seeded start of ``task``, run through this adapter exactly as
-    ``wam collect`` runs it (first attempt, no retry)."""
-    env = MetaWorldEnv(task, track=track, max_episode_steps=max_steps)
-    expert = ScriptedExpert(env)
-    outcomes = []
-    try:
-        for seed in seeds:
-            observation, _ = env.reset(seed=seed)
-            expert.reset()
-            success = truncated = False
-            while not (success or truncated):
-                observation, _, success, truncated, _ = env.step(expert.select_action(observation))
-            outcomes.append(success)
-    finally:
-        env.close()
-    return outcomes
-
-
 def reference_expert_successes(task: str, starts: int, max_steps: int = MAX_EPISODE_STEPS) -> list[bool]:
     """Whether the scripted expert succeeds from each of ``starts`` starts of MetaWorld's own environment,
     ``gym.make("Meta-World/MT1", env_name=task, seed=0)``, which draws each reset's placement from its own seeded

@@ -583,21 +583,10 @@ def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:
         done = json.loads(path.read_text())
         if (done["episodes"], done["max_steps"]) == (cfg.episodes, cfg.max_steps):
             return done
-    suite, per_task = get_suite(cfg.suite), {}
-    for task in cell.tasks.split(","):
-        env = suite.make_env(task, track="state", max_episode_steps=cfg.max_steps)
-        expert, wins = suite.expert(env), 0
-        try:
-            for j in range(cfg.episodes):
-                observation, _ = env.reset(seed=EVAL_SEED_BASE + j)
-                expert.reset()
-                success = truncated = False
-                while not (success or truncated):
-                    observation, _, success, truncated, _ = env.step(expert.select_action(observation))
-                wins += success
-        finally:
-            env.close()
-        per_task[task] = wins / cfg.episodes
+    seeds = [EVAL_SEED_BASE + j for j in range(cfg.episodes)]  # the seeds `wam eval` runs the presets on
+    suite = get_suite(cfg.suite)
+    per_task = {task: float(np.mean(suite.expert_successes(task, seeds, "state", cfg.max_steps)))
+                for task in cell.tasks.split(",")}
     result = {"success": float(np.mean(list(per_task.values()))), "per_task": per_task,
               "episodes": cfg.episodes, "max_steps": cfg.max_steps}
     atomic_write_json(path, result)
