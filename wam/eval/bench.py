@@ -32,6 +32,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -340,6 +341,15 @@ def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     return timing
 
 
+def summed_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Failure counts added up tag by tag, keeping the tags that occurred, in the order they first appear."""
+    total: dict[str, int] = {}
+    for part in counts:
+        for tag, n in part.items():
+            total[tag] = total.get(tag, 0) + n
+    return {tag: n for tag, n in total.items() if n}
+
+
 def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[str, Any]],
                     offline: dict[str, Any], properties: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
     """One preset's line of the leaderboard: success per task and overall and failures by tag from the evaluations,
@@ -349,10 +359,8 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
     model = next(iter(evals.values()))["model"]
     per_action = timing["latency_per_action_ms"]
     per_task = {t: e["aggregated"]["pc_success"] / 100 for t, e in evals.items()}
-    failures: dict[str, int] = {}
-    for e in (e for info in evals.values() for e in info["per_episode"]):
-        if not e["success"] and e.get("failure"):  # evaluations written before failure tags name none
-            failures[e["failure"]] = failures.get(e["failure"], 0) + 1
+    # Evaluations written before failure tags have no counts.
+    failures = summed_counts(info.get("failures", {}).get("overall", {}) for info in evals.values())
     return {
         "preset": preset, "census": p.census, "philosophy": p.resolved_philosophy(),
         "spec": p.resolved_spec().to_dict(), "note": p.note,
@@ -613,8 +621,7 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
     successes = [r["success"] for r in per_seed]
     episodes = [e for r in runs for info in r.evals.values() for e in info["per_episode"]]
     interval = binomtest(sum(e["success"] for e in episodes), len(episodes)).proportion_ci(method="wilson")
-    failures = {tag: sum(r["failures"].get(tag, 0) for r in per_seed) for tag in {t for r in per_seed
-                                                                                  for t in r["failures"]}}
+    failures = summed_counts(r["failures"] for r in per_seed)
     screens = {k for r in per_seed for k in r["offline"]}
     return {**per_seed[0], "success": float(np.mean(successes)), "success_per_seed": successes,
             "seeds": [r.seed for r in runs],

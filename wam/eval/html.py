@@ -14,17 +14,20 @@ import jinja2
 
 from wam.envs import DEFAULT_SUITE, get_suite
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: accuracy at budget</title>
-<style>
+STYLE = """<style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 th { background: #f3f3f3; } td.l { text-align: left; }
-tr.front td:first-child { font-weight: bold; }
+tr.front td:first-child { font-weight: bold; } tr.ref td { font-style: italic; background: #fafafa; }
 .videos { display: flex; flex-wrap: wrap; gap: 12px; }
 .videos figure { margin: 0; font-size: 12px; }
-</style></head><body>
+</style>"""
+"""The page style of both reports."""
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: accuracy at budget</title>
+""" + STYLE + """</head><body>
 <h1>WAM-Bench: accuracy at budget</h1>
 <p>{{ board.rows|length }} presets on {{ board.tasks|length }} MetaWorld v3 tasks (vision track:
 {{ board.tasks|join(", ") }}); {{ board.config.demos }} demonstrations per task,
@@ -225,12 +228,17 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
     # Leaderboards written before failure tags have no counts to show.
     failure_tags = get_suite(board.get("suite", DEFAULT_SUITE)).failure_tags if any(
         r.get("failures") for r in board["rows"]) else {}
+    return _render(TEMPLATE, results, board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(shifts),
+                   shift_notes=shift_notes, failure_tags=failure_tags)
+
+
+def _render(template: str, results: Path, **context: Any) -> Path:
+    """``results/report.html`` from ``template``, with the number formats both reports use."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    html = env.from_string(TEMPLATE).render(
-        board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(shifts), shift_notes=shift_notes,
-        failure_tags=failure_tags,
+    env.filters["pct"] = lambda x: f"{100 * x:.0f}"
+    html = env.from_string(template).render(
         pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
-        ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
+        ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms", **context)
     path = results / "report.html"
     path.write_text(html)
     return path
@@ -238,12 +246,7 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
 
 PROTOCOL_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: {{ p.name }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
-table { border-collapse: collapse; font-size: 13px; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
-th { background: #f3f3f3; } td.l { text-align: left; } tr.ref td { font-style: italic; background: #fafafa; }
-</style></head><body>
+""" + STYLE + """</head><body>
 <h1>WAM-Bench, protocol {{ p.name }}</h1>
 <p>{{ p.description }}. Training seeds: {{ p.seeds|join(", ") }}.</p>
 {% if p.deviations %}<p id="deviations">Departs from the protocol in: {% for k, d in p.deviations.items() %}{{ k }}
@@ -296,11 +299,4 @@ one standard error{% if c.lean_matches %} ({{ c.lean }}, {{ pct1(c.lean_success)
 def write_protocol_report(board: dict[str, Any], results: Path) -> Path:
     """Write ``results/report.html`` for a protocol's leaderboard: one table per group with the published figures
     beneath ours, failures by tag, and how the protocols differ."""
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["pct"] = lambda x: f"{100 * x:.0f}"
-    html = env.from_string(PROTOCOL_TEMPLATE).render(
-        board=board, p=board["protocol"], pct=lambda x: f"{100 * x:.0f} %", pct1=lambda x: f"{100 * x:.1f} %",
-        ms=lambda x: f"{x:.1f} ms" if x >= 1 else f"{x:.2f} ms")
-    path = results / "report.html"
-    path.write_text(html)
-    return path
+    return _render(PROTOCOL_TEMPLATE, results, board=board, p=board["protocol"])
