@@ -74,8 +74,14 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """A config dataclass as a JSON-ready dict (paths as strings), for writing next to a run's outputs."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    """A config dataclass as a JSON-ready dict (paths as strings, tuples of paths as lists of strings), for writing
+    next to a run's outputs."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple) and any(isinstance(v, Path) for v in value):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    return {k: plain(v) for k, v in asdict(cfg).items()}
 
 
 def from_json_dict(cls: type[T], d: Any, where: str) -> T:

@@ -252,13 +252,17 @@ class WorldActionModel(nn.Module):
         for substrate in self.substrates.values():
             dataset.frames.update(substrate.cache(dataset))
 
-    def windows(self, dataset, extra_future_keys: tuple[str, ...] = (), successful_only: bool = True) -> WindowDataset:
+    def windows(self, dataset, extra_future_keys: tuple[str, ...] = (), successful_only: bool = True,
+                video: bool = False) -> WindowDataset:
         """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``),
-        over the successful episodes only unless ``successful_only`` is False."""
+        over the labelled, successful episodes only unless ``successful_only`` is False; with ``video``, windows
+        without actions over every episode, for ``video_loss``."""
         offsets = self.config.future_offsets if self.substrates else ()
         keys = list(dict.fromkeys([*self.future_keys, *extra_future_keys]))
+        if video:  # the objective heads' labels (progress, success) belong to the labelled loss
+            keys = [k for k in keys if k not in self.coupling.label_keys]
         return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
-                             keys, self.anchor_keys, successful_only)
+                             keys, self.anchor_keys, successful_only, video)
 
     @property
     def device(self) -> torch.device:
@@ -289,9 +293,31 @@ class WorldActionModel(nn.Module):
         inputs = SubstrateInputs(obs, batch, self.encoder)
         return obs, {s.name: s.targets(inputs) for s in self.substrates.values()}
 
-    def forward(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The training loss (so that ``DistributedDataParallel`` can wrap the model); see ``loss``."""
-        return self.loss(batch, step)
+    def forward(self, batch: dict[str, Any] | None, step: int | None = None,
+                video: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss (so that ``DistributedDataParallel`` can wrap the model): ``loss`` of the labelled
+        windows ``batch`` plus ``video_loss`` of the action-free windows ``video``; either may be None."""
+        total, parts = self.loss(batch, step) if batch is not None else (0.0, {})
+        if video is not None:
+            video_total, video_parts = self.video_loss(video)
+            total, parts = total + video_total, {**parts, **video_parts}
+        return total, parts
+
+    @property
+    def learns_from_video(self) -> bool:
+        """Whether action-free video can train this model directly: it predicts a future, and its coupling models
+        that future without the action as an input (a forward model ``p(s | c, a)`` needs the actions)."""
+        return bool(self.substrates) and self.coupling.learns_from_video
+
+    def video_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of windows without actions (``WindowDataset(video=True)``): the future streams alone, weighted as
+        in ``loss``; its parts are logged as ``loss/video/<stream>``."""
+        if not self.learns_from_video:
+            raise SpecError(f"a model with substrate {self.config.spec.substrate!r} and coupling "
+                            f"{self.config.spec.coupling.value!r} cannot learn from action-free video")
+        obs, futures = self.targets(batch)
+        losses = self.coupling.video_loss(self.backbone, self.encoder(obs, batch["task"]), futures)
+        return sum(losses.values()), {f"loss/video/{k}": v.detach() for k, v in losses.items()}
 
     def loss(self, batch: dict[str, Any], step: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss of one batch, and its parts for logging (``step`` drives lambda schedules).

@@ -41,6 +41,10 @@ class BaseCoupling(nn.Module):
     knobs apply, its objective can rank any chunk, and per-task goals are fitted after training."""
     label_keys: tuple[str, ...] = ()
     """Dataset features its objective heads learn from, read at the last future offset."""
+    learns_from_video = False
+    """Whether its future streams can learn from windows without actions (action-free video): so when the future
+    is modelled without the action as an input, ``p(s | c)``. A forward model ``p(s | c, a)`` cannot, nor a
+    coupling without a future."""
 
     def __init__(self, futures: tuple[str, ...] = ()):
         super().__init__()
@@ -64,6 +68,10 @@ class BaseCoupling(nn.Module):
              step: int | None = None, labels: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """Loss parts; ``step`` drives weight schedules, ``labels`` (progress, success) train objective heads."""
         raise NotImplementedError
+
+    def video_loss(self, backbone, context: torch.Tensor, futures: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Loss parts of windows without actions: the future streams alone (only where ``learns_from_video``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot learn from action-free video")
 
     def act(self, backbone, context: torch.Tensor, call: Call, generator: torch.Generator | None = None,
             task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

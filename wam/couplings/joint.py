@@ -8,6 +8,10 @@ the action, so the same weights can act without it. ``lambda_act`` can follow a 
 At inference the future stream is generated fully (``predict``: denoised together with the action), truncated
 (``truncate``: it gets only ``truncate_steps`` of the sampler steps and the action reads it partly denoised) or
 skipped (``skip``: never computed).
+
+Both couplings learn from action-free video: its windows train the future streams alone, which then read no
+action, ``p(s | c)`` (for the post-head coupling that is exactly its future model; for the joint one the future
+learns to predict without the action's tokens, as it must when the action is hidden from it).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from wam.couplings.base import ACTION, BaseCoupling, dropout_mask
 
 
 class Joint(BaseCoupling):
+    learns_from_video = True
+
     def __init__(self, futures: tuple[str, ...], future_weight: float = 1.0, future_dropout: float = 0.5,
                  truncate_steps: int = 2, substrate_first_steps: int = 0):
         super().__init__(futures)
@@ -47,6 +53,9 @@ class Joint(BaseCoupling):
         losses = backbone.loss(context, {**futures, ACTION: action}, hide=hide)
         weight = self.action_weight(step)
         return {n: v * (weight if n.startswith(ACTION) else self.future_weight) for n, v in losses.items()}
+
+    def video_loss(self, backbone, context, futures):
+        return {n: self.future_weight * v for n, v in backbone.loss(context, futures).items()}
 
     def act(self, backbone, context, call, generator=None, task=None):
         if call.future == "skip":

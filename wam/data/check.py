@@ -113,7 +113,7 @@ def _count(problems: list[str]) -> str:
 
 def _check_schema(info_path: Path, features: dict[str, Any]) -> list[str]:
     problems = [f"{info_path}: feature {k!r} {p}" for k, f in features.items() if (p := feature_problem(f))]
-    required = ("index", "episode_index", "frame_index", "timestamp", "task_index", "action")
+    required = ("index", "episode_index", "frame_index", "timestamp", "task_index")  # no action: a video-only dataset
     return problems + [f"{info_path}: lacks the {k!r} feature" for k in required if k not in features]
 
 

@@ -1,5 +1,11 @@
 """Scripted-expert demonstrations from any suite, collected in parallel and resumable.
 
+Besides demonstrations, a collection can be action-free video (``--no-actions``: no ``action`` feature, the data of
+a curriculum's video stage) and can differ from the robot's own demonstrations in declared, reproducible ways: a
+declared shift of the camera or the colours (``--shift``, our stand-in for human or internet video that does not
+match the robot's camera), or a non-expert actor (``--action-noise``: the expert's actions with Gaussian noise,
+so noisy and often failed attempts).
+
 Episode ``e`` of a collection is fully determined by (task, seed): task ``tasks[e // episodes]`` and demonstration
 seed ``seed + e % episodes`` (the expert is retried on ``seed + e % episodes + k * SEED_STRIDE`` when it fails).
 Because an episode never depends on which worker ran it or when, an interrupted collection re-run with the same
@@ -32,6 +38,8 @@ MAX_EXPERT_ATTEMPTS = 5
 MAX_DEMO_SEED = 100_000_000
 HELDOUT_SEED_BASE = 50_000_000  # held-out demonstrations for offline screens: far from training seeds
 EVAL_SEED_BASE = 1_000_000_000
+SOURCE_DEFAULTS = {"no_actions": False, "shift": "none", "action_noise": 0.0}
+"""The source options of a collection recorded before they existed: the expert's own, labelled, unshifted."""
 
 
 @dataclass
@@ -75,10 +83,21 @@ class CollectConfig(CheckedOptions):
     """Run the episodes on an existing Ray cluster, e.g. ray://head:10001 or auto (see the README)."""
     ray_workers: Annotated[int | None, Ge(1)] = None
     """Ray workers; default: the cluster's CPUs."""
+    no_actions: bool = False
+    """Write action-free video: the episodes keep every observation but no `action` feature (for `wam train
+    --video`)."""
+    shift: str = "none"
+    """Record under a declared shift of the suite (metaworld: camera, colour, placement; see `wam eval
+    --list-shifts`): video from another viewpoint or in other colours."""
+    action_noise: Annotated[float, Ge(0), Le(2)] = 0.0
+    """A non-expert actor: each expert action plus Gaussian noise of this standard deviation, in units of half the
+    action range, drawn from the episode's seed. Its episodes are single attempts (no retry on a new seed) and their
+    failures are kept: noisy or partial attempts are what such a collection is for."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_suite_name(self.suite)
+        get_suite(self.suite).check_shift(self.shift)
         if self.seed + self.episodes > MAX_DEMO_SEED:
             raise OptionError(f"--seed must be at most {MAX_DEMO_SEED - self.episodes} with --episodes {self.episodes},"
                               f" got {self.seed}: demonstration seeds stay below {MAX_DEMO_SEED}, apart from the "
@@ -107,18 +126,23 @@ def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, boo
     env = _ENVS[task]
     expert = suite.expert(env)
     low, high = suite.action_bounds()
-    for attempt in range(MAX_EXPERT_ATTEMPTS):
+    noise = cfg["action_noise"] * (high - low) / 2
+    for attempt in range(MAX_EXPERT_ATTEMPTS if not cfg["action_noise"] else 1):
         seed = base_seed + attempt * SEED_STRIDE
-        frames: dict[str, list[Any]] = {k: [] for k in cfg["features"]}
+        rng = np.random.default_rng(seed)
+        frames: dict[str, list[Any]] = {k: [] for k in [*cfg["features"], "action"]}
         obs, _ = env.reset(seed=seed)
         expert.reset()
         done = success = False
         while not done:
             truth = env.ground_truth()
             action = expert.select_action(obs)
+            if cfg["action_noise"]:
+                action = action + noise * rng.standard_normal(action.shape)
+            action = np.clip(action, low, high).astype(np.float32)
             for k, v in obs.items():
                 frames[k].append(v)
-            frames["action"].append(np.clip(action, low, high).astype(np.float32))
+            frames["action"].append(action)
             frames["groundtruth.keypoints_xyz"].append(truth["keypoints_xyz"])
             frames["groundtruth.keypoints_uv"].append(truth["keypoints_uv"])
             obs, reward, success, truncated, _ = env.step(action)
@@ -159,9 +183,9 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                                                                      "ray_workers", "max_failed", "keep_failed")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
-        # Collections from before suites were MetaWorld's.
-        previous = {"suite": DEFAULT_SUITE, **{k: v for k, v in json.loads(config_path.read_text()).items()
-                                                if k != "out"}}
+        # Collections from before suites were MetaWorld's, from before video sources were the expert's own.
+        previous = {"suite": DEFAULT_SUITE, **SOURCE_DEFAULTS,
+                    **{k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}}
         if previous != request:
             diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
             raise DatasetError(f"{out} holds a collection made with other arguments {diff}; re-run with the same "
@@ -174,6 +198,8 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     atomic_write_json(config_path, request)
 
     features = suite.features(cfg.track, cfg.image_size)
+    if cfg.no_actions:
+        features.pop("action")
     jobs = []
     for episode_index in range(len(tasks) * cfg.episodes):
         staged = out / STAGING / f"episode-{episode_index:06d}.parquet"
@@ -182,7 +208,8 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
         task = tasks[episode_index // cfg.episodes]
         jobs.append((episode_index, task, cfg.seed + episode_index % cfg.episodes,
                      {"out": str(out), "suite": suite.name, "track": cfg.track, "image_size": cfg.image_size,
-                      "max_steps": cfg.max_steps, "features": features}))
+                      "max_steps": cfg.max_steps, "features": features, "shift": cfg.shift,
+                      "action_noise": cfg.action_noise}))
     total = len(tasks) * cfg.episodes
     with ExitStack() as stack:
         if (cfg.ray or cfg.ray_address) and jobs:
@@ -203,13 +230,15 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     return finalize(out, features, fps=suite.control_hz, robot_type=suite.robot_type, video=cfg.video,
                     extra_info={"wam": {"suite": suite.name, "track": cfg.track, "tasks": tasks,
                                         "episodes_per_task": cfg.episodes, "seed": cfg.seed,
-                                        "failed_episodes": failed}})
+                                        "failed_episodes": failed, "actions": not cfg.no_actions,
+                                        "shift": cfg.shift, "action_noise": cfg.action_noise}})
 
 
 def check_failures(out: Path, tasks: list[str], cfg: CollectConfig) -> dict[str, int]:
     """Per task, how many staged episodes the expert failed; report them, and refuse (keeping every staged episode)
     when a task's share passes ``--max-failed`` unless ``--keep-failed``."""
     failed = dict.fromkeys(tasks, 0)
+    non_expert = cfg.action_noise > 0  # failed attempts are what a non-expert collection is for
     for path in sorted((out / STAGING).glob("episode-*.parquet")):
         meta = read_staged_meta(path)
         if meta is not None and not meta["success"]:
@@ -218,6 +247,10 @@ def check_failures(out: Path, tasks: list[str], cfg: CollectConfig) -> dict[str,
         return failed
     listing = ", ".join(f"{task} {n}/{cfg.episodes}" for task, n in failed.items() if n)
     over = [task for task, n in failed.items() if n > cfg.max_failed * cfg.episodes]
+    if non_expert:
+        print(f"collect: the noisy actor (--action-noise {cfg.action_noise:g}) failed {listing} episodes; they are "
+              "kept and marked success=false")
+        return failed
     if over and not cfg.keep_failed:
         raise DatasetError(f"the scripted expert failed too many episodes (after {MAX_EXPERT_ATTEMPTS} seeds each): "
                            f"{listing}; above --max-failed {cfg.max_failed:g} for {', '.join(over)}. The finished "

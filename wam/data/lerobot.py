@@ -353,6 +353,12 @@ class LeRobotDataset:
         return self.info["features"]
 
     @property
+    def has_actions(self) -> bool:
+        """Whether the episodes carry action labels; without an ``action`` feature a dataset is action-free video
+        (``wam collect --no-actions``, or a LeRobot dataset recorded without actions)."""
+        return "action" in self.features
+
+    @property
     def num_frames(self) -> int:
         return int(self.info["total_frames"])
 
@@ -532,9 +538,13 @@ def dataset_suite(info: dict[str, Any], path: Path) -> str:
                 and (k.startswith("observation.") or k == "action")}
 
     have = shapes(features)
-    matches = [name for name in SUITES
-               if any(have == shapes({**get_suite(name).observation_features(track, 1),
-                                      "action": get_suite(name).action_feature()}) for track in ("vision", "state"))]
+    action = "action" in have  # action-free video is matched by its observations alone
+
+    def declared(name: str, track: str) -> dict[str, Any]:
+        suite = get_suite(name)
+        return {**suite.observation_features(track, 1), **({"action": suite.action_feature()} if action else {})}
+
+    matches = [name for name in SUITES if any(have == shapes(declared(name, track)) for track in ("vision", "state"))]
     if len(matches) != 1:
         raise DatasetError(f"{path} names no suite (no 'wam' block) and its observations match "
                            f"{'none' if not matches else ' and '.join(matches)} of the registered suites "

@@ -11,6 +11,11 @@ episode boundary):
   episode's last frame, as ``future.<key>``; ``future.progress`` is the episode progress in [0, 1] at those frames;
 - ``anchor.<key>``: the ``anchor_keys`` features at ``t`` itself (e.g. ground truth a flow is measured from).
 
+Windows for the action (the default) cover the episodes that carry action labels (in a mixture, those of the
+labelled dataset: ``wam.data.mixture``), by default only the successful ones. Video windows (``video=True``) cover
+every episode, failed attempts and action-free video included, and hold no action: they train the future streams
+alone.
+
 Windows are built for a whole batch of anchors at once with numpy indexing, which keeps a CPU training step
 dominated by the network and not by Python. Values are raw (uint8 images, physical units); the model's
 ``Normalizer``, filled from ``meta/stats.json``, scales them, so training and deployment share one code path.
@@ -32,9 +37,12 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: LeRobotDataset, observation_keys: Sequence[str], n_obs: int, horizon: int,
                  future_offsets: Sequence[int] = (), future_keys: Sequence[str] | None = None,
-                 anchor_keys: Sequence[str] = (), successful_only: bool = True):
+                 anchor_keys: Sequence[str] = (), successful_only: bool = True, video: bool = False):
         future_keys = list(observation_keys if future_keys is None else future_keys)
-        needed = dict.fromkeys([*observation_keys, "action", *(future_keys if future_offsets else []), *anchor_keys])
+        if video and not future_offsets:
+            raise DatasetError("video windows train the future streams, and this model predicts no future")
+        needed = dict.fromkeys([*observation_keys, *([] if video else ["action"]),
+                                *(future_keys if future_offsets else []), *anchor_keys])
         missing = [k for k in needed if k != "progress" and k not in dataset.frames]
         if missing:
             raise DatasetError(f"dataset {dataset.root} has no feature {missing[0]!r} (it has: "
@@ -42,8 +50,9 @@ class WindowDataset(torch.utils.data.Dataset):
                                "collect it with the track this model expects (--track vision|state)")
         self.dataset, self.observation_keys = dataset, list(observation_keys)
         self.n_obs, self.horizon, self.future_offsets = n_obs, horizon, list(future_offsets)
-        self.future_keys, self.anchor_keys = future_keys, list(anchor_keys)
-        episodes = [e for e in dataset.episodes if e.get("success", True) or not successful_only]
+        self.future_keys, self.anchor_keys, self.video = future_keys, list(anchor_keys), video
+        episodes = dataset.episodes if video else [e for e in dataset.episodes if e.get("actions", True) and
+                                                   (e.get("success", True) or not successful_only)]
         if not episodes:
             raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from (its "
                                f"{len(dataset.episodes)} episodes are failed expert episodes; --include-failed learns "
@@ -85,8 +94,9 @@ class WindowDataset(torch.utils.data.Dataset):
                     out[f"future.{key}"] = torch.from_numpy(frames[key][future])
         for key in self.anchor_keys:
             out[f"anchor.{key}"] = torch.from_numpy(frames[key][t])
-        out["action"] = torch.from_numpy(frames["action"][np.minimum(chunk, last)])
-        out["action_is_pad"] = torch.from_numpy(chunk > last)
+        if not self.video:
+            out["action"] = torch.from_numpy(frames["action"][np.minimum(chunk, last)])
+            out["action_is_pad"] = torch.from_numpy(chunk > last)
         out["task"] = self.instructions[frames["task_index"][t]].tolist()
         return out
 

@@ -6,6 +6,11 @@ figures as TensorBoard events: ``tensorboard --logdir RUNS``) and ``model/`` (``
 ``model.safetensors`` of the EMA weights, which act better than the raw ones for diffusion policies); with
 ``--save-every N`` also ``checkpoints/step-N/`` (see ``wam.train.checkpoint``), which ``wam eval --run
 RUN/checkpoints/step-N`` accepts and ``--resume`` continues from.
+
+Action-free video (``--video``) joins the labelled demonstrations under a curriculum: ``cotrain`` adds video windows
+to every step, which train the future streams while the labelled windows train everything; ``pretrain`` trains the
+future streams alone on video for the first ``--video-steps`` steps, then the action on the labelled data, each
+stage with its own warm-up and cosine (docs/curricula.md).
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+import tyro
 from annotated_types import Ge, Gt, Le
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
 from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data.lerobot import LeRobotDataset
+from wam.data.mixture import combine
 from wam.data.windows import WindowDataset
 from wam.envs import check_suite_name, get_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
-from wam.options import CheckedOptions
+from wam.options import CheckedOptions, OptionError
 from wam.presets.census import census_spec, find_row
 from wam.presets.models import preset
 from wam.train import distributed
@@ -121,11 +128,39 @@ class TrainConfig(CheckedOptions):
     """Use only deterministic torch kernels (CUDA runs need this for bit-identical losses; CPU ones already are)."""
     suite: str | None = None
     """The suite the dataset must come from; default: whichever it records (the model remembers it)."""
+    video: tyro.conf.UseAppendAction[tuple[Path, ...]] = ()
+    """Action-free video datasets of the same suite and track (repeat: --video V1 --video V2): `wam collect
+    --no-actions` collections, or labelled ones used as video (their actions ignored). Their windows train the
+    future streams only; the model must predict a future without reading the action (not a VLA or a rollout)."""
+    curriculum: Literal["cotrain", "pretrain"] = "cotrain"
+    """How video enters training. cotrain: every step adds --video-weight x --batch-size video windows (none without
+    --video: plain training); pretrain: the first --video-steps steps train the future streams alone on video (the
+    labelled episodes' frames included), the rest train on the labelled data alone, each stage with its own warm-up
+    and cosine decay."""
+    video_weight: Annotated[float, Gt(0), Le(8)] = 0.5
+    """Co-training: video windows per step, as a fraction of --batch-size (added to the labelled windows)."""
+    video_steps: Annotated[int, Ge(0)] = 0
+    """Pretraining: how many of the --steps train on video alone."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.suite is not None:
             check_suite_name(self.suite)
+        if self.curriculum == "pretrain" and not 1 <= self.video_steps < self.steps:
+            raise OptionError(f"--curriculum pretrain needs --video-steps between 1 and --steps - 1 "
+                              f"({self.steps - 1}), got {self.video_steps}")
+        if self.curriculum != "pretrain" and self.video_steps:
+            raise OptionError("--video-steps sets the video stage of --curriculum pretrain; add --curriculum pretrain "
+                              "or drop it")
+
+    @property
+    def uses_video(self) -> bool:
+        """Whether some steps train on video windows."""
+        return bool(self.video) or self.curriculum == "pretrain"
+
+    def video_stage(self, step: int) -> bool:
+        """Whether ``step`` belongs to the pretraining stage on video alone."""
+        return self.curriculum == "pretrain" and step <= self.video_steps
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``ModelConfig`` fields set on the command line (the planner over the preset's own)."""
@@ -248,6 +283,11 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
+    if cfg.video:
+        dataset = combine(dataset, [LeRobotDataset.load(v) for v in cfg.video])
+    elif not dataset.has_actions:
+        raise ValueError(f"{cfg.data} holds no action labels (a video-only dataset); pass it with --video and give "
+                         "labelled demonstrations with --data")
     if cfg.suite is not None and cfg.suite != dataset.suite:
         raise ValueError(f"{cfg.data} holds {dataset.suite} demonstrations, not {cfg.suite}; drop --suite or train "
                          f"on a dataset collected with --suite {cfg.suite}")
@@ -262,6 +302,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset, successful_only=not cfg.include_failed)
+    video_windows = model.windows(dataset, video=True) if cfg.uses_video else None
     if ranks.is_main:
         record_run(cfg, out, run_options, model, dataset)
     if cfg.freeze_predictor:
@@ -274,7 +315,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
         running, elapsed = state.extra.get("loss_smooth"), state.extra.get("train_time_s", 0.0)
         log.info("resuming %s at step %d", resume_from, state.step)
     start = time.perf_counter() - elapsed
-    smooth = run_steps(cfg, ranks, model, windows, optimization, first_step, running, start)
+    smooth = run_steps(cfg, ranks, model, (windows, video_windows), optimization, first_step, running, start)
     optimization.ema.copy_to(optimization.trainable)
     model.eval()
     if model.coupling.plans:
@@ -302,12 +343,14 @@ def prepare_model(cfg: TrainConfig, ranks: distributed.Ranks, dataset: LeRobotDa
     elif cfg.init_from is not None:
         model = WorldActionModel.load(Path(cfg.init_from) / "model", device=device)
         check_compatible(model, dataset)
+        check_learns_from_video(cfg, model)
     else:
         spec_overrides = cfg.spec_overrides()
         if cfg.census:
             spec_overrides = {**census_spec(find_row(cfg.census)).to_dict(), **spec_overrides}
         model = build_model(None if cfg.census else cfg.preset, dataset, spec_overrides,
                             **cfg.model_overrides(), **model_overrides)
+        check_learns_from_video(cfg, model)  # before the substrates spend minutes fitting
         for substrate in model.substrates.values():  # fit autoencoders, measure statistics
             substrate.fit(dataset, model.config.substrate_fit_steps, cfg.seed)
         model = model.to(device)
@@ -317,19 +360,43 @@ def prepare_model(cfg: TrainConfig, ranks: distributed.Ranks, dataset: LeRobotDa
     return model
 
 
+def check_learns_from_video(cfg: TrainConfig, model: WorldActionModel) -> None:
+    """``ValueError`` saying why, when the model cannot use the video its curriculum gives it."""
+    if not cfg.uses_video or model.learns_from_video:
+        return
+    spec = model.config.spec
+    name = f"preset {cfg.preset}" if cfg.preset and not cfg.census else f"the {spec.substrate} model"
+    why = ("it predicts no future, so video has nothing to train (a policy without future streams could use video "
+           "only through latent actions)" if not model.substrates else
+           f"its coupling {spec.coupling.value!r} predicts the future from the action, p(s | c, a), which video "
+           "without actions cannot train")
+    raise ValueError(f"{name} cannot use action-free video (--video, --curriculum pretrain): {why}; choose a preset "
+                     "whose coupling is joint or post-head (docs/curricula.md lists them)")
+
+
 def record_run(cfg: TrainConfig, out: Path, run_options: dict[str, Any], model: WorldActionModel,
                dataset: LeRobotDataset) -> None:
     """Say what is trained on, and write ``train_config.json`` (what a resumed run must match)."""
-    failed = sum(not e.get("success", True) for e in dataset.episodes)
+    failed = sum(not e.get("success", True) for e in dataset.episodes if e.get("actions", True))
     if failed:
         print(f"train: {failed} of {len(dataset.episodes)} episodes of {cfg.data} are failed expert episodes; "
               + ("learning from them too (--include-failed)" if cfg.include_failed else
                  "their windows are skipped (pass --include-failed to learn from them)"))
+    sources = [{"data": str(path), "labelled": i == 0,
+                "episodes": sum(e.get("source", 0) == i for e in dataset.episodes),
+                "frames": sum(e["dataset_to_index"] - e["dataset_from_index"] for e in dataset.episodes
+                              if e.get("source", 0) == i)}
+               for i, path in enumerate([cfg.data, *cfg.video])]
+    if cfg.video:
+        print("train: " + ", ".join(f"{s['data']} {s['episodes']} {'labelled' if s['labelled'] else 'video'} "
+                                    f"episodes" for s in sources) + f" ({cfg.curriculum})")
+    labelled = [e for e in dataset.episodes if e.get("actions", True)]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",
                       {**run_options, "model": model.config.to_dict(), "dataset_frames": dataset.num_frames,
                        "dataset_episodes": len(dataset.episodes), "failed_episodes": failed,
-                       "trained_on_episodes": len(dataset.episodes) - (0 if cfg.include_failed else failed)})
+                       "trained_on_episodes": len(labelled) - (0 if cfg.include_failed else failed),
+                       "sources": sources})
 
 
 @dataclass
@@ -348,13 +415,21 @@ class Optimization:
 
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return cls(trainable, optimizer, get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps),
+        if cfg.curriculum == "pretrain":  # each stage warms up and decays as a run of its own would
+            stages = [get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, n // 2), n)
+                      for n in (cfg.video_steps, cfg.steps - cfg.video_steps)]
+            schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, stages, milestones=[cfg.video_steps])
+        else:
+            schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+        return cls(trainable, optimizer, schedule,
                    EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True))
 
 
-def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionModel, windows, optimization: Optimization,
-              first_step: int, running: float | None, start: float) -> float | None:
-    """Steps ``first_step..cfg.steps``, logging and checkpointing on the way; returns the smoothed loss.
+def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionModel,
+              windows: tuple[WindowDataset, WindowDataset | None], optimization: Optimization, first_step: int,
+              running: float | None, start: float) -> float | None:
+    """Steps ``first_step..cfg.steps`` over the labelled and the video ``windows`` (None: no video), logging and
+    checkpointing on the way; returns the smoothed loss.
 
     Nothing inside a step waits for the device: the loss, its parts and the finiteness check stay tensors and are
     read on the steps that log or checkpoint (a non-finite loss is reported with the step it first appeared at,
@@ -374,17 +449,17 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
     model.train()
     step_model = distributed.wrap(model, ranks)
     name = cfg.census or cfg.preset or model.config.spec.substrate
-    batches = Prefetcher(lambda rng: windows.sample(cfg.batch_size // ranks.world_size, rng),
+    batches = Prefetcher(lambda step, rng: step_batches(cfg, ranks, windows, step, rng),
                          lambda step: batch_rng(cfg.seed, ranks.rank, step), range(first_step, cfg.steps + 1),
                          depth=cfg.prefetch, pin=device.type == "cuda")
     bar = tqdm(batches, desc=f"train {name}", unit="step", mininterval=1.0, initial=first_step - 1, total=cfg.steps,
                disable=not ranks.is_main)
     running_loss = None if running is None else torch.tensor(running, device=device)
     first_bad = torch.zeros((), dtype=torch.long, device=device)  # the first step with a non-finite loss, or 0
-    for step, batch in bar:
+    for step, (batch, video) in bar:
         seed_torch(cfg.seed, ranks.rank, step)  # noise levels, dropout: a resumed run draws what an unbroken one would
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            loss, info = step_model(batch, step)
+            loss, info = step_model(batch, step, video)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # averaged over ranks: all see a NaN at once
@@ -425,6 +500,18 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
     if board:
         board.close()
     return smooth
+
+
+def step_batches(cfg: TrainConfig, ranks: distributed.Ranks, windows: tuple[WindowDataset, WindowDataset | None],
+                 step: int, rng: np.random.Generator) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The labelled and the video windows of ``step`` on this rank (None where the curriculum has none)."""
+    labelled, video = windows
+    size = cfg.batch_size // ranks.world_size
+    if cfg.video_stage(step):
+        return None, video.sample(size, rng)
+    if cfg.curriculum == "cotrain" and cfg.video:
+        return labelled.sample(size, rng), video.sample(max(1, round(cfg.video_weight * size)), rng)
+    return labelled.sample(size, rng), None
 
 
 def check_finite(first_bad: torch.Tensor, loss: torch.Tensor) -> None:

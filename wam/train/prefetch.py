@@ -14,27 +14,32 @@ from typing import Any
 import numpy as np
 import torch
 
-Batch = dict[str, Any]
+Batch = Any
+"""What a step consumes: a dictionary of tensors, or a tuple of them (labelled and video windows; None for none)."""
 
 
 def pinned(batch: Batch) -> Batch:
     """``batch`` with its tensors in page-locked memory, so copies to a CUDA device run at full speed."""
+    if isinstance(batch, tuple):
+        return tuple(pinned(b) for b in batch)
+    if batch is None:
+        return None
     return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 class Prefetcher:
     """Iterates ``(step, batch)`` for ``steps``, keeping ``depth`` batches in flight on one worker thread.
 
-    ``draw(rng)`` gathers one batch; ``rng_of(step)`` is the step's own generator. With ``pin`` (CUDA), batches
-    arrive in pinned memory. ``depth=0`` gathers each batch in the calling thread when it is needed.
+    ``draw(step, rng)`` gathers the batch of ``step``; ``rng_of(step)`` is the step's own generator. With ``pin``
+    (CUDA), batches arrive in pinned memory. ``depth=0`` gathers each batch in the calling thread when it is needed.
     """
 
-    def __init__(self, draw: Callable[[np.random.Generator], Batch], rng_of: Callable[[int], np.random.Generator],
+    def __init__(self, draw: Callable[[int, np.random.Generator], Batch], rng_of: Callable[[int], np.random.Generator],
                  steps: range, depth: int = 2, pin: bool = False):
         self._draw, self._rng_of, self._steps, self._depth, self._pin = draw, rng_of, steps, depth, pin
 
     def _gather(self, step: int) -> Batch:
-        batch = self._draw(self._rng_of(step))
+        batch = self._draw(step, self._rng_of(step))
         return pinned(batch) if self._pin else batch
 
     def __iter__(self) -> Iterator[tuple[int, Batch]]:
