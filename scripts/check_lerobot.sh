@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Proves the LeRobot interoperability both ways with LeRobot's own code, on LeRobot 0.4.4 (the newest release for
 # Python 3.11) and 0.6.1 (the newest, Python 3.12):
-#   1. LeRobot loads datasets `wam collect` wrote (PNG images and mp4 video): task text, action chunks through
-#      delta_timestamps, a DataLoader, the streaming dataset, and its dataset tools (delete, split + merge,
-#      remove a feature, append an episode with its writer);
+#   1. LeRobot loads datasets `wam collect` wrote (PNG images and mp4 video, and action-free video): task text,
+#      action (or frame) chunks through delta_timestamps, a DataLoader, the streaming dataset, and its dataset tools
+#      (delete, split + merge, remove a feature, append an episode with its writer);
 #   2. wam reads, checks, trains on and evaluates in PushT the same episodes written again by LeRobot's writer, with
-#      images and with video, and reads what LeRobot's tools made of its own datasets.
+#      images and with video, co-trains on LeRobot's copy of the action-free video, and reads what LeRobot's tools
+#      made of its own datasets.
 # Each LeRobot lives in its own virtualenv (it pins an older torch than ours): torch 2.14.1 + torchvision 0.29.1
 # (the pair whose torchvision imports on a CPU machine), LeRobot with --no-deps plus the dependencies its dataset
 # code needs, torchcodec 0.14 for video (it needs FFmpeg's shared libraries, installed with apt). About 6 GB per
@@ -74,27 +75,32 @@ install_or_stop 0.6.1 "$PYTHON312" "numpy>=2.0.0,<2.3.0" "Pillow>=10.0.0,<13.0.0
   "datasets>=4.8.0,<5.0.0" "pandas>=2.0.0,<3.0.0" "pyarrow>=21.0.0,<30.0.0" "av>=15.0.0,<16.0.0" \
   "jsonlines>=4.0.0,<5.0.0"
 
-step "wam writes PushT demonstrations: PNG images, and mp4 video"
+step "wam writes PushT demonstrations: PNG images, and mp4 video; and action-free video (no action feature)"
 record wam collect --suite pusht --tasks pusht --episodes "$EPISODES" --out "$OUT/ours-image" --workers 2
 record wam collect --suite pusht --tasks pusht --episodes "$EPISODES" --out "$OUT/ours-video" --workers 2 --video
+record wam collect --suite pusht --tasks pusht --episodes "$EPISODES" --out "$OUT/ours-noactions" --workers 2 \
+  --video --no-actions --seed 1000
 
 for version in 0.4.4 0.6.1; do
-  for kind in image video; do
+  for kind in image video noactions; do
     step "LeRobot $version reads and edits wam's $kind dataset, and writes its episodes again"
     record lerobot_python "$version" scripts/lerobot_side.py --ours "$OUT/ours-$kind" --work "$OUT/lerobot-$version-$kind" \
       2> >(grep -v "%|" >&2)
   done
   work=$OUT/lerobot-$version-image
-  for copy in lerobot-image lerobot-video deleted merged appended; do
+  for copy in "$work"/{lerobot-image,lerobot-video,deleted,merged,appended} "$OUT/lerobot-$version-noactions/lerobot-video"; do
     step "wam reads what LeRobot $version wrote: $copy"
-    if wam data check "$work/$copy"; then
-      echo "ok    wam data check $work/$copy"
+    if wam data check "$copy"; then
+      echo "ok    wam data check $copy"
     else
       echo "(statistics LeRobot wrote do not match the frames: wam data stats recomputes them)"
-      record wam data stats "$work/$copy"
-      record wam data check "$work/$copy"
+      record wam data stats "$copy"
+      record wam data check "$copy"
     fi
   done
+  step "wam co-trains on LeRobot $version's copy of its action-free video"
+  record wam train --preset fast-wam --data "$work/lerobot-image" --video "$OUT/lerobot-$version-noactions/lerobot-video" \
+    --out "$OUT/run-$version-cotrain" --steps 20 --batch-size 8
   for copy in lerobot-image lerobot-video; do
     step "wam trains on LeRobot $version's $copy dataset and evaluates in PushT"
     record wam train --preset vla --data "$work/$copy" --out "$OUT/run-$version-$copy" --steps 20 --batch-size 8

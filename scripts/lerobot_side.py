@@ -94,13 +94,16 @@ def main() -> None:
         assert isinstance(item["task"], str) and item["task"], f"task is {item['task']!r}"
         return f"{len(dataset)} frames, task {item['task']!r}, fps {dataset.fps!r}"
 
-    @check("delta_timestamps gives action chunks; a DataLoader batches them")
+    # A chunk of the actions, or for action-free video (`wam collect --no-actions`) of the future frames.
+    chunked = "action" if "action" in features else image_keys[0]
+
+    @check(f"delta_timestamps gives {chunked} chunks; a DataLoader batches them")
     def _():
         fps = info["fps"]
-        dataset = LeRobotDataset(REPO, root=ours, delta_timestamps={"action": [t / fps for t in range(16)]})
-        chunk = dataset[3]["action"]
-        assert tuple(chunk.shape) == (16, *features["action"]["shape"]), tuple(chunk.shape)
-        assert torch.allclose(chunk[0], dataset.hf_dataset[3]["action"]), "the chunk starts at the frame"
+        dataset = LeRobotDataset(REPO, root=ours, delta_timestamps={chunked: [t / fps for t in range(16)]})
+        chunk = dataset[3][chunked]
+        assert tuple(chunk.shape[:1]) == (16,), tuple(chunk.shape)
+        assert torch.allclose(chunk[0], load(ours)[3][chunked]), "the chunk starts at the frame"
         batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True)))
         shapes = {k: tuple(v.shape) for k, v in batch.items() if hasattr(v, "shape") and k in features}
         return f"chunk {tuple(chunk.shape)}, batch {shapes}"

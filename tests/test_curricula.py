@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +15,12 @@ from safetensors.torch import load_file
 
 from tests.conftest import TASKS, assert_one_line_error, wam_refused
 from wam.anatomy import SpecError
+from wam.data import latent_actions
 from wam.data.check import check_dataset
 from wam.data.collect import CollectConfig, run_collect
 from wam.data.lerobot import DatasetError, LeRobotDataset, dataset_suite
 from wam.data.mixture import combine
+from wam.model import CheckpointError
 from wam.presets.models import PRESETS
 from wam.train.loop import TrainConfig, build_model, train
 
@@ -122,17 +125,32 @@ def action_parameters(name: str) -> bool:
     return ".action" in name or "expert." in name or name.startswith("coupling.head.")
 
 
+def docs_table() -> dict[str, tuple[str, str]]:
+    """docs/curricula.md's "which presets can use which": preset -> (cotrain / pretrain, latent-actions)."""
+    text = (Path(__file__).parents[1] / "docs/curricula.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| `")]
+    return {r[0].strip(" `"): (r[3].strip(), r[4].strip()) for r in rows if len(r) == 5}
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_video_trains_the_future_and_never_the_action(preset, vision_data, video_data):
     mixed = combine(LeRobotDataset.load(vision_data), [LeRobotDataset.load(video_data)])
     torch.manual_seed(0)
     model = build_model(preset, mixed, d_model=32, n_layers=1, n_heads=2).train()
+    assert docs_table()[preset] == ("yes" if model.learns_from_video else "no", "yes")
+    model.add_caches(mixed)  # the substrates' codes of every frame (their fitting does not matter here)
+    # Latent actions take the action's place in the whole loss: every preset learns them.
+    mixed.frames[latent_actions.LATENT_ACTION] = np.full((mixed.num_frames, 16, 4), 0.5, np.float32)
+    batch = model.windows(mixed, video=True, latent_actions=True).sample(4, np.random.default_rng(0))
+    loss, parts = model(batch, 1)
+    loss.backward()
+    assert torch.isfinite(loss) and "loss/action" in parts
+    model.zero_grad(set_to_none=True)
     if not model.learns_from_video:  # a VLA predicts no future; a forward model p(s | c, a) needs the action
         assert not model.substrates or model.coupling.plans
         with pytest.raises(SpecError, match="cannot learn from action-free video"):
             model.video_loss({})
         return
-    model.add_caches(mixed)  # the substrates' codes of every frame (their fitting does not matter here)
     batch = model.windows(mixed, video=True).sample(4, np.random.default_rng(0))
     loss, parts = model(None, 1, batch)
     loss.backward()
@@ -182,13 +200,72 @@ def test_cotraining_adds_video_windows_to_every_step(vision_data, video_data, no
 def test_unusable_video_is_refused_clearly(vision_data, video_data, tmp_path):
     common = ("--data", vision_data, "--out", tmp_path / "r", "--steps", "4")
     assert_one_line_error(wam_refused("train", "--preset", "vla", "--video", video_data, *common),
-                          "preset vla cannot use action-free video", "latent actions")
+                          "preset vla cannot use action-free video", "--curriculum latent-actions")
     assert_one_line_error(wam_refused("train", "--preset", "vjepa2-ac", "--video", video_data, *common),
                           "'rollout'", "p(s | c, a)")
     assert_one_line_error(wam_refused("train", "--preset", "fast-wam", "--video-steps", "2", *common),
                           "--curriculum pretrain")
     assert_one_line_error(wam_refused("train", "--preset", "fast-wam", "--curriculum", "pretrain", *common),
-                          "--video-steps between 1 and --steps - 1 (3)")
+                          "--curriculum pretrain needs --video-steps between 1 and --steps - 1 (3)")
     assert_one_line_error(wam_refused("train", "--preset", "fast-wam", "--data", video_data, "--out", tmp_path / "v"),
                           "no action labels", "--video")
     assert not (tmp_path / "r").exists() or not (tmp_path / "r/model").exists()
+
+
+@pytest.fixture(scope="module")
+def fitted_lam(vision_data, video_data):
+    """A latent action model fitted briefly on the labelled frames and the video."""
+    mixed = combine(LeRobotDataset.load(vision_data), [LeRobotDataset.load(video_data)])
+    config = latent_actions.LatentActionConfig("observation.images.corner2", 64, horizon=16, action_dim=4)
+    model, report = latent_actions.fit(mixed, config, steps=150, seed=0, batch_size=32)
+    return mixed, model, report
+
+
+def test_the_latent_action_carries_how_the_scene_moved(fitted_lam):
+    mixed, model, report = fitted_lam
+    # The decoder predicts the frame at t + H better with the latent than with it zeroed: the bottleneck is used.
+    assert report["prediction_mse"] < 0.9 * report["prediction_mse_without_latent"]
+    labels = latent_actions.label(model, mixed)
+    assert labels.shape == (mixed.num_frames, 16, 4)
+    assert set(np.unique(labels)) <= {-1.0, -0.5, 0.0, 0.5, 1.0}  # five levels per value
+    assert np.array_equal(labels[:, :8], labels[:, 7::-1][:, ::-1]) and np.array_equal(labels, latent_actions.label(
+        model, mixed, batch_size=7))  # each token held over its half of the chunk; batching changes nothing
+
+
+def test_a_damaged_latent_action_model_is_refused(fitted_lam, tmp_path):
+    _, model, report = fitted_lam
+    latent_actions.save(model, report, tmp_path)
+    again, _ = latent_actions.load(tmp_path, model.config)
+    assert all(a.equal(b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="delete that directory"):
+        latent_actions.load(tmp_path, model.config)
+    with pytest.raises(CheckpointError, match="fitted for"):
+        latent_actions.save(model, report, tmp_path)
+        latent_actions.load(tmp_path, replace(model.config, tokens=4))
+
+
+def test_a_policy_without_a_future_pretrains_on_latent_actions(vision_data, video_data, tmp_path):
+    cfg = TrainConfig(data=vision_data, video=(video_data,), out=tmp_path / "a", preset="vla", steps=4, batch_size=4,
+                      warmup_steps=1, log_every=1, save_every=2, threads=1, curriculum="latent-actions",
+                      video_steps=2, latent_action_steps=20)
+    summary = train(cfg)
+    assert set(summary["latent_actions"]) >= {"prediction_mse", "prediction_mse_without_latent", "action_probe_r2"}
+    fitted = cfg.out / "latent_actions/model.safetensors"
+    stamp = fitted.stat().st_mtime_ns
+    resumed = tmp_path / "b"
+    resumed.mkdir()
+    for name in ("train_config.json", "train_log.jsonl"):
+        shutil.copy(cfg.out / name, resumed)
+    shutil.copytree(cfg.out / "checkpoints/step-000002", resumed / "checkpoints/step-000002")
+    shutil.copytree(cfg.out / "latent_actions", resumed / "latent_actions")
+    train(replace(cfg, out=resumed, resume=True))  # reuses the fitted latent action model
+    assert [r["loss"] for r in losses(resumed)] == [r["loss"] for r in losses(cfg.out)]
+    assert fitted.stat().st_mtime_ns == stamp
+
+
+def test_latent_actions_need_camera_frames(state_data, tmp_path):
+    assert_one_line_error(wam_refused("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "r",
+                                      "--steps", "4", "--curriculum", "latent-actions", "--video-steps", "2"),
+                          "latent actions are learned from camera frames", "--track vision")

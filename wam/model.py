@@ -30,6 +30,7 @@ from wam.backbones.base import Stream
 from wam.couplings import ACTION, Call, build_coupling
 from wam.couplings.base import FutureMode
 from wam.couplings.planners import PlannerConfig
+from wam.data.latent_actions import LATENT_ACTION
 from wam.data.normalize import Normalizer
 from wam.data.windows import WindowDataset
 from wam.envs import DEFAULT_SUITE, SUITES
@@ -253,16 +254,18 @@ class WorldActionModel(nn.Module):
             dataset.frames.update(substrate.cache(dataset))
 
     def windows(self, dataset, extra_future_keys: tuple[str, ...] = (), successful_only: bool = True,
-                video: bool = False) -> WindowDataset:
+                video: bool = False, latent_actions: bool = False) -> WindowDataset:
         """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``),
         over the labelled, successful episodes only unless ``successful_only`` is False; with ``video``, windows
-        without actions over every episode, for ``video_loss``."""
+        without actions over every episode: for ``video_loss``, or with ``latent_actions`` for ``loss`` with each
+        frame's latent action (``dataset.frames["latent_action"]``) in place of the real one."""
         offsets = self.config.future_offsets if self.substrates else ()
         keys = list(dict.fromkeys([*self.future_keys, *extra_future_keys]))
         if video:  # the objective heads' labels (progress, success) belong to the labelled loss
             keys = [k for k in keys if k not in self.coupling.label_keys]
+        anchors = [*self.anchor_keys, *([LATENT_ACTION] if latent_actions else [])]
         return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
-                             keys, self.anchor_keys, successful_only, video)
+                             keys, anchors, successful_only, video)
 
     @property
     def device(self) -> torch.device:
@@ -326,7 +329,10 @@ class WorldActionModel(nn.Module):
         training loop does it only on the steps it logs."""
         obs, futures = self.targets(batch)
         context = self.encoder(obs, batch["task"])
-        action = self.normalizer.normalize("action", batch["action"].to(self.device))
+        if f"anchor.{LATENT_ACTION}" in batch:  # latent-action pretraining: the LAM's chunk, already in [-1, 1]
+            action = batch[f"anchor.{LATENT_ACTION}"].to(self.device)
+        else:
+            action = self.normalizer.normalize("action", batch["action"].to(self.device))
         labels = None
         if "future.progress" in batch and "future.next.success" in batch:  # objective heads of a rollout coupling
             labels = {"progress": batch["future.progress"][:, -1].to(self.device),

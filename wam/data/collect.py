@@ -112,7 +112,7 @@ class CollectConfig(CheckedOptions):
                                      image_size=self.image_size or suite.default_image_size)
 
 
-_ENVS: dict[str, Any] = {}  # per worker process: one simulator per task, reused across episodes
+_ENVS: dict[tuple, Any] = {}  # per worker process: one simulator per task and setting, reused across episodes
 
 
 def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, bool]:
@@ -120,10 +120,11 @@ def _record_episode(job: tuple[int, str, int, dict[str, Any]]) -> tuple[int, boo
 
     episode_index, task, base_seed, cfg = job
     suite = get_suite(cfg["suite"])
-    if task not in _ENVS:
-        _ENVS[task] = suite.make_env(task, track=cfg["track"], image_size=cfg["image_size"],
-                                     max_episode_steps=cfg["max_steps"])
-    env = _ENVS[task]
+    key = (cfg["suite"], task, cfg["track"], cfg["image_size"], cfg["max_steps"], cfg["shift"])
+    if key not in _ENVS:
+        _ENVS[key] = suite.make_env(task, track=cfg["track"], image_size=cfg["image_size"],
+                                    max_episode_steps=cfg["max_steps"], shift=cfg["shift"])
+    env = _ENVS[key]
     expert = suite.expert(env)
     low, high = suite.action_bounds()
     noise = cfg["action_noise"] * (high - low) / 2

@@ -39,8 +39,6 @@ class WindowDataset(torch.utils.data.Dataset):
                  future_offsets: Sequence[int] = (), future_keys: Sequence[str] | None = None,
                  anchor_keys: Sequence[str] = (), successful_only: bool = True, video: bool = False):
         future_keys = list(observation_keys if future_keys is None else future_keys)
-        if video and not future_offsets:
-            raise DatasetError("video windows train the future streams, and this model predicts no future")
         needed = dict.fromkeys([*observation_keys, *([] if video else ["action"]),
                                 *(future_keys if future_offsets else []), *anchor_keys])
         missing = [k for k in needed if k != "progress" and k not in dataset.frames]

@@ -9,8 +9,10 @@ RUN/checkpoints/step-N`` accepts and ``--resume`` continues from.
 
 Action-free video (``--video``) joins the labelled demonstrations under a curriculum: ``cotrain`` adds video windows
 to every step, which train the future streams while the labelled windows train everything; ``pretrain`` trains the
-future streams alone on video for the first ``--video-steps`` steps, then the action on the labelled data, each
-stage with its own warm-up and cosine (docs/curricula.md).
+future streams alone on video for the first ``--video-steps`` steps, then the action on the labelled data;
+``latent-actions`` fits a latent action model on the video (``wam.data.latent_actions``), trains the whole model
+to predict its latent actions for ``--video-steps``, then on the real actions. Staged curricula give each stage
+its own warm-up and cosine (docs/curricula.md).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
 from wam.couplings.planners import PlannerConfig, PlannerOverrides
+from wam.data import latent_actions
 from wam.data.lerobot import LeRobotDataset
 from wam.data.mixture import combine
 from wam.data.windows import WindowDataset
@@ -132,35 +135,43 @@ class TrainConfig(CheckedOptions):
     """Action-free video datasets of the same suite and track (repeat: --video V1 --video V2): `wam collect
     --no-actions` collections, or labelled ones used as video (their actions ignored). Their windows train the
     future streams only; the model must predict a future without reading the action (not a VLA or a rollout)."""
-    curriculum: Literal["cotrain", "pretrain"] = "cotrain"
+    curriculum: Literal["cotrain", "pretrain", "latent-actions"] = "cotrain"
     """How video enters training. cotrain: every step adds --video-weight x --batch-size video windows (none without
-    --video: plain training); pretrain: the first --video-steps steps train the future streams alone on video (the
-    labelled episodes' frames included), the rest train on the labelled data alone, each stage with its own warm-up
-    and cosine decay."""
+    --video: plain training); pretrain: the first --video-steps steps train the future streams alone on video;
+    latent-actions: a latent action model fitted on the video labels every frame, the first --video-steps steps train
+    the whole model to predict those latent actions (LAPA). The video stages see the labelled episodes' frames too;
+    after them the model trains on the labelled data alone, each stage with its own warm-up and cosine decay."""
     video_weight: Annotated[float, Gt(0), Le(8)] = 0.5
     """Co-training: video windows per step, as a fraction of --batch-size (added to the labelled windows)."""
     video_steps: Annotated[int, Ge(0)] = 0
-    """Pretraining: how many of the --steps train on video alone."""
+    """Staged curricula (pretrain, latent-actions): how many of the --steps train on video alone."""
+    latent_action_steps: Annotated[int, Ge(1)] = 1500
+    """latent-actions: training steps of the latent action model (batch 64)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.suite is not None:
             check_suite_name(self.suite)
-        if self.curriculum == "pretrain" and not 1 <= self.video_steps < self.steps:
-            raise OptionError(f"--curriculum pretrain needs --video-steps between 1 and --steps - 1 "
+        if self.staged and not 1 <= self.video_steps < self.steps:
+            raise OptionError(f"--curriculum {self.curriculum} needs --video-steps between 1 and --steps - 1 "
                               f"({self.steps - 1}), got {self.video_steps}")
-        if self.curriculum != "pretrain" and self.video_steps:
-            raise OptionError("--video-steps sets the video stage of --curriculum pretrain; add --curriculum pretrain "
+        if not self.staged and self.video_steps:
+            raise OptionError("--video-steps sets the video stage of --curriculum pretrain or latent-actions; add one "
                               "or drop it")
+
+    @property
+    def staged(self) -> bool:
+        """Whether a stage on video alone comes first."""
+        return self.curriculum in ("pretrain", "latent-actions")
 
     @property
     def uses_video(self) -> bool:
         """Whether some steps train on video windows."""
-        return bool(self.video) or self.curriculum == "pretrain"
+        return bool(self.video) or self.staged
 
     def video_stage(self, step: int) -> bool:
-        """Whether ``step`` belongs to the pretraining stage on video alone."""
-        return self.curriculum == "pretrain" and step <= self.video_steps
+        """Whether ``step`` belongs to the first stage, on video alone."""
+        return self.staged and step <= self.video_steps
 
     def model_overrides(self) -> dict[str, Any]:
         """The ``ModelConfig`` fields set on the command line (the planner over the preset's own)."""
@@ -302,7 +313,9 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset, successful_only=not cfg.include_failed)
-    video_windows = model.windows(dataset, video=True) if cfg.uses_video else None
+    latent_report = label_latent_actions(cfg, model, dataset) if cfg.curriculum == "latent-actions" else None
+    video_windows = (model.windows(dataset, video=True, latent_actions=latent_report is not None)
+                     if cfg.uses_video else None)
     if ranks.is_main:
         record_run(cfg, out, run_options, model, dataset)
     if cfg.freeze_predictor:
@@ -324,7 +337,8 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
                "steps": cfg.steps, "final_loss_smooth": smooth,
                "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
                "parameters": model.num_parameters(), "processes": ranks.world_size,
-               "weights_sha256": distributed.weight_digests(model, ranks), "device": str(ranks.device)}
+               "weights_sha256": distributed.weight_digests(model, ranks), "device": str(ranks.device),
+               **({"latent_actions": latent_report} if latent_report else {})}
     if ranks.is_main:
         model.save(out / "model")
         atomic_write_json(out / "train_summary.json", summary)
@@ -360,18 +374,51 @@ def prepare_model(cfg: TrainConfig, ranks: distributed.Ranks, dataset: LeRobotDa
     return model
 
 
+def label_latent_actions(cfg: TrainConfig, model: WorldActionModel, dataset: LeRobotDataset) -> dict[str, Any]:
+    """Fit the latent action model on every frame of ``dataset`` (or reuse the one this run fitted before), label
+    every frame with its latent action chunk, and report what the latent carries."""
+    c = model.config
+    config = latent_actions.LatentActionConfig(get_suite(c.suite).image_key, 64, c.horizon, c.action_dim)
+    directory = Path(cfg.out) / "latent_actions"
+    found = latent_actions.load(directory, config)
+    if found is None:
+        print(f"train: fitting the latent action model on {dataset.num_frames} frames ({cfg.latent_action_steps} "
+              "steps)")
+        lam, report = latent_actions.fit(dataset, config, cfg.latent_action_steps, cfg.seed)
+        latent_actions.save(lam, report, directory)
+    else:
+        lam, report = found
+    dataset.frames[latent_actions.LATENT_ACTION] = latent_actions.label(lam, dataset)
+
+    def normalize(chunks: np.ndarray) -> np.ndarray:
+        return model.normalizer.normalize("action", torch.from_numpy(chunks).to(model.device)).cpu().numpy()
+
+    report = {**report, "action_probe_r2": latent_actions.probe_r2(dataset.frames[latent_actions.LATENT_ACTION],
+                                                                   dataset, normalize)}
+    print(f"train: latent actions predict the next frame with error {report['prediction_mse']:.4f} "
+          f"({report['prediction_mse_without_latent']:.4f} without them); a linear map from them explains "
+          f"{report['action_probe_r2']:.2f} of the real action chunks' variance")
+    return report
+
+
 def check_learns_from_video(cfg: TrainConfig, model: WorldActionModel) -> None:
     """``ValueError`` saying why, when the model cannot use the video its curriculum gives it."""
+    if cfg.curriculum == "latent-actions":  # the latent action is the action stream's target: any model learns it
+        if get_suite(model.config.suite).image_key not in model.config.observation_shapes:
+            raise ValueError("latent actions are learned from camera frames and this model reads none; collect the "
+                             "data with --track vision")
+        return
     if not cfg.uses_video or model.learns_from_video:
         return
     spec = model.config.spec
     name = f"preset {cfg.preset}" if cfg.preset and not cfg.census else f"the {spec.substrate} model"
-    why = ("it predicts no future, so video has nothing to train (a policy without future streams could use video "
-           "only through latent actions)" if not model.substrates else
+    why = ("it predicts no future, so video has nothing to train (a policy without future streams uses video "
+           "through latent actions: --curriculum latent-actions)" if not model.substrates else
            f"its coupling {spec.coupling.value!r} predicts the future from the action, p(s | c, a), which video "
            "without actions cannot train")
-    raise ValueError(f"{name} cannot use action-free video (--video, --curriculum pretrain): {why}; choose a preset "
-                     "whose coupling is joint or post-head (docs/curricula.md lists them)")
+    raise ValueError(f"{name} cannot use action-free video under --curriculum {cfg.curriculum}: {why}; choose "
+                     "--curriculum latent-actions, or a preset whose coupling is joint or post-head (docs/curricula.md "
+                     "lists them)")
 
 
 def record_run(cfg: TrainConfig, out: Path, run_options: dict[str, Any], model: WorldActionModel,
@@ -415,7 +462,7 @@ class Optimization:
 
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.curriculum == "pretrain":  # each stage warms up and decays as a run of its own would
+        if cfg.staged:  # each stage warms up and decays as a run of its own would
             stages = [get_cosine_schedule_with_warmup(optimizer, min(cfg.warmup_steps, n // 2), n)
                       for n in (cfg.video_steps, cfg.steps - cfg.video_steps)]
             schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, stages, milestones=[cfg.video_steps])
@@ -507,8 +554,8 @@ def step_batches(cfg: TrainConfig, ranks: distributed.Ranks, windows: tuple[Wind
     """The labelled and the video windows of ``step`` on this rank (None where the curriculum has none)."""
     labelled, video = windows
     size = cfg.batch_size // ranks.world_size
-    if cfg.video_stage(step):
-        return None, video.sample(size, rng)
+    if cfg.video_stage(step):  # latent actions stand in for the real ones: the full loss; else the futures alone
+        return (video.sample(size, rng), None) if cfg.curriculum == "latent-actions" else (None, video.sample(size, rng))
     if cfg.curriculum == "cotrain" and cfg.video:
         return labelled.sample(size, rng), video.sample(max(1, round(cfg.video_weight * size)), rng)
     return labelled.sample(size, rng), None
