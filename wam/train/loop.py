@@ -133,8 +133,9 @@ class TrainConfig(CheckedOptions):
     """The suite the dataset must come from; default: whichever it records (the model remembers it)."""
     video: tyro.conf.UseAppendAction[tuple[Path, ...]] = ()
     """Action-free video datasets of the same suite and track (repeat: --video V1 --video V2): `wam collect
-    --no-actions` collections, or labelled ones used as video (their actions ignored). Their windows train the
-    future streams only; the model must predict a future without reading the action (not a VLA or a rollout)."""
+    --no-actions` collections, or labelled ones used as video (their actions ignored). Under cotrain and pretrain
+    their windows train the future streams only (models that predict a future without reading the action); under
+    latent-actions they train any model through the latent actions."""
     curriculum: Literal["cotrain", "pretrain", "latent-actions"] = "cotrain"
     """How video enters training. cotrain: every step adds --video-weight x --batch-size video windows (none without
     --video: plain training); pretrain: the first --video-steps steps train the future streams alone on video;
