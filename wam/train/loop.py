@@ -314,7 +314,8 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
     prepare_time = time.perf_counter() - start
     windows = model.windows(dataset, successful_only=not cfg.include_failed)
-    latent_report = label_latent_actions(cfg, model, dataset) if cfg.curriculum == "latent-actions" else None
+    latent_report = (label_latent_actions(cfg, model, dataset, ranks.is_main) if cfg.curriculum == "latent-actions"
+                     else None)
     video_windows = (model.windows(dataset, video=True, latent_actions=latent_report is not None)
                      if cfg.uses_video else None)
     if ranks.is_main:
@@ -375,18 +376,20 @@ def prepare_model(cfg: TrainConfig, ranks: distributed.Ranks, dataset: LeRobotDa
     return model
 
 
-def label_latent_actions(cfg: TrainConfig, model: WorldActionModel, dataset: LeRobotDataset) -> dict[str, Any]:
+def label_latent_actions(cfg: TrainConfig, model: WorldActionModel, dataset: LeRobotDataset,
+                         is_main: bool = True) -> dict[str, Any]:
     """Fit the latent action model on every frame of ``dataset`` (or reuse the one this run fitted before), label
     every frame with its latent action chunk, and report what the latent carries."""
     c = model.config
     config = latent_actions.LatentActionConfig(get_suite(c.suite).image_key, 64, c.horizon, c.action_dim)
     directory = Path(cfg.out) / "latent_actions"
-    found = latent_actions.load(directory, config)
-    if found is None:
+    found = latent_actions.load(directory, config, model.device)
+    if found is None:  # every process fits the same model (same seed); one writes it
         print(f"train: fitting the latent action model on {dataset.num_frames} frames ({cfg.latent_action_steps} "
               "steps)")
-        lam, report = latent_actions.fit(dataset, config, cfg.latent_action_steps, cfg.seed)
-        latent_actions.save(lam, report, directory)
+        lam, report = latent_actions.fit(dataset, config, cfg.latent_action_steps, cfg.seed, device=model.device)
+        if is_main:
+            latent_actions.save(lam, report, directory)
     else:
         lam, report = found
     dataset.frames[latent_actions.LATENT_ACTION] = latent_actions.label(lam, dataset)
@@ -459,7 +462,6 @@ class Optimization:
     @classmethod
     def create(cls, cfg: TrainConfig, model: WorldActionModel) -> Optimization:
         from diffusers.optimization import get_cosine_schedule_with_warmup
-        from diffusers.training_utils import EMAModel
 
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -469,8 +471,14 @@ class Optimization:
             schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, stages, milestones=[cfg.video_steps])
         else:
             schedule = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
-        return cls(trainable, optimizer, schedule,
-                   EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True))
+        return cls(trainable, optimizer, schedule, fresh_ema(cfg, trainable))
+
+
+def fresh_ema(cfg: TrainConfig, trainable: list[torch.nn.Parameter]) -> Any:
+    """An EMA of ``trainable`` starting from their current values, its decay warming up from 0."""
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(trainable, decay=cfg.ema_decay, use_ema_warmup=True, power=0.75, foreach=True)
 
 
 def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionModel,
@@ -505,6 +513,10 @@ def run_steps(cfg: TrainConfig, ranks: distributed.Ranks, model: WorldActionMode
     running_loss = None if running is None else torch.tensor(running, device=device)
     first_bad = torch.zeros((), dtype=torch.long, device=device)  # the first step with a non-finite loss, or 0
     for step, (batch, video) in bar:
+        if cfg.staged and step == cfg.video_steps + 1:
+            # The model the run keeps must be the last stage's: at decay 0.999 the video stage's weights would
+            # still make up a fifth of the average after 1500 more steps.
+            ema = optimization.ema = fresh_ema(cfg, trainable)
         seed_torch(cfg.seed, ranks.rank, step)  # noise levels, dropout: a resumed run draws what an unbroken one would
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             loss, info = step_model(batch, step, video)
