@@ -13,8 +13,8 @@
 #     STEPS=3000 EPISODES=20 (evaluation episodes per task) OUT=outputs/curricula RESULTS=results/curricula
 #
 # Experiments:
-#   amount   every preset at every N, without video and with M video episodes per task (co-training; the
-#            latent-action curriculum for a preset that predicts no future, which cannot use video otherwise)
+#   amount   every preset at every N, without video and with M video episodes per task (co-training; latent
+#            actions for vla, which predicts no future, and for alam and lda-1b, as their papers train)
 #   stages   at N=3: co-training, video pretraining and latent actions, each with the same-view video
 #   sources  at N=3, co-training fast-wam: video of the same view, another viewpoint, other colours, a noisy
 #            actor, and other tasks
@@ -80,8 +80,12 @@ cell() {  # NAME EVAL_TASKS WAM-TRAIN-ARGS...: train (resumable) and evaluate on
   python benchmarks/curricula_table.py "$OUT/cells" "$RESULTS"
 }
 
-with_video() {  # PRESET: how a preset uses video in the amount experiment
-  if [ "$1" = vla ]; then echo "--curriculum latent-actions --video-steps $VIDEO_STEPS"; else echo "--curriculum cotrain"; fi
+with_video() {  # PRESET: how a preset uses video in the amount experiment: through latent actions where it has no
+  # other way (a policy without a future) or its paper does so (ALAM, LDA-1B), else co-training
+  case $1 in
+    vla | alam | lda-1b) echo "--curriculum latent-actions --video-steps $VIDEO_STEPS" ;;
+    *) echo "--curriculum cotrain" ;;
+  esac
 }
 
 for experiment in $EXPERIMENTS; do

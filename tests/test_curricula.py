@@ -38,9 +38,10 @@ def video_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def noisy_data(tmp_path_factory):
-    """A non-expert actor on drawer-open from the labelled data's first seed (0), with its actions kept."""
+    """A non-expert actor on drawer-open from the labelled data's first seed (0), with its actions kept (its first
+    60 steps: it would mostly fail and run to the cap)."""
     out = tmp_path_factory.mktemp("video") / "noisy"
-    run_collect(CollectConfig(tasks="drawer-open-v3", episodes=1, out=out, workers=1, action_noise=1.0))
+    run_collect(CollectConfig(tasks="drawer-open-v3", episodes=1, out=out, workers=1, action_noise=1.0, max_steps=60))
     return out
 
 
@@ -68,7 +69,7 @@ def test_a_noisy_actor_makes_single_seeded_attempts(vision_data, noisy_data, tmp
     taken, planned = noisy.frames["action"][:steps], labelled.frames["action"][first.start:first.start + steps]
     assert np.abs(taken - planned).mean() > 0.2  # noise of half the range per unit of --action-noise
     again = tmp_path / "again"
-    run_collect(CollectConfig(tasks="drawer-open-v3", episodes=1, out=again, workers=1, action_noise=1.0))
+    run_collect(CollectConfig(tasks="drawer-open-v3", episodes=1, out=again, workers=1, action_noise=1.0, max_steps=60))
     assert np.array_equal(LeRobotDataset.load(again).frames["action"], noisy.frames["action"])
 
 
