@@ -14,7 +14,7 @@ episode boundary):
 Windows for the action (the default) cover the episodes that carry action labels (in a mixture, those of the
 labelled dataset: ``wam.data.mixture``), by default only the successful ones. Video windows (``video=True``) cover
 every episode, failed attempts and action-free video included, and hold no action: they train the future streams
-alone.
+alone, or with ``anchor.latent_action`` the whole model on each frame's latent action (``wam.data.latent_actions``).
 
 Windows are built for a whole batch of anchors at once with numpy indexing, which keeps a CPU training step
 dominated by the network and not by Python. Values are raw (uint8 images, physical units); the model's
