@@ -270,3 +270,16 @@ def test_latent_actions_need_camera_frames(state_data, tmp_path):
     assert_one_line_error(wam_refused("train", "--preset", "vla", "--data", state_data, "--out", tmp_path / "r",
                                       "--steps", "4", "--curriculum", "latent-actions", "--video-steps", "2"),
                           "latent actions are learned from camera frames", "--track vision")
+
+
+def test_a_collection_from_before_the_source_options_still_resumes(vision_data, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(vision_data, old)
+    path = old / "meta/collect_config.json"
+    recorded = json.loads(path.read_text())
+    for key in ("suite", "no_actions", "shift", "action_noise"):  # options added after such a collection was made
+        recorded.pop(key)
+    path.write_text(json.dumps(recorded))
+    assert run_collect(CollectConfig(tasks=TASKS, episodes=2, out=old, workers=2))["total_episodes"] == 4
+    with pytest.raises(DatasetError, match="other arguments.*shift"):
+        run_collect(CollectConfig(tasks=TASKS, episodes=2, out=old, workers=2, shift="camera"))

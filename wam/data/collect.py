@@ -20,7 +20,7 @@ import multiprocessing as mp
 import tempfile
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,8 +38,6 @@ MAX_EXPERT_ATTEMPTS = 5
 MAX_DEMO_SEED = 100_000_000
 HELDOUT_SEED_BASE = 50_000_000  # held-out demonstrations for offline screens: far from training seeds
 EVAL_SEED_BASE = 1_000_000_000
-SOURCE_DEFAULTS = {"no_actions": False, "shift": "none", "action_noise": 0.0}
-"""The source options of a collection recorded before they existed: the expert's own, labelled, unshifted."""
 
 
 @dataclass
@@ -184,8 +182,9 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                                                                      "ray_workers", "max_failed", "keep_failed")}
     config_path = out / "meta/collect_config.json"
     if config_path.exists():
-        # Collections from before suites were MetaWorld's, from before video sources were the expert's own.
-        previous = {"suite": DEFAULT_SUITE, **SOURCE_DEFAULTS,
+        # An option added after a collection was made was at its default there (the suite: MetaWorld).
+        defaults = {f.name: f.default for f in fields(CollectConfig) if f.default is not MISSING}
+        previous = {**{k: defaults[k] for k in request if k in defaults},
                     **{k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}}
         if previous != request:
             diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
