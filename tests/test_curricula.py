@@ -211,6 +211,9 @@ def test_unusable_video_is_refused_clearly(vision_data, video_data, tmp_path):
     assert_one_line_error(wam_refused("train", "--preset", "fast-wam", "--data", video_data, "--out", tmp_path / "v"),
                           "no action labels", "--video")
     assert not (tmp_path / "r").exists() or not (tmp_path / "r/model").exists()
+    assert_one_line_error(wam_refused("collect", "--tasks", "drawer-open-v3", "--episodes", "1", "--out",
+                                      tmp_path / "c", "--shift", "sideways"), "unknown shift 'sideways'", "camera")
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.fixture(scope="module")

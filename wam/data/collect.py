@@ -95,7 +95,10 @@ class CollectConfig(CheckedOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_suite_name(self.suite)
-        get_suite(self.suite).check_shift(self.shift)
+        try:
+            get_suite(self.suite).check_shift(self.shift)
+        except ValueError as e:  # one `wam: error:` line, not tyro's box around a ValueError
+            raise OptionError(str(e)) from None
         if self.seed + self.episodes > MAX_DEMO_SEED:
             raise OptionError(f"--seed must be at most {MAX_DEMO_SEED - self.episodes} with --episodes {self.episodes},"
                               f" got {self.seed}: demonstration seeds stay below {MAX_DEMO_SEED}, apart from the "
