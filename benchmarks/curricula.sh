@@ -11,6 +11,7 @@
 #     PRESETS="vla fast-wam uva flare alam"   presets of the amount experiment
 #     N_LIST="1 3 10"      labelled demonstrations per task;  M=50   video episodes per task
 #     STEPS=3000 EPISODES=20 (evaluation episodes per task) OUT=outputs/curricula RESULTS=results/curricula
+#     DREAMS=20 DREAM_STEPS=80   synthetic experiment: dreamed episodes per task, control steps per dream
 #
 # Experiments:
 #   amount   every preset at every N, without video and with M video episodes per task (co-training; latent
@@ -20,11 +21,15 @@
 #            actor, and other tasks
 #   split    labelled demonstrations (N=10) for the first half of TASKS, video only for the other half: success on
 #            the video-only tasks against the same model trained without their video
+#   synthetic  at N=3 (DreamGen): a uwm that also predicts the next frame (--future-offsets 1 8 16) is trained on
+#            the demonstrations, dreams DREAMS episodes per task from real first frames and labels them with its
+#            inverse dynamics; fast-wam trains on the demonstrations plus the dreams (half of each batch dreamed).
+#            Its baseline is the amount experiment's fast-wam n3-m0 cell (the same training command), linked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-EXPERIMENTS=${EXPERIMENTS:-amount stages sources split}
+EXPERIMENTS=${EXPERIMENTS:-amount stages sources split synthetic}
 TASKS=${TASKS:-drawer-open-v3,button-press-topdown-v3,door-open-v3,plate-slide-v3,coffee-pull-v3,sweep-into-v3,push-v3,stick-push-v3}
 OTHER_TASKS=${OTHER_TASKS:-window-open-v3,drawer-close-v3,button-press-v3,faucet-open-v3,reach-v3,lever-pull-v3,handle-press-v3,door-close-v3}
 PRESETS=${PRESETS:-vla fast-wam uva flare alam}
@@ -34,6 +39,8 @@ STEPS=${STEPS:-3000}
 EPISODES=${EPISODES:-20}
 OUT=${OUT:-outputs/curricula}
 RESULTS=${RESULTS:-results/curricula}
+DREAMS=${DREAMS:-20}
+DREAM_STEPS=${DREAM_STEPS:-80}  # the demonstrations of TASKS last 51-93 steps (the expert stops at success)
 VIDEO_STEPS=$((STEPS / 2))  # the staged curricula spend half the steps on video
 IFS=, read -r -a all_tasks <<< "$TASKS"
 half=$(( ${#all_tasks[@]} / 2 ))
@@ -119,7 +126,20 @@ for experiment in $EXPERIMENTS; do
         cell "split/$preset/with-video" "$TASKS_B" --preset "$preset" --data "$(labelled 10 "$TASKS_A")" \
           --video "$(video split)" $(with_video "$preset")
       done ;;
-    *) echo "unknown experiment $experiment (amount, stages, sources, split)"; exit 1 ;;
+    synthetic)
+      generator=$OUT/generators/uwm-n3
+      mkdir -p "$OUT/generators"
+      wam train --out "$generator" --preset uwm --future-offsets 1 8 16 --data "$(labelled 3)" --steps "$STEPS" \
+        --save-every 500 --keep-checkpoints 1 --resume > "$generator.log" 2>&1 \
+        || { echo "FAILED train $generator (see $generator.log)" >&2; exit 1; }
+      dreams=$OUT/data/dreamed-3
+      wam synthesize --run "$generator" --tasks "$TASKS" --episodes "$DREAMS" --steps "$DREAM_STEPS" \
+        --labels inverse --out "$dreams" > "$dreams.log" 2>&1 || { echo "FAILED synthesize (see $dreams.log)" >&2; exit 1; }
+      mkdir -p "$OUT/cells/synthetic/fast-wam"
+      cell "amount/fast-wam/n3-m0" "$TASKS" --preset fast-wam --data "$(labelled 3)"
+      ln -sfn ../../amount/fast-wam/n3-m0 "$OUT/cells/synthetic/fast-wam/none"
+      cell "synthetic/fast-wam/dreamed" "$TASKS" --preset fast-wam --data "$(labelled 3)" --synthetic "$dreams" ;;
+    *) echo "unknown experiment $experiment (amount, stages, sources, split, synthetic)"; exit 1 ;;
   esac
 done
 cat "$RESULTS/table.md"

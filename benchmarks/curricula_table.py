@@ -27,15 +27,17 @@ def cell_row(cell: Path, cells: Path) -> dict[str, Any]:
     interval = binomtest(wins, len(episodes)).proportion_ci(method="wilson")
     experiment, preset, variant = cell.relative_to(cells).parts
     sources = run.get("sources", [])
+    dreamed = sum(s["episodes"] for s in sources if s.get("kind") == "synthetic")
     curriculum = run.get("curriculum", "cotrain")
-    if curriculum == "cotrain" and len(sources) <= 1:
+    if curriculum == "cotrain" and not any(s.get("kind", "video") == "video" for s in sources[1:]):
         curriculum = "none"  # co-training without video is plain training
     return {"experiment": experiment, "preset": preset, "variant": variant, "success": wins / len(episodes),
             "ci95": [float(interval.low), float(interval.high)], "episodes": len(episodes),
             "per_task": {t["task"]: t["metrics"]["pc_success"] / 100 for t in info["per_task"]},
             "failures": info["failures"]["overall"], "curriculum": curriculum,
-            "labelled_episodes": run["trained_on_episodes"],
+            "labelled_episodes": run["trained_on_episodes"] - dreamed,
             "video_episodes": sum(s["episodes"] for s in sources if not s["labelled"]),
+            "dreamed_episodes": dreamed, "synthetic_share": run.get("synthetic_share") if dreamed else None,
             "video": [Path(s["data"]).name for s in sources if not s["labelled"]], "steps": summary["steps"],
             "train_time_s": summary["train_time_s"], "latent_actions": summary.get("latent_actions")}
 
@@ -50,11 +52,12 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "action-free sources, `curriculum` how they entered training (docs/curricula.md).", ""]
     for experiment in dict.fromkeys(r["experiment"] for r in rows):
         lines += [f"## {experiment}", "", "| preset | variant | curriculum | labelled episodes | video episodes | "
-                  "success % | 95 % interval | failures |", "|---|---|---|---|---|---|---|---|"]
+                  "dreamed episodes | success % | 95 % interval | failures |", "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in rows if r["experiment"] == experiment):
             failed = ", ".join(f"{k} {v}" for k, v in r["failures"].items() if v)
             lines.append(f"| {r['preset']} | {r['variant']} | {r['curriculum']} | {r['labelled_episodes']} | "
-                         f"{r['video_episodes']} | {percent(r['success'])} | {percent(r['ci95'][0])}-"
+                         f"{r['video_episodes']} | {r.get('dreamed_episodes', 0)} | {percent(r['success'])} | "
+                         f"{percent(r['ci95'][0])}-"
                          f"{percent(r['ci95'][1])} | {failed} |")
         lines.append("")
     return "\n".join(lines)

@@ -77,6 +77,9 @@ class BackboneCapabilities:
     """Context frames carry positions in time, so a deployment can stream them through a KV cache."""
     instruction_words: bool
     """It reads the instruction word by word in the same sequence as the substrate and action tokens."""
+    serial: bool
+    """It generates the streams one after another in the coupling's order, so a stream is conditioned only on the
+    streams before it: a joint model that serializes the action first has no inverse dynamics ``p(a | c, s)``."""
 
 
 # JEPA regresses embeddings and has no decoder by construction, so it cannot produce pixels, codes, keypoints or
@@ -84,15 +87,15 @@ class BackboneCapabilities:
 _EMBEDDING_SUBSTRATES = frozenset({Substrate.FEATURE_TEACHER, Substrate.FEATURE_ENCODER_ONLY, Substrate.FEATURE_TAP})
 BACKBONE_CAPABILITIES: dict[Backbone, BackboneCapabilities] = {
     Backbone.DIFFUSION: BackboneCapabilities(frozenset(Substrate), discrete_tokens=False, sampler_steps=True,
-                                             time_positions=False, instruction_words=False),
+                                             time_positions=False, instruction_words=False, serial=False),
     Backbone.AUTOREGRESSIVE: BackboneCapabilities(frozenset(Substrate), discrete_tokens=True, sampler_steps=False,
-                                                  time_positions=True, instruction_words=False),
+                                                  time_positions=True, instruction_words=False, serial=True),
     Backbone.HYBRID: BackboneCapabilities(frozenset(Substrate), discrete_tokens=False, sampler_steps=True,
-                                          time_positions=False, instruction_words=False),
+                                          time_positions=False, instruction_words=False, serial=False),
     Backbone.VLM: BackboneCapabilities(frozenset(Substrate), discrete_tokens=True, sampler_steps=False,
-                                       time_positions=False, instruction_words=True),
+                                       time_positions=False, instruction_words=True, serial=True),
     Backbone.JEPA: BackboneCapabilities(_EMBEDDING_SUBSTRATES, discrete_tokens=False, sampler_steps=False,
-                                        time_positions=False, instruction_words=False),
+                                        time_positions=False, instruction_words=False, serial=False),
 }
 
 CONJUNCTION = "+"

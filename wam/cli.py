@@ -13,6 +13,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def _commands() -> dict[str, type]:
     from wam.data.check import DataConfig
     from wam.data.collect import CollectConfig
+    from wam.data.synthetic import SynthesizeConfig
     from wam.eval.bench import BenchConfig
     from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig
@@ -23,13 +24,14 @@ def _commands() -> dict[str, type]:
 
     return {"quickstart": QuickstartConfig, "census": CensusConfig, "collect": CollectConfig,
             "data": DataConfig, "train": TrainConfig, "eval": EvalConfig, "dream": DreamConfig, "play": PlayConfig,
-            "bench": BenchConfig}
+            "synthesize": SynthesizeConfig, "bench": BenchConfig}
 
 
 def run(cfg: Any) -> Any:
     """Dispatch a parsed config to its job."""
     from wam.data.check import DataConfig, run_data
     from wam.data.collect import CollectConfig, run_collect
+    from wam.data.synthetic import SynthesizeConfig, run_synthesize
     from wam.eval import run_eval
     from wam.eval.bench import BenchConfig, run_bench
     from wam.eval.config import EvalConfig
@@ -79,6 +81,10 @@ def run(cfg: Any) -> Any:
         return info
     if isinstance(cfg, PlayConfig):
         return run_play(cfg)
+    if isinstance(cfg, SynthesizeConfig):
+        info = run_synthesize(cfg)
+        print(f"{cfg.out}: {info['total_episodes']} dreamed episodes, {info['total_frames']} frames")
+        return info
     raise TypeError(f"no job for {type(cfg).__name__}")
 
 

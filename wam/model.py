@@ -254,18 +254,20 @@ class WorldActionModel(nn.Module):
             dataset.frames.update(substrate.cache(dataset))
 
     def windows(self, dataset, extra_future_keys: tuple[str, ...] = (), successful_only: bool = True,
-                video: bool = False, latent_actions: bool = False) -> WindowDataset:
+                video: bool = False, latent_actions: bool = False,
+                synthetic_share: float | None = None) -> WindowDataset:
         """Training windows over ``dataset`` with everything this model's loss reads (and ``extra_future_keys``),
         over the labelled, successful episodes only unless ``successful_only`` is False; with ``video``, windows
         without actions over every episode: for ``video_loss``, or with ``latent_actions`` for ``loss`` with each
-        frame's latent action (``dataset.frames["latent_action"]``) in place of the real one."""
+        frame's latent action (``dataset.frames["latent_action"]``) in place of the real one; ``synthetic_share``:
+        the fraction of every sampled batch drawn from dreamed episodes (``wam.data.synthetic``)."""
         offsets = self.config.future_offsets if self.substrates else ()
         keys = list(dict.fromkeys([*self.future_keys, *extra_future_keys]))
         if video:  # the objective heads' labels (progress, success) belong to the labelled loss
             keys = [k for k in keys if k not in self.coupling.label_keys]
         anchors = [*self.anchor_keys, *([LATENT_ACTION] if latent_actions else [])]
         return WindowDataset(dataset, self.observation_keys, self.config.n_obs, self.config.horizon, offsets,
-                             keys, anchors, successful_only, video)
+                             keys, anchors, successful_only, video, synthetic_share)
 
     @property
     def device(self) -> torch.device:
@@ -413,6 +415,32 @@ class WorldActionModel(nn.Module):
                                          generator)
         except ValueError as e:
             raise SpecError(str(e)) from None
+
+    def inverse_refusal(self) -> str | None:
+        """Why this model has no inverse dynamics ``p(a | c, s)`` (None when it has one)."""
+        spec, order = self.config.spec, self.coupling.order
+        if not self.substrates or not self.coupling.infers_actions:
+            return (f"its coupling {spec.coupling.value!r} does not model the action given a future; a joint or "
+                    "post-head coupling does")
+        if spec.capabilities.serial and any(order.index(ACTION) < order.index(f) for f in self.coupling.futures):
+            return (f"its {spec.backbone.value!r} backbone generates the action before the future, so the action "
+                    "never reads it")
+        if any(self.backbone.streams[f].regress for f in self.coupling.futures):
+            return f"its substrate {spec.substrate!r} is read from the trunk, not given to it"
+        return None
+
+    @torch.no_grad()
+    def inverse(self, batch: dict[str, Any], generator: torch.Generator | None = None,
+                inference: InferenceConfig | None = None) -> torch.Tensor:
+        """Inverse dynamics ``p(a | c, s)``: the action chunk ``[B, H, d_a]`` (environment units) that leads from
+        each window's history to its future frames (``batch`` as ``WindowDataset(video=True)`` builds it)."""
+        why = self.inverse_refusal()
+        if why is not None:
+            raise SpecError(f"this model has no inverse dynamics: {why}")
+        obs, futures = self.targets(batch)
+        action = self.coupling.inverse(self.backbone, self.encoder(obs, batch["task"]), futures,
+                                       self._call(inference), generator)
+        return self.normalizer.unnormalize("action", action)
 
     @torch.no_grad()
     def observe(self, observation: dict[str, Any]) -> dict[str, torch.Tensor]:

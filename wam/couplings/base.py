@@ -45,6 +45,9 @@ class BaseCoupling(nn.Module):
     """Whether its future streams can learn from windows without actions (action-free video): so when the future
     is modelled without the action as an input, ``p(s | c)``. A forward model ``p(s | c, a)`` cannot, nor a
     coupling without a future."""
+    infers_actions = False
+    """Whether it models the action given the future, ``p(a | c, s)`` (inverse dynamics: the action stream reads
+    clean future streams), so it can label frames it did not act in (``WorldActionModel.inverse``)."""
 
     def __init__(self, futures: tuple[str, ...] = ()):
         super().__init__()
@@ -72,6 +75,12 @@ class BaseCoupling(nn.Module):
     def video_loss(self, backbone, context: torch.Tensor, futures: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Loss parts of windows without actions: the future streams alone (only where ``learns_from_video``)."""
         raise NotImplementedError(f"{type(self).__name__} cannot learn from action-free video")
+
+    def inverse(self, backbone, context: torch.Tensor, futures: dict[str, torch.Tensor], call: Call,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """The action chunk (normalized) that leads from the context to the given futures (only where
+        ``infers_actions``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse dynamics")
 
     def act(self, backbone, context: torch.Tensor, call: Call, generator: torch.Generator | None = None,
             task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

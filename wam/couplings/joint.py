@@ -23,6 +23,7 @@ from wam.couplings.base import ACTION, BaseCoupling, dropout_mask
 
 class Joint(BaseCoupling):
     learns_from_video = True
+    infers_actions = True
 
     def __init__(self, futures: tuple[str, ...], future_weight: float = 1.0, future_dropout: float = 0.5,
                  truncate_steps: int = 2, substrate_first_steps: int = 0):
@@ -56,6 +57,15 @@ class Joint(BaseCoupling):
 
     def video_loss(self, backbone, context, futures):
         return {n: self.future_weight * v for n, v in backbone.loss(context, futures).items()}
+
+    def _actor(self, backbone):
+        """What samples the action: the backbone's action stream."""
+        return backbone
+
+    def inverse(self, backbone, context, futures, call, generator=None):
+        # In distribution: training noises every stream at its own level, so the action also learns beside a clean
+        # future (a serial backbone must place the action after the future: WorldActionModel.inverse checks).
+        return self._actor(backbone).sample(context, (ACTION,), call.steps, given=futures, generator=generator)[ACTION]
 
     def act(self, backbone, context, call, generator=None, task=None):
         if call.future == "skip":
@@ -101,6 +111,7 @@ class PostHead(Joint):
         return (*self.futures, ACTION)
 
     def _actor(self, backbone):
+        """The separate head, or the backbone's action stream."""
         return self.head if self.head is not None else backbone
 
     def loss(self, backbone, context, action, futures, step=None, labels=None):

@@ -37,6 +37,7 @@ SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
 MAX_DEMO_SEED = 100_000_000
 HELDOUT_SEED_BASE = 50_000_000  # held-out demonstrations for offline screens: far from training seeds
+SYNTHETIC_SEED_BASE = 70_000_000  # the real first frames of dreamed episodes (wam.data.synthetic)
 EVAL_SEED_BASE = 1_000_000_000
 
 
@@ -183,22 +184,11 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
     # Nor does the failure policy: a refused collection is finished with --keep-failed without recording again.
     request = {k: v for k, v in config_dict(cfg).items() if k not in ("workers", "out", "ray", "ray_address",
                                                                      "ray_workers", "max_failed", "keep_failed")}
-    config_path = out / "meta/collect_config.json"
-    if config_path.exists():
-        # An option added after a collection was made was at its default there (the suite: MetaWorld).
-        defaults = {f.name: f.default for f in fields(CollectConfig) if f.default is not MISSING}
-        previous = {**{k: defaults[k] for k in request if k in defaults},
-                    **{k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}}
-        if previous != request:
-            diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
-            raise DatasetError(f"{out} holds a collection made with other arguments {diff}; re-run with the same "
-                               "arguments to resume it, or choose another --out")
-        if (out / "meta/info.json").exists() and not (out / STAGING).exists():
-            print(f"{out}: collection already complete")
-            return json.loads((out / "meta/info.json").read_text())
-    elif out.exists() and any(out.iterdir()):
-        raise DatasetError(f"{out} exists and is not a wam collection; choose an empty or new --out directory")
-    atomic_write_json(config_path, request)
+    # An option added after a collection was made was at its default there (the suite: MetaWorld).
+    defaults = {f.name: f.default for f in fields(CollectConfig) if f.default is not MISSING}
+    complete = begin_collection(out, "collect_config.json", request, defaults, "a collection")
+    if complete is not None:
+        return complete
 
     features = suite.features(cfg.track, cfg.image_size)
     if cfg.no_actions:
@@ -235,6 +225,28 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                                         "episodes_per_task": cfg.episodes, "seed": cfg.seed,
                                         "failed_episodes": failed, "actions": not cfg.no_actions,
                                         "shift": cfg.shift, "action_noise": cfg.action_noise}})
+
+
+def begin_collection(out: Path, config_name: str, request: dict[str, Any], defaults: dict[str, Any],
+                     what: str) -> dict[str, Any] | None:
+    """Start the collection ``request`` in ``out`` (recorded in ``meta/<config_name>``) or resume the one there:
+    returns its ``meta/info.json`` when it is already complete, else None; ``DatasetError`` when ``out`` holds
+    another collection or foreign files. ``defaults`` stand in for options a collection predates."""
+    config_path = out / "meta" / config_name
+    if config_path.exists():
+        previous = {**{k: defaults[k] for k in request if k in defaults},
+                    **{k: v for k, v in json.loads(config_path.read_text()).items() if k != "out"}}
+        if previous != request:
+            diff = {k: (previous.get(k), v) for k, v in request.items() if previous.get(k) != v}
+            raise DatasetError(f"{out} holds {what} made with other arguments {diff}; re-run with the same "
+                               "arguments to resume it, or choose another --out")
+        if (out / "meta/info.json").exists() and not (out / STAGING).exists():
+            print(f"{out}: {what} already complete")
+            return json.loads((out / "meta/info.json").read_text())
+    elif out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out} exists and is not a wam dataset; choose an empty or new --out directory")
+    atomic_write_json(config_path, request)
+    return None
 
 
 def check_failures(out: Path, tasks: list[str], cfg: CollectConfig) -> dict[str, int]:

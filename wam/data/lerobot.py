@@ -204,7 +204,9 @@ def finalize(root: Path, features: dict[str, dict[str, Any]], fps: float, robot_
                              "data/chunk_index": file_index // CHUNKS_SIZE, "data/file_index": file_index % CHUNKS_SIZE,
                              "dataset_from_index": start, "dataset_to_index": start + n, **located, **episode_stats,
                              "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
-                             "seed": meta["seed"], "success": meta["success"]})
+                             "seed": meta["seed"],
+                             # a dreamed episode has no success to record (wam.data.synthetic)
+                             **({"success": meta["success"]} if "success" in meta else {})})
         start += n
     flush()
     videos.close()

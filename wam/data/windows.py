@@ -12,9 +12,11 @@ episode boundary):
 - ``anchor.<key>``: the ``anchor_keys`` features at ``t`` itself (e.g. ground truth a flow is measured from).
 
 Windows for the action (the default) cover the episodes that carry action labels (in a mixture, those of the
-labelled dataset: ``wam.data.mixture``), by default only the successful ones. Video windows (``video=True``) cover
-every episode, failed attempts and action-free video included, and hold no action: they train the future streams
-alone, or with ``anchor.latent_action`` the whole model on each frame's latent action (``wam.data.latent_actions``).
+labelled and the synthetic datasets: ``wam.data.mixture``), by default only the successful ones; with a
+``synthetic_share`` that fraction of every sampled batch comes from the dreamed episodes. Video windows
+(``video=True``) cover every recorded episode, failed attempts and action-free video included (not dreamed ones:
+the world model does not learn its own dreams), and hold no action: they train the future streams alone, or with
+``anchor.latent_action`` the whole model on each frame's latent action (``wam.data.latent_actions``).
 
 Windows are built for a whole batch of anchors at once with numpy indexing, which keeps a CPU training step
 dominated by the network and not by Python. Values are raw (uint8 images, physical units); the model's
@@ -37,7 +39,8 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __init__(self, dataset: LeRobotDataset, observation_keys: Sequence[str], n_obs: int, horizon: int,
                  future_offsets: Sequence[int] = (), future_keys: Sequence[str] | None = None,
-                 anchor_keys: Sequence[str] = (), successful_only: bool = True, video: bool = False):
+                 anchor_keys: Sequence[str] = (), successful_only: bool = True, video: bool = False,
+                 synthetic_share: float | None = None):
         future_keys = list(observation_keys if future_keys is None else future_keys)
         needed = dict.fromkeys([*observation_keys, *([] if video else ["action"]),
                                 *(future_keys if future_offsets else []), *anchor_keys])
@@ -49,8 +52,14 @@ class WindowDataset(torch.utils.data.Dataset):
         self.dataset, self.observation_keys = dataset, list(observation_keys)
         self.n_obs, self.horizon, self.future_offsets = n_obs, horizon, list(future_offsets)
         self.future_keys, self.anchor_keys, self.video = future_keys, list(anchor_keys), video
-        episodes = dataset.episodes if video else [e for e in dataset.episodes if e.get("actions", True) and
-                                                   (e.get("success", True) or not successful_only)]
+        episodes = ([e for e in dataset.episodes if not e.get("synthetic")] if video else
+                    [e for e in dataset.episodes if e.get("actions", True) and
+                     (e.get("success", True) or not successful_only)])
+        lacks = dataset.info.get("wam", {}).get("synthetic_lacks", [])
+        unknown = [k for k in needed if k in lacks or (k == "progress" and lacks)]
+        if unknown and any(e.get("synthetic") for e in episodes):
+            raise DatasetError(f"dreamed episodes hold no {unknown[0]!r} (a dream has no simulator to measure it), and "
+                               "this model learns from it; train it without --synthetic")
         if not episodes:
             raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from (its "
                                f"{len(dataset.episodes)} episodes are failed expert episodes; --include-failed learns "
@@ -63,6 +72,11 @@ class WindowDataset(torch.utils.data.Dataset):
             self._start[lo:hi], self._end[lo:hi] = lo, hi
             anchors.append(np.arange(lo, hi))
         self.anchors = np.concatenate(anchors)
+        dreamed = np.concatenate([np.full(e["dataset_to_index"] - e["dataset_from_index"], bool(e.get("synthetic")))
+                                  for e in episodes])
+        # With a share, batches draw from the dreamed and the recorded windows apart (both must exist).
+        self._pools = ((np.flatnonzero(~dreamed), np.flatnonzero(dreamed), synthetic_share)
+                       if synthetic_share is not None and dreamed.any() and not dreamed.all() else None)
         suite = get_suite(dataset.suite)
         self.instructions = np.array([suite.instruction(t) for t in dataset.tasks])
 
@@ -99,5 +113,11 @@ class WindowDataset(torch.utils.data.Dataset):
         return out
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor | list[str]]:
-        """A batch of windows at uniformly random anchors."""
-        return self.batch(rng.integers(0, len(self.anchors), batch_size))
+        """A batch of windows at uniformly random anchors (with a synthetic share: a dreamed window with that
+        probability, else a recorded one)."""
+        if self._pools is None:
+            return self.batch(rng.integers(0, len(self.anchors), batch_size))
+        recorded, dreamed, share = self._pools
+        from_dream = rng.random(batch_size) < share
+        return self.batch(np.where(from_dream, dreamed[rng.integers(0, len(dreamed), batch_size)],
+                                   recorded[rng.integers(0, len(recorded), batch_size)]))

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import tyro
-from annotated_types import Ge, Gt, Le
+from annotated_types import Ge, Gt, Interval, Le
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
@@ -148,6 +148,11 @@ class TrainConfig(CheckedOptions):
     """Staged curricula (pretrain, latent-actions): how many of the --steps train on video alone."""
     latent_action_steps: Annotated[int, Ge(1)] = 1500
     """latent-actions: training steps of the latent action model (batch 64)."""
+    synthetic: tyro.conf.UseAppendAction[tuple[Path, ...]] = ()
+    """Synthetic datasets dreamed by a trained WAM (`wam synthesize`; repeat for several): labelled episodes that
+    join the demonstrations' action windows (DreamGen)."""
+    synthetic_share: Annotated[float, Interval(ge=0, le=1)] = 0.5
+    """With --synthetic: the fraction of every labelled batch drawn from the dreamed episodes."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -295,8 +300,9 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)
     dataset = LeRobotDataset.load(cfg.data)
-    if cfg.video:
-        dataset = combine(dataset, [LeRobotDataset.load(v) for v in cfg.video])
+    if cfg.video or cfg.synthetic:
+        dataset = combine(dataset, [LeRobotDataset.load(v) for v in cfg.video],
+                          [LeRobotDataset.load(d) for d in cfg.synthetic])
     elif not dataset.has_actions:
         raise ValueError(f"{cfg.data} holds no action labels (a video-only dataset); pass it with --video and give "
                          "labelled demonstrations with --data")
@@ -313,7 +319,8 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
     resume_from = latest_checkpoint(out) if cfg.resume else None
     model = prepare_model(cfg, ranks, dataset, resume_from, run_options, model_overrides)
     prepare_time = time.perf_counter() - start
-    windows = model.windows(dataset, successful_only=not cfg.include_failed)
+    windows = model.windows(dataset, successful_only=not cfg.include_failed,
+                            synthetic_share=cfg.synthetic_share if cfg.synthetic else None)
     latent_report = (label_latent_actions(cfg, model, dataset, ranks.is_main) if cfg.curriculum == "latent-actions"
                      else None)
     video_windows = (model.windows(dataset, video=True, latent_actions=latent_report is not None)
@@ -433,14 +440,16 @@ def record_run(cfg: TrainConfig, out: Path, run_options: dict[str, Any], model: 
         print(f"train: {failed} of {len(dataset.episodes)} episodes of {cfg.data} are failed expert episodes; "
               + ("learning from them too (--include-failed)" if cfg.include_failed else
                  "their windows are skipped (pass --include-failed to learn from them)"))
-    sources = [{"data": str(path), "labelled": i == 0,
+    kinds = ["labelled"] + ["video"] * len(cfg.video) + ["synthetic"] * len(cfg.synthetic)
+    sources = [{"data": str(path), "labelled": kind != "video", "kind": kind,
                 "episodes": sum(e.get("source", 0) == i for e in dataset.episodes),
                 "frames": sum(e["dataset_to_index"] - e["dataset_from_index"] for e in dataset.episodes
                               if e.get("source", 0) == i)}
-               for i, path in enumerate([cfg.data, *cfg.video])]
-    if cfg.video:
-        print("train: " + ", ".join(f"{s['data']} {s['episodes']} {'labelled' if s['labelled'] else 'video'} "
-                                    f"episodes" for s in sources) + f" ({cfg.curriculum})")
+               for i, (path, kind) in enumerate(zip([cfg.data, *cfg.video, *cfg.synthetic], kinds))]
+    if len(sources) > 1:
+        print("train: " + ", ".join(f"{s['data']} {s['episodes']} {s['kind']} episodes" for s in sources)
+              + (f" ({cfg.curriculum})" if cfg.video else "")
+              + (f"; {cfg.synthetic_share:g} of each batch dreamed" if cfg.synthetic else ""))
     labelled = [e for e in dataset.episodes if e.get("actions", True)]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "train_config.json",
