@@ -10,4 +10,6 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 source scripts/env.sh
-python -m pytest "$@"
+# Two workers (pytest-xdist), one per core of the 2-core machines the suite is sized for; whole files go to one
+# worker, so a module's fixtures (a collected dataset, a trained bench) are built once.
+python -m pytest -n 2 --dist loadfile "$@"

@@ -21,6 +21,11 @@ import torch
 from hypothesis import settings
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # scripts/test.sh runs one worker per core: each keeps to one thread (the `wam` commands it starts inherit that),
+    # since two workers each spinning two threads on two cores slow every training step several-fold.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 settings.register_profile("seeded", derandomize=True, database=None, print_blob=True)
 settings.load_profile("seeded")
 
