@@ -6,7 +6,8 @@ episodes say where they come from (``source``: 0 for the labelled dataset, then 
 synthetic ones, in order), whether their windows may train the action (``actions``) and whether they were dreamed
 (``synthetic``). A video dataset may be action-free (``wam collect --no-actions``) or a labelled one used as video:
 its actions are then ignored. A synthetic dataset (``wam synthesize``) brings actions but no reward, success or
-ground truth: those features are zero in its frames and listed in ``info["wam"]["synthetic_lacks"]``, so that
+ground truth: those features are zero in its frames and listed, with the progress toward success they imply, in
+``info["wam"]["synthetic_lacks"]``, so that
 windows which would read them refuse (``WindowDataset``). Task indices are remapped onto the union of the tasks,
 so a model trained on the mixture knows the instructions of video-only tasks too.
 
@@ -34,7 +35,8 @@ def combine(labelled: LeRobotDataset, videos: Sequence[LeRobotDataset] = (),
     keys = [k for k in labelled.frames if k != "action" and k not in INDEX_FEATURES]
     for video in videos:
         check_source(labelled, video, "video", keys)
-    lacks = [k for k in keys if not k.startswith("observation.")]  # a dream has only observations and actions
+    # A dream has only observations and actions; with no success to reach, no progress toward it either.
+    lacks = [k for k in keys if not k.startswith("observation.")] + ["progress"]
     for source in synthetic:
         if not source.info.get("wam", {}).get("synthetic"):
             raise DatasetError(f"{source.root} is not a synthetic dataset (`wam synthesize` writes those); pass "

@@ -56,7 +56,7 @@ class WindowDataset(torch.utils.data.Dataset):
                     [e for e in dataset.episodes if e.get("actions", True) and
                      (e.get("success", True) or not successful_only)])
         lacks = dataset.info.get("wam", {}).get("synthetic_lacks", [])
-        unknown = [k for k in needed if k in lacks or (k == "progress" and lacks)]
+        unknown = [k for k in needed if k in lacks]
         if unknown and any(e.get("synthetic") for e in episodes):
             raise DatasetError(f"dreamed episodes hold no {unknown[0]!r} (a dream has no simulator to measure it), and "
                                "this model learns from it; train it without --synthetic")
@@ -66,14 +66,13 @@ class WindowDataset(torch.utils.data.Dataset):
                                "from them anyway)")
         self._start = np.zeros(dataset.num_frames, dtype=np.int64)
         self._end = np.zeros(dataset.num_frames, dtype=np.int64)  # exclusive
-        anchors = []
+        anchors, dreamed = [], []
         for e in episodes:
             lo, hi = e["dataset_from_index"], e["dataset_to_index"]
             self._start[lo:hi], self._end[lo:hi] = lo, hi
             anchors.append(np.arange(lo, hi))
-        self.anchors = np.concatenate(anchors)
-        dreamed = np.concatenate([np.full(e["dataset_to_index"] - e["dataset_from_index"], bool(e.get("synthetic")))
-                                  for e in episodes])
+            dreamed.append(np.full(hi - lo, bool(e.get("synthetic"))))
+        self.anchors, dreamed = np.concatenate(anchors), np.concatenate(dreamed)
         # With a share, batches draw from the dreamed and the recorded windows apart (both must exist).
         self._pools = ((np.flatnonzero(~dreamed), np.flatnonzero(dreamed), synthetic_share)
                        if synthetic_share is not None and dreamed.any() and not dreamed.all() else None)
