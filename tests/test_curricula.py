@@ -78,7 +78,7 @@ def test_video_from_another_viewpoint_shows_the_same_start_differently(vision_da
     run_collect(CollectConfig(tasks="button-press-topdown-v3", episodes=1, out=out, workers=1, no_actions=True,
                               shift="camera"))
     moved, labelled = LeRobotDataset.load(out), LeRobotDataset.load(vision_data)
-    assert json.loads((out / "meta/info.json").read_text())["wam"]["shift"] == "camera"
+    assert json.loads((out / "meta/info.json").read_text())["wam"]["shift"] == "camera=medium"
     image = "observation.images.corner2"
     assert np.array_equal(moved.frames["observation.state"][0], labelled.frames["observation.state"][0])
     assert np.abs(moved.frames[image][0].astype(int) - labelled.frames[image][0]).mean() > 5
@@ -212,7 +212,7 @@ def test_unusable_video_is_refused_clearly(vision_data, video_data, tmp_path):
                           "no action labels", "--video")
     assert not (tmp_path / "r").exists() or not (tmp_path / "r/model").exists()
     assert_one_line_error(wam_refused("collect", "--tasks", "drawer-open-v3", "--episodes", "1", "--out",
-                                      tmp_path / "c", "--shift", "sideways"), "unknown shift 'sideways'", "camera")
+                                      tmp_path / "c", "--shift", "sideways"), "unknown factor 'sideways'", "camera")
     assert not (tmp_path / "c").exists()
 
 

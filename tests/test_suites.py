@@ -29,7 +29,7 @@ def test_suite_keeps_its_contract(name, track):
     """The environment a suite builds observes exactly the features the suite declares, accepts its action bounds,
     gives the ground-truth keypoint rows and reports success the same way in every suite."""
     suite = get_suite(name)
-    assert set(STANDARD_GROUPS) <= set(suite.groups()) and "none" in suite.shifts
+    assert set(STANDARD_GROUPS) <= set(suite.groups()) and suite.check_shift("none") == "none"
     assert len(suite.keypoint_names) == len(KEYPOINT_ROLES)
     task = suite.groups()["quick"][0]
     size = suite.default_image_size

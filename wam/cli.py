@@ -88,6 +88,21 @@ def run(cfg: Any) -> Any:
     raise TypeError(f"no job for {type(cfg).__name__}")
 
 
+def list_shifts(args: list[str]) -> int:
+    """``wam eval --list-shifts [--suite S]``: the suite's factors of variation and their levels."""
+    from wam.envs import DEFAULT_SUITE, get_suite
+    from wam.envs.variation import describe_factors
+    from wam.options import OptionError
+
+    suite = args[args.index("--suite") + 1] if "--suite" in args[:-1] else DEFAULT_SUITE
+    try:
+        print(describe_factors(suite, get_suite(suite).factors))
+    except OptionError as e:
+        print(f"wam: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wam`` command; user errors end with one line on stderr and exit code 2, a
     ``wam data check`` that finds problems exits with 1."""
@@ -99,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     from wam.options import OptionError
 
     warnings.filterwarnings("ignore", message="Constant.*may be too high")  # MetaWorld's experts, harmless
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["eval"] and "--list-shifts" in args:  # a listing, before tyro asks for the run to evaluate
+        return list_shifts(args)
     try:  # building the config checks every option against its declared bounds (wam.options)
         cfg = tyro.extras.subcommand_cli_from_dict(_commands(), args=argv, prog="wam",
                                                    description="World Action Models: collect, train, evaluate, compare.")

@@ -86,8 +86,9 @@ class CollectConfig(CheckedOptions):
     """Write action-free video: the episodes keep every observation but no `action` feature (for `wam train
     --video`)."""
     shift: str = "none"
-    """Record under a declared shift of the suite (metaworld: camera, colour, placement; see `wam eval
-    --list-shifts`): video from another viewpoint or in other colours."""
+    """Record under the suite's factors of variation (`wam eval --list-shifts`): camera=medium for video from
+    another viewpoint, colour=up-to-strong for demonstrations whose colours are randomized per episode (domain
+    randomization)."""
     action_noise: Annotated[float, Ge(0), Le(2)] = 0.0
     """A non-expert actor: each expert action plus Gaussian noise of this standard deviation, in units of half the
     action range, drawn from the episode's seed. Its episodes are single attempts (no retry on a new seed) and their
@@ -96,10 +97,6 @@ class CollectConfig(CheckedOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_suite_name(self.suite)
-        try:
-            get_suite(self.suite).check_shift(self.shift)
-        except ValueError as e:  # one `wam: error:` line, not tyro's box around a ValueError
-            raise OptionError(str(e)) from None
         if self.seed + self.episodes > MAX_DEMO_SEED:
             raise OptionError(f"--seed must be at most {MAX_DEMO_SEED - self.episodes} with --episodes {self.episodes},"
                               f" got {self.seed}: demonstration seeds stay below {MAX_DEMO_SEED}, apart from the "
@@ -110,6 +107,7 @@ class CollectConfig(CheckedOptions):
         records, so that naming a default explicitly resumes the same collection)."""
         suite, tasks = resolve_tasks(self.tasks, self.suite)
         return suite, tasks, replace(self, suite=suite.name, tasks=",".join(tasks),
+                                     shift=suite.check_shift(self.shift, tasks),
                                      max_steps=self.max_steps or suite.max_episode_steps,
                                      image_size=self.image_size or suite.default_image_size)
 

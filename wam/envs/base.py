@@ -3,8 +3,9 @@
 A suite is a family of tasks in one simulator (MetaWorld's 50 manipulation tasks, PushT). It declares its tasks and
 named task groups, builds an environment for (task, track, image size, declared shift), provides a scripted expert
 over the true simulator state, and states its control rate, episode cap, metrics, feature schema, instruction text,
-declared shifts and ground-truth keypoints. Collection, training, evaluation, the dream and the benchmark ask the
-suite named by the dataset (``meta/info.json`` ``wam.suite``) or the model (``ModelConfig.suite``) and nothing else.
+factors of variation (``wam.envs.variation``) and ground-truth keypoints. Collection, training, evaluation, the
+dream and the benchmark ask the suite named by the dataset (``meta/info.json`` ``wam.suite``) or the model
+(``ModelConfig.suite``) and nothing else.
 
 Every environment a suite builds follows one contract (``SuiteEnv``): ``reset(seed=s)`` draws a reproducible
 start; ``step(action)`` returns ``(observation, reward, success, truncated, info)`` with ``terminated`` meaning
@@ -21,6 +22,8 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
+
+from wam.envs.variation import Factor, Shift, parse_shift
 
 Track = Literal["vision", "state"]
 STANDARD_GROUPS = ("all", "wam-bench", "quick", "quickstart")
@@ -89,8 +92,8 @@ class Suite(ABC):
     state_key: ClassVar[str] = "observation.state"
     keypoint_names: ClassVar[tuple[str, str, str]]
     """This suite's names for the ``KEYPOINT_ROLES``, in that order."""
-    shifts: ClassVar[dict[str, str]]
-    """The declared distribution shifts of the generalization probe, ``"none"`` first, with what each changes."""
+    factors: ClassVar[dict[str, Factor]] = {}
+    """The declared factors of variation (``wam.envs.variation``): what ``--shift NAME=LEVEL`` can change."""
     score: ClassVar[str]
     """What the per-step reward measures, whose per-episode maximum is reported beside success."""
     failure_tags: ClassVar[dict[str, str]]
@@ -217,7 +220,21 @@ class Suite(ABC):
                                  f"(groups: {', '.join(f'{self.name}/{g}' for g in self.groups())})")
         return tasks
 
-    def check_shift(self, shift: str) -> str:
-        if shift not in self.shifts:
-            raise ValueError(f"unknown shift {shift!r} for the {self.name} suite; choose from: {', '.join(self.shifts)}")
-        return shift
+    def factor_applies(self, factor: str, task: str) -> bool:
+        """Whether ``factor`` can shift ``task`` (by default every declared factor applies to every task)."""
+        return factor in self.factors
+
+    def parse_shift(self, spec: str) -> Shift:
+        """The shift ``spec`` (``camera=medium,colour=up-to-weak``, ``none``) names, or ``ValueError``."""
+        return parse_shift(spec, self.factors, self.name)
+
+    def check_shift(self, spec: str, tasks: list[str] | None = None) -> str:
+        """``spec`` in canonical form (the suite's factor order, levels explicit), or ``ValueError`` if it names an
+        unknown factor or level, or a factor that cannot shift one of ``tasks``."""
+        shift = self.parse_shift(spec)
+        for setting in shift.settings:
+            for task in tasks or []:
+                if not self.factor_applies(setting.factor, task):
+                    raise ValueError(f"factor {setting.factor!r} cannot shift {task} "
+                                     f"({self.factors[setting.factor].description})")
+        return str(shift)

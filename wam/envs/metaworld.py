@@ -21,8 +21,10 @@ import gymnasium as gym
 import numpy as np
 
 from wam.envs.base import StatePropagator, Suite, Track
+from wam.envs.variation import Factor, Shift, random_direction
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco  # noqa: E402  (after choosing its OpenGL backend)
 
 CAMERA = "corner2"
 IMAGE_KEY = f"observation.images.{CAMERA}"
@@ -34,14 +36,6 @@ MOCAP_LOW, MOCAP_HIGH = np.array([-0.5, 0.4, 0.05]), np.array([0.5, 1.0, 0.5])
 HAND_GAIN = 0.2
 """Fraction of the gap to the mocap target the hand closes per control step (fitted on 4 tasks x 3 seeds)."""
 
-SHIFTS: dict[str, str] = {
-    "none": "the training distribution",
-    "camera": "the camera moved 5 cm up and 5 cm toward the scene's far side",
-    "colour": "every material and geom colour tinted by (0.85, 1.0, 1.15) in RGB",
-    "placement": "object and goal placed outside the training range: every axis MetaWorld randomizes is pushed past "
-                 "its range by up to a quarter of its width, on a random side",
-}
-"""The declared distribution shifts of the generalization probe (``MetaWorldEnv(shift=...)``)."""
 DIFFICULTY = {
     "easy": ("button-press", "button-press-topdown", "button-press-topdown-wall", "button-press-wall",
              "coffee-button", "dial-turn", "door-close", "door-lock", "door-open", "door-unlock", "drawer-close",
@@ -57,9 +51,6 @@ DIFFICULTY = {
 WAM_BENCH = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
              "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
 """The 8 tasks of WAM-Bench (``wam bench``): easy tasks whose scripted demonstrations succeed within 114 steps."""
-CAMERA_SHIFT = np.array([0.0, 0.05, 0.05])
-COLOUR_TINT = np.array([0.85, 1.0, 1.15])
-PLACEMENT_MARGIN = 0.25
 MOVED = 0.01  # m: the key object counts as moved once 1 cm from where it started
 NEAR_GOAL = 0.1  # m: about twice MetaWorld's success radii (5 to 8 cm for most tasks)
 HAND_GOAL_TASKS = ("reach-v3", "reach-wall-v3")
@@ -76,6 +67,52 @@ FAILURE_TAGS = {
     "misplaced": "the key object (the hand, in reach tasks) moved but ended more than 10 cm from the goal",
 }
 """The failure tags of the MetaWorld suite, tested in this order; the first that holds names a failed episode."""
+CAMERA_LEVELS = {"weak": (0.02, 2.0), "medium": (0.05, 5.0), "strong": (0.10, 10.0)}
+"""Camera pose: metres the camera moves and degrees it turns, each in a direction drawn per episode."""
+LIGHTING_LEVELS = {"weak": (15.0, 0.25), "medium": (30.0, 0.5), "strong": (60.0, 0.75)}
+"""Lighting: degrees the lights turn together about a drawn axis, and the fraction by which every light's intensity
+(the lights' diffuse, the headlight's diffuse and ambient) rises or falls, which way drawn per episode."""
+COLOUR_LEVELS = {"weak": (0.1, False), "medium": (0.25, True), "strong": (0.5, True)}
+"""Colours: the strength of each part's tint (each RGB channel scaled by 1 + strength * U(-1, 1)), and whether
+the table's wood texture is swapped for another texture of the scene (metal or a block's wood)."""
+DISTRACTOR_LEVELS = {"weak": 1, "medium": 3, "strong": 6}
+"""Distractors: how many objects stand on the table."""
+PLACEMENT_LEVELS = {"weak": 0.1, "medium": 0.25, "strong": 0.5}
+"""Placement: how far past MetaWorld's training range object and goal are placed, as a fraction of its width."""
+DISPLACEMENT_LEVELS = {"weak": 0.02, "medium": 0.05, "strong": 0.10}
+"""Displacement: metres the key object jumps sideways, once, mid-episode."""
+DISPLACEMENT_STEPS = (10, 30)
+"""The control step of the jump is drawn in this range: after the policy has started toward the object, before
+the scripted experts reach it (they take 30 to 60 steps to grasp)."""
+TABLE_AREA = (np.array([-0.4, 0.35]), np.array([0.4, 0.85]))
+"""Where distractors stand: the part of the table top the camera sees (x, y in metres)."""
+DISTRACTOR_CLEARANCE = 0.1
+"""Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
+DISTRACTOR_SIZE = (0.025, 0.05)
+"""The half-size range of a distractor (m): about the size of the tasks' pucks, mugs and blocks."""
+"""Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
+FACTORS = {
+    "camera": Factor("camera", "the camera's pose: moved and turned in a direction drawn per episode",
+                     {k: f"moved {m * 100:g} cm and turned {d:g} degrees" for k, (m, d) in CAMERA_LEVELS.items()}),
+    "lighting": Factor("lighting", "the lights' direction and intensity",
+                       {k: f"turned {d:g} degrees, intensity x{1 - f:g} or x{1 + f:g}"
+                        for k, (d, f) in LIGHTING_LEVELS.items()}),
+    "colour": Factor("colour", "the colours and textures of the table, the floor and walls, the robot and the "
+                     "objects: each part tinted by its own drawn colour",
+                     {k: f"tint strength {t:g}" + (", the table's texture swapped" if swap else "")
+                      for k, (t, swap) in COLOUR_LEVELS.items()}),
+    "distractors": Factor("distractors", "objects of drawn shape, size and colour standing on the table, away from "
+                          "the hand, the key object and the goal (seen, not felt: they have no collision)",
+                          {k: f"{n} object{'s' if n > 1 else ''}" for k, n in DISTRACTOR_LEVELS.items()}),
+    "placement": Factor("placement", "object and goal placed outside the training range: every axis MetaWorld "
+                        "randomizes is pushed past its range on a random side",
+                        {k: f"by up to {f:g} of the range's width" for k, f in PLACEMENT_LEVELS.items()}),
+    "displacement": Factor("displacement", "the key object jumps sideways once, between control steps "
+                           f"{DISPLACEMENT_STEPS[0]} and {DISPLACEMENT_STEPS[1]}, and the arm must follow it (tasks "
+                           "whose key object lies loose on the table: MetaWorldSuite.factor_applies)",
+                           {k: f"{m * 100:g} cm" for k, m in DISPLACEMENT_LEVELS.items()}),
+}
+"""The factors of variation of the MetaWorld suite (``wam.envs.variation``), applied by ``SceneVariation``."""
 
 
 def task_names() -> list[str]:
@@ -97,7 +134,6 @@ class MetaWorldEnv(gym.Env):
         import metaworld
 
         MetaWorldSuite().check_tasks([task])
-        MetaWorldSuite().check_shift(shift)
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
@@ -117,16 +153,15 @@ class MetaWorldEnv(gym.Env):
         self._cam_id = model.camera(CAMERA).id
         if self.camera_position is not None:
             model.cam_pos[self._cam_id] = self.camera_position
-        self.shift = shift
-        if shift == "camera":
-            model.cam_pos[self._cam_id] += CAMERA_SHIFT
-        elif shift == "colour":
-            model.mat_rgba[:, :3] = np.clip(model.mat_rgba[:, :3] * COLOUR_TINT, 0, 1)
-            model.geom_rgba[:, :3] = np.clip(model.geom_rgba[:, :3] * COLOUR_TINT, 0, 1)
-        elif shift == "placement":
+        self.shift = MetaWorldSuite().parse_shift(shift)
+        if self.shift["displacement"] is not None and loose_key_body(task) is None:
+            raise ValueError(f"{task} has no loose key object to displace; the displacement factor applies to: "
+                             f"{', '.join(t for t in task_names() if loose_key_body(t) is not None)}")
+        if self.shift["placement"] is not None:
             self._env._get_state_rand_vec = self._outside_rand_vec
             # The goal space only bounds the observation: unbounded, a goal placed past it is observed, not clipped.
             self._env.goal_space = gym.spaces.Box(-np.inf, np.inf, (3,), np.float64)
+        self.variation = SceneVariation(self, self.shift)
         # MetaWorld clips every step observation to ``sawyer_observation_space``, a cached property computed at
         # construction, while the goal was still hidden (goal bounds zero): without recomputing it the goal reads
         # [0, 0, 0] after the first step and goal-seeking experts drive to the origin. MetaWorld's own
@@ -152,7 +187,7 @@ class MetaWorldEnv(gym.Env):
         space, rng = self._env._random_reset_space, self._env.np_random
         low, high = space.low, space.high
         width = high - low
-        past = rng.uniform(0, PLACEMENT_MARGIN, size=low.size) * width
+        past = rng.uniform(0, self.variation.placement_margin, size=low.size) * width
         above = rng.random(low.size) < 0.5
         vec = np.where(above, high + past, low - past)
         self._env._last_rand_vec = vec
@@ -172,13 +207,16 @@ class MetaWorldEnv(gym.Env):
         super().reset(seed=seed)
         if seed is not None:
             self._env.seed(seed)
+        self.variation.before_reset(seed)
         self._state, _ = self._env.reset()
         self._steps = 0
         self._trace = EpisodeTrace(self._keypoints_xyz(), self.task in HAND_GOAL_TASKS)
+        self.variation.after_reset(seed)
         return self._observation(image=True), {"is_success": False}
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self.variation.before_step(self._steps)
         self._state, reward, _, _, info = self._env.step(action)
         self._steps += 1
         success = bool(info.get("success", 0.0))
@@ -191,6 +229,7 @@ class MetaWorldEnv(gym.Env):
 
     def render(self) -> np.ndarray:
         """The camera frame, upright, at ``render_size`` (the observation size by default)."""
+        self.variation.before_render()
         return np.ascontiguousarray(self._env.render()[::-1, ::-1])
 
     def _observation(self, image: bool) -> dict[str, np.ndarray]:
@@ -242,6 +281,183 @@ class MetaWorldEnv(gym.Env):
         super().close()
 
 
+class SceneVariation:
+    """A ``Shift`` of the MetaWorld suite's ``FACTORS`` applied to one environment: the model's camera, lights,
+    colours and textures are restored and redrawn before every reset, distractors placed and the displacement
+    planned after it, and the key object moved when its step comes (``MetaWorldEnv`` calls these hooks)."""
+
+    def __init__(self, env: MetaWorldEnv, shift: Shift):
+        self.env, self.shift = env, shift
+        model = env._env.model
+        cam = env._cam_id
+        self._camera = model.cam_pos[cam].copy(), model.cam_quat[cam].copy()
+        headlight = model.vis.headlight
+        self._lights = (model.light_dir.copy(), model.light_diffuse.copy(), headlight.diffuse.copy(),
+                        headlight.ambient.copy())
+        self._colours = model.geom_rgba.copy(), model.mat_rgba.copy(), model.mat_texid.copy()
+        self._parts = self._colour_parts(model)
+        self.placement_margin = 0.0
+        self._displace_at: int | None = None
+        self._displace_by = np.zeros(3)
+        self._distractors: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _colour_parts(model: Any) -> np.ndarray:
+        """Per geom, the part whose tint it takes: 0 floor and walls, 1 table, 2 robot, 3 objects."""
+        robot = ContactGeoms.subtree(model, "base")
+        body_names = [model.body(b).name for b in model.geom_bodyid]
+        parts = np.full(model.ngeom, 3)
+        parts[[name in ("world", "RetainingWall") for name in body_names]] = 0
+        parts[[name == "tablelink" for name in body_names]] = 1
+        parts[robot] = 2
+        return parts
+
+    def before_reset(self, seed: int | None) -> None:
+        """Restore the scene, then draw this episode's camera, lights, colours and placement margin."""
+        env, shift = self.env, self.shift
+        model = env._env.model
+        cam = env._cam_id
+        model.cam_pos[cam], model.cam_quat[cam] = self._camera
+        headlight = model.vis.headlight
+        model.light_dir[:], model.light_diffuse[:], headlight.diffuse[:], headlight.ambient[:] = self._lights
+        model.geom_rgba[:], model.mat_rgba[:], model.mat_texid[:] = self._colours
+        for setting in shift.settings:
+            rng = shift.rng(setting.factor, seed)
+            scale = setting.scale(rng)
+            if setting.factor == "camera":
+                metres, degrees = CAMERA_LEVELS[setting.level]
+                model.cam_pos[cam] = self._camera[0] + scale * metres * random_direction(rng)
+                model.cam_quat[cam] = _turned(self._camera[1], random_direction(rng), scale * degrees)
+            elif setting.factor == "lighting":
+                degrees, fraction = LIGHTING_LEVELS[setting.level]
+                turn = _rotation(random_direction(rng), scale * degrees)
+                gain = 1 + scale * fraction * rng.choice([-1.0, 1.0])
+                model.light_dir[:] = self._lights[0] @ turn.T
+                model.light_diffuse[:] = np.clip(self._lights[1] * gain, 0, 1)
+                headlight.diffuse[:] = np.clip(self._lights[2] * gain, 0, 1)
+                headlight.ambient[:] = np.clip(self._lights[3] * gain, 0, 1)
+            elif setting.factor == "colour":
+                self._tint(model, rng, scale, setting.level)
+            elif setting.factor == "placement":
+                self.placement_margin = scale * PLACEMENT_LEVELS[setting.level]
+            elif setting.factor == "displacement":
+                self._displace_at = int(rng.integers(DISPLACEMENT_STEPS[0], DISPLACEMENT_STEPS[1] + 1))
+                self._displace_by = scale * DISPLACEMENT_LEVELS[setting.level] * np.append(
+                    random_direction(rng, 2), 0.0)
+
+    def _tint(self, model: Any, rng: np.random.Generator, scale: float, level: str) -> None:
+        strength, swap = COLOUR_LEVELS[level]
+        tints = 1 + scale * strength * rng.uniform(-1, 1, size=(4, 3))  # per part, per channel
+        # A geom with a material shows the material's colour only while its own rgba keeps MuJoCo's default, so
+        # those are tinted through their material.
+        plain = model.geom_matid < 0
+        model.geom_rgba[plain, :3] = np.clip(self._colours[0][plain, :3] * tints[self._parts[plain]], 0, 1)
+        for mat in range(model.nmat):  # a material takes the tint of the first part that uses it
+            users = np.flatnonzero(model.geom_matid == mat)
+            if users.size:
+                model.mat_rgba[mat, :3] = np.clip(self._colours[1][mat, :3] * tints[self._parts[users[0]]], 0, 1)
+        if swap and scale > 0:  # the table's texture for another texture of the scene of the same kind
+            rgb = int(mujoco.mjtTextureRole.mjTEXROLE_RGB)
+            table = model.material("table_wood").id
+            own = self._colours[2][table, rgb]
+            others = [t for t in range(model.ntex) if t != own and model.tex_type[t] == model.tex_type[own]]
+            model.mat_texid[table, rgb] = others[rng.integers(len(others))]
+
+    def after_reset(self, seed: int | None) -> None:
+        """Draw this episode's distractors on the table, clear of the hand, the key object and the goal."""
+        self._distractors = []
+        setting = self.shift["distractors"]
+        if setting is None:
+            return
+        rng = self.shift.rng("distractors", seed)
+        count = round(setting.scale(rng) * DISTRACTOR_LEVELS[setting.level])
+        keep_clear = self.env._keypoints_xyz()[:, :2]
+        shapes = (mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CYLINDER)
+        while len(self._distractors) < count:
+            xy = rng.uniform(*TABLE_AREA)
+            if np.linalg.norm(keep_clear - xy, axis=1).min() < DISTRACTOR_CLEARANCE:
+                continue
+            keep_clear = np.vstack([keep_clear, xy])
+            size = rng.uniform(*DISTRACTOR_SIZE)
+            shape = shapes[rng.integers(len(shapes))]
+            height = 1.5 * size if shape == mujoco.mjtGeom.mjGEOM_CYLINDER else size
+            self._distractors.append({"type": shape, "pos": np.array([*xy, height]),
+                                      "size": np.array([size, size, height]),
+                                      "rgba": np.append(rng.uniform(0.1, 1.0, 3), 1.0).astype(np.float32)})
+
+    def before_render(self) -> None:
+        """Put the distractors into the scene about to be rendered (gymnasium's viewer drops its markers after
+        every frame)."""
+        if self._distractors:
+            viewer = self.env._env.mujoco_renderer._get_viewer("rgb_array")
+            for distractor in self._distractors:
+                viewer.add_marker(**distractor)
+
+    def before_step(self, step: int) -> None:
+        """At the planned step, move the key object (a loose body) sideways and let the trace start from there."""
+        if step != self._displace_at:
+            return
+        sawyer = self.env._env
+        model, data = sawyer.model, sawyer.data
+        body = loose_key_body(self.env.task)
+        joint = model.body_jntadr[body]
+        qpos, dof = model.jnt_qposadr[joint], model.jnt_dofadr[joint]
+        data.qpos[qpos:qpos + 3] += self._displace_by
+        data.qvel[dof:dof + 6] = 0.0
+        mujoco.mj_forward(model, data)
+        self.env._trace.start = self.env._keypoints_xyz()
+
+
+def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    """The 3x3 rotation by ``degrees`` about the unit ``axis``."""
+    quat, matrix = np.zeros(4), np.zeros(9)
+    mujoco.mju_axisAngle2Quat(quat, axis, np.deg2rad(degrees))
+    mujoco.mju_quat2Mat(matrix, quat)
+    return matrix.reshape(3, 3)
+
+
+def _turned(quat: np.ndarray, axis: np.ndarray, degrees: float) -> np.ndarray:
+    """The orientation ``quat`` turned by ``degrees`` about ``axis`` of its own frame."""
+    turn, result = np.zeros(4), np.zeros(4)
+    mujoco.mju_axisAngle2Quat(turn, axis, np.deg2rad(degrees))
+    mujoco.mju_mulQuat(result, quat, turn)
+    return result
+
+
+LOOSE_REACH = 0.15
+"""m: a free body counts as the key object when the task's key point lies this close to it (a nut's handle, a
+peg's head)."""
+
+
+@cache
+def loose_key_body(task: str) -> int | None:
+    """The body id of ``task``'s key object if it lies loose on the table (a free joint, touching nothing but the
+    table at the start of seed 0), else None: only such an object can be displaced mid-episode. Hand-goal tasks
+    have no key object."""
+    if task in HAND_GOAL_TASKS:
+        return None
+    env = MetaWorldEnv(task, track="state")
+    try:
+        env.reset(seed=0)
+        model, data = env._env.model, env._env.data
+        key = env._keypoints_xyz()[1]
+        free = [model.jnt_bodyid[j] for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE]
+        if not free:
+            return None
+        body = min(free, key=lambda b: np.linalg.norm(data.xpos[b] - key))
+        if np.linalg.norm(data.xpos[body] - key) > LOOSE_REACH:
+            return None
+        table = {model.body(name).id for name in ("world", "tablelink")}
+        geom_body = model.geom_bodyid
+        for first, second in zip(data.contact.geom1[:data.ncon], data.contact.geom2[:data.ncon], strict=True):
+            pair = {int(geom_body[first]), int(geom_body[second])}
+            if body in pair and not (pair - {body}) <= table:
+                return None
+        return int(body)
+    finally:
+        env.close()
+
+
 class ContactGeoms:
     """Which MuJoCo geoms are the hand, its two finger pads, and the task's objects (every body that is neither
     the robot, the mocap target, the table nor the world), to read contacts between them."""
@@ -250,18 +466,21 @@ class ContactGeoms:
     """Bodies that are scenery, not task objects (the retaining wall exists in some tasks only)."""
 
     def __init__(self, model: Any):
-        def subtree(root: str) -> np.ndarray:
-            inside = np.zeros(model.nbody, bool)
-            inside[model.body(root).id] = True
-            for body in range(model.nbody):  # parents precede their children in MuJoCo's body order
-                inside[body] |= inside[model.body_parentid[body]] and body != 0
-            return inside[model.geom_bodyid]
-
-        robot = subtree("base")
+        robot = self.subtree(model, "base")
         names = {model.body(body).name for body in range(model.nbody)}
         scene = np.isin(model.geom_bodyid, [model.body(name).id for name in self.SCENE if name in names])
-        self.hand, self.pads = subtree("right_hand"), (subtree("leftpad"), subtree("rightpad"))
+        self.hand = self.subtree(model, "right_hand")
+        self.pads = self.subtree(model, "leftpad"), self.subtree(model, "rightpad")
         self.task_bodies = np.where(~robot & ~scene, model.geom_bodyid, -1)
+
+    @staticmethod
+    def subtree(model: Any, root: str) -> np.ndarray:
+        """Per geom, whether its body is ``root`` or one of its descendants."""
+        inside = np.zeros(model.nbody, bool)
+        inside[model.body(root).id] = True
+        for body in range(model.nbody):  # parents precede their children in MuJoCo's body order
+            inside[body] |= inside[model.body_parentid[body]] and body != 0
+        return inside[model.geom_bodyid]
 
     def touching(self, data: Any) -> tuple[bool, bool]:
         """Whether the hand touches a task object now, and whether both finger pads touch the same one."""
@@ -355,8 +574,6 @@ def goal_hidden(task: str) -> bool:
     """Whether ``task``'s goal moves between seeded resets (by ``GOAL_MOVES`` or more) while no task body moves
     with it: MetaWorld draws no goal marker in the camera image, so only a body placed with the goal (a shelf, a
     basket, a button box) shows it. Measured on ``GOAL_PROBE_SEEDS``; hidden if any pair says so."""
-    import mujoco
-
     env = MetaWorldEnv(task, track="state")
     sawyer = env._env
     bodies = sorted({int(b) for b in ContactGeoms(sawyer.model).task_bodies if b >= 0})
@@ -423,7 +640,7 @@ class MetaWorldSuite(Suite):
     image_key = IMAGE_KEY
     state_key = STATE_KEY
     keypoint_names = ("ee", "object", "goal")
-    shifts = SHIFTS
+    factors = FACTORS
     score = "MetaWorld's shaped reward (0 to 10)"
     failure_tags = FAILURE_TAGS
 
@@ -437,6 +654,10 @@ class MetaWorldSuite(Suite):
 
     def goal_hidden(self, task: str) -> bool:
         return goal_hidden(task)
+
+    def factor_applies(self, factor: str, task: str) -> bool:
+        """Every factor applies to every task but displacement, which needs a key object lying loose."""
+        return super().factor_applies(factor, task) and (factor != "displacement" or loose_key_body(task) is not None)
 
     def instruction(self, task: str) -> str:
         """The task's name without its version: ``drawer-open-v3`` -> ``drawer open``."""

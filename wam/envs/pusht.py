@@ -31,7 +31,6 @@ KEYPOINTS_KEY = "observation.environment_state"
 CONTROL_HZ = 10.0
 MAX_EPISODE_STEPS = 300
 WORLD = 512.0  # side of the plane in pixels; actions and positions live in [0, WORLD]
-SHIFTS = {"none": "the training distribution"}
 NEAR_COVERAGE = 0.8  # coverage of the goal that counts as near it (success needs 0.95)
 FAILURE_TAGS = {
     "never-reached": "the block never moved (it is quasi-static: it moves only while the pusher pushes it), so the "
@@ -397,7 +396,6 @@ class PushTSuite(Suite):
     image_key = IMAGE_KEY
     state_key = STATE_KEY
     keypoint_names = ("pusher", "block", "goal")
-    shifts = SHIFTS
     score = "min(coverage / 0.95, 1), the reward Diffusion Policy and LeRobot report as coverage"
     failure_tags = FAILURE_TAGS
 

@@ -42,6 +42,7 @@ from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
+from wam.envs.variation import MIDDLE
 from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
@@ -283,18 +284,32 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     run, tasks = cfg.out / preset / "run", cfg.tasks.split(",")
     probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(heldout))
     probes["persistence"] = persistence(run, tasks[0], out / "dream", cfg.device)
-    shifted_tasks = tasks[:cfg.shift_tasks]
-    unshifted = [e["success"] for t in shifted_tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
-    success = {"none": float(np.mean(unshifted))}
-    for shift in (s for s in get_suite(cfg.suite).shifts if s != "none"):
-        info = _evaluate(_eval_config(cfg, run, ",".join(shifted_tasks), cfg.shift_episodes, out / f"shift-{shift}",
-                                      shift=shift))
-        success[shift] = info["aggregated"]["pc_success"] / 100
-    shifted = [v for k, v in success.items() if k != "none"]
-    probes["generalization"] = {"success": success, "tasks": shifted_tasks, "episodes": cfg.shift_episodes,
-                                "relative": float(np.mean(shifted)) / success["none"] if success["none"] else None}
+    probes["generalization"] = generalization_probe(cfg, run, tasks[:cfg.shift_tasks], evals, out)
     atomic_write_json(path, probes)
     return probes
+
+
+def generalization_probe(cfg: BenchConfig, run: Path, tasks: list[str], evals: dict[str, dict[str, Any]],
+                         out: Path) -> dict[str, Any]:
+    """Success under each of the suite's factors of variation at its middle level, on those of ``tasks`` it
+    applies to, against the unshifted success of the main evaluation on the same seeds; ``relative`` is the mean
+    shifted success over the unshifted (the generalization benchmark measures every level, wider)."""
+    suite = get_suite(cfg.suite)
+    unshifted = [e["success"] for t in tasks for e in evals[t]["per_episode"][:cfg.shift_episodes]]
+    success, shifts = {"none": float(np.mean(unshifted))}, {}
+    for name, factor in suite.factors.items():
+        applies = [t for t in tasks if suite.factor_applies(name, t)]
+        if applies != tasks:  # a factor that cannot shift every probed task would compare other tasks
+            continue
+        spec = f"{name}={MIDDLE}"
+        info = _evaluate(_eval_config(cfg, run, ",".join(tasks), cfg.shift_episodes, out / f"shift-{name}",
+                                      shift=spec))
+        success[spec] = info["aggregated"]["pc_success"] / 100
+        shifts[spec] = f"{factor.description}, {factor.levels[MIDDLE]}"
+    shifted = [v for k, v in success.items() if k != "none"]
+    relative = float(np.mean(shifted)) / success["none"] if shifted and success["none"] else None
+    return {"success": success, "shifts": shifts, "tasks": tasks, "episodes": cfg.shift_episodes,
+            "relative": relative}
 
 
 WARMUP_CALLS = 3

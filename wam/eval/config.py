@@ -70,8 +70,9 @@ class EvalConfig(CheckedOptions):
     """Instead of closed-loop episodes, run the offline screens on held-out demonstrations (see wam.eval.offline):
     --episodes demonstrations per task are collected on held-out seeds, unless --data names a dataset."""
     shift: str = "none"
-    """Evaluate under a declared distribution shift of the suite (MetaWorld: camera, colour, placement; see
-    wam.envs.metaworld.SHIFTS)."""
+    """Evaluate under the suite's factors of variation, e.g. camera=medium or lighting=strong,distractors=weak
+    (each direction drawn per episode from its seed); `wam eval --list-shifts [--suite S]` lists the factors and
+    levels."""
     data: Path | None = None
     """Held-out demonstrations for --offline (a dataset written by `wam collect` with another --seed)."""
     ray: bool = False

@@ -120,7 +120,8 @@ the longest dream horizon</th><th>dream peak memory</th><th>physical plausibilit
 <td>{{ "%.0f MB"|format(p.persistence.peak_memory_mb) if p.persistence else "–" }}</td>
 <td>{{ pct(p.executable_fraction) }}</td>
 <td>{{ "%.2f"|format(p.generalization.relative) if p.generalization.relative is not none else "–" }}</td>
-{% for s in shifts %}<td>{{ pct(p.generalization.success[s]) }}</td>{% endfor %}</tr>
+{% for s in shifts %}<td>{{ pct(p.generalization.success[s]) if s in p.generalization.success else "–" }}</td>
+{% endfor %}</tr>
 {% endfor %}</table>
 <p>Interactability: relative change of the predicted future when the action chunk is swapped for another window's.
 Causality: largest change of the action when every input after the current step is replaced by noise (must be 0).
@@ -223,12 +224,14 @@ def write_report(board: dict[str, Any], curves: dict[str, list[dict[str, Any]]],
                 break
     sweeps = [f"sweeps/{r['preset']}/sweep.png" for r in board["rows"] if r.get("sweep")]
     screens = sorted({k for r in board["rows"] for k in r["offline"]})
-    shifts = get_suite(board.get("suite", DEFAULT_SUITE)).shifts
-    shift_notes = {k: v for k, v in shifts.items() if k != "none"}
+    # The shifts the probe measured, as it recorded them (leaderboards of older versions name theirs alone).
+    probed = [r["properties"]["generalization"] for r in board["rows"]]
+    shifts = list(dict.fromkeys(s for p in probed for s in p["success"]))
+    shift_notes = {s: text for p in probed for s, text in p.get("shifts", {}).items()}
     # Leaderboards written before failure tags have no counts to show.
     failure_tags = get_suite(board.get("suite", DEFAULT_SUITE)).failure_tags if any(
         r.get("failures") for r in board["rows"]) else {}
-    return _render(TEMPLATE, results, board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=list(shifts),
+    return _render(TEMPLATE, results, board=board, videos=videos, sweeps=sweeps, screens=screens, shifts=shifts,
                    shift_notes=shift_notes, failure_tags=failure_tags)
 
 

@@ -110,7 +110,7 @@ def run_offline(cfg: EvalConfig) -> dict[str, Any]:
     ``cfg.data`` names them); writes and returns ``offline_info.json``."""
     torch.set_num_threads(cfg.threads)
     model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
-    suite, tasks = model_suite(cfg, model)
+    suite, tasks, cfg = model_suite(cfg, model)
 
     out = Path(cfg.out)
     data = cfg.data

@@ -15,9 +15,9 @@
   as the suite judges it (``Suite.executable``): every action inside the action bounds, and in MetaWorld the hand,
   integrated kinematically from its current position, inside the mocap workspace. (Keypoint error against the
   simulator's ground truth, for geometric substrates, is an offline screen.)
-- **generalization**: closed-loop success under the suite's declared shifts (``Suite.shifts``; MetaWorld: camera
-  pose, colours, object placement outside the training range), as a fraction of the unshifted success on the same
-  tasks and seeds.
+- **generalization**: closed-loop success under each of the suite's factors of variation at its middle level
+  (``Suite.factors``; MetaWorld: camera pose, lighting, colours, distractors, placement outside the training range),
+  as a fraction of the unshifted success on the same tasks and seeds.
 """
 
 from __future__ import annotations

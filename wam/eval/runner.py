@@ -39,7 +39,7 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
         resolve_tasks(cfg.tasks, cfg.suite)  # refuse an unknown task before loading anything
     torch.set_num_threads(cfg.threads)
     model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
-    suite, tasks = model_suite(cfg, model)
+    suite, tasks, cfg = model_suite(cfg, model)
     seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
     check_seeds_disjoint(Path(cfg.run), set(seeds))
     Path(cfg.out).mkdir(parents=True, exist_ok=True)  # before the episodes: a bad --out fails before they run

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,9 @@ def check_observations(model: WorldActionModel, track: str, got: dict[str, list[
         raise ValueError(f"the model expects observations {expected} but the {track} track gives {got}")
 
 
-def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str]]:
-    """The model's suite and the tasks of ``cfg`` in it; ``ValueError`` when ``--suite`` names another suite or a
-    task or shift is not the suite's."""
+def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[str], EvalConfig]:
+    """The model's suite, the tasks of ``cfg`` in it, and ``cfg`` with its shift in the suite's canonical form;
+    ``ValueError`` when ``--suite`` names another suite, or a task or shift is not the suite's."""
     name = model.config.suite
     if cfg.suite is not None and cfg.suite != name:
         raise ValueError(f"{cfg.run} holds a model trained on the {name} suite, not {cfg.suite}; evaluate it with "
@@ -42,8 +42,7 @@ def model_suite(cfg: EvalConfig, model: WorldActionModel) -> tuple[Suite, list[s
     suite, tasks = resolve_tasks(cfg.tasks, name)
     if suite.name != name:
         raise ValueError(f"--tasks {cfg.tasks!r} are {suite.name} tasks but the model was trained on {name}")
-    suite.check_shift(cfg.shift)
-    return suite, tasks
+    return suite, tasks, replace(cfg, shift=suite.check_shift(cfg.shift, tasks))
 
 
 def model_block(model: WorldActionModel, run: Path, policy: Policy | None = None,
