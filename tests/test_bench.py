@@ -204,7 +204,7 @@ def test_protocol_options_are_checked(capsys):
     assert main(["bench", "--groups", "hard"]) == 2
     assert "pass --protocol too" in capsys.readouterr().err
     assert main(["bench", "--protocol", "20-demos"]) == 2
-    assert "unknown protocol '20-demos'; choose from: 10-demos, mt50" in capsys.readouterr().err
+    assert "unknown protocol '20-demos'; choose from: 10-demos, mt50, generalization" in capsys.readouterr().err
     assert main(["bench", "--protocol", "10-demos", "--groups", "impossible"]) == 2
     assert "unknown group(s) impossible" in capsys.readouterr().err
     assert main(["bench", "--protocol", "10-demos", "--tasks", "push-v3"]) == 2
@@ -229,9 +229,12 @@ def test_a_protocol_fixes_the_scale_unless_told_otherwise_and_says_so():
     assert (legacy.demos, legacy.episodes, legacy.max_steps, legacy.steps) == (50, 50, 300, 5000)
 
 
-def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, tmp_path, monkeypatch):
+def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, tmp_path, monkeypatch, capsys):
     """A protocol on MetaWorld's two quick tasks at --quick scale, two training seeds: each seed is its own run on
-    the same demonstrations, the row aggregates them, and the published figure stands beside it."""
+    the same demonstrations, the row aggregates them, and the published figure stands beside it. With the
+    generalization grid: each factor asked for at every level, each cell on the first seeds of the main
+    evaluation, reported as kept success in a heat map."""
+    from wam.envs.variation import LEVELS
     from wam.eval import protocols
 
     root, _ = bench  # the quick bench collected the same demonstrations: the protocol's collection finds them done
@@ -241,11 +244,14 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     tiny = protocols.Protocol(name="tiny", suite="metaworld", description="two easy tasks", groups=("quick",),
                               demos=5, episodes=2, max_steps=60, steps=20, seeds=(0, 1),
                               references=(protocols.Reference("Someone's policy", {"quick": 50.0}, "a paper"),),
-                              differences="none worth naming")
+                              differences="none worth naming", shift_cell_episodes=2)
     monkeypatch.setitem(protocols.PROTOCOLS, "tiny", tiny)
     out, results = tmp_path / "out", tmp_path / "results"
-    assert main(["bench", "--protocol", "tiny", "--quick", "--presets", "vla", "--out", str(out),
-                 "--results", str(results)]) == 0
+    command = ["bench", "--protocol", "tiny", "--quick", "--presets", "vla", "--envs", "1", "--out", str(out),
+               "--results", str(results), "--shift-factors"]
+    assert main([*command, "fog"]) == 2
+    assert "unknown factor(s) fog for --shift-factors" in capsys.readouterr().err
+    assert main([*command, "camera", "displacement"]) == 0
     board = json.loads((results / "leaderboard.json").read_text())
     assert board["protocol"]["name"] == "tiny" and board["protocol"]["seeds"] == [0, 1]
     group = board["groups"]["quick"]
@@ -262,8 +268,19 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     for seed in (0, 1):  # one run per seed on the group's one collection
         config = json.loads((out / f"quick/vla/seed-{seed}/run/train_config.json").read_text())
         assert config["seed"] == seed and config["data"] == str(out / "quick/data")
+    # displacement needs a loose key object, which neither button nor drawer has
+    assert set(r["shifts"]) == {f"camera={level}" for level in LEVELS}
+    for spec, cell in r["shifts"].items():  # one episode per task and seed
+        assert cell["episodes"] == 4 and cell["tasks"] == ["button-press-topdown-v3", "drawer-close-v3"]
+        assert cell["ci95"][0] <= cell["success"] <= cell["ci95"][1]
+        info = json.loads((out / f"quick/vla/seed-1/shifts/{spec.replace('=', '-')}/eval_info.json").read_text())
+        assert info["config"]["shift"] == spec and info["config"]["episodes"] == 1
+    twins = [json.loads((out / f"quick/vla/seed-{s}/eval/{t}/eval_info.json").read_text())["per_episode"][0]["success"]
+             for s in (0, 1) for t in ("button-press-topdown-v3", "drawer-close-v3")]
+    assert r["shifts"]["camera=weak"]["unshifted"] == pytest.approx(sum(twins) / 4)
     html = (results / "report.html").read_text()
     assert "Someone&#39;s policy (published)" in html and "none worth naming" in html and "never-reached" in html
+    assert 'id="shifts-quick"' in html
     import subprocess
     import sys
 
@@ -272,3 +289,17 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
                            check=True).stdout
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
     assert "| *scripted expert, same starts* | *25.0* |" in table
+
+
+def test_shift_rows_pool_seeds_and_bound_the_kept_success():
+    from wam.eval.bench import SeedRun, shift_rows
+
+    def run(shifted, unshifted):
+        return SeedRun(0, {}, {}, {}, {"camera=weak": {"factor": "camera", "level": "weak", "tasks": ["t"],
+                                                       "shifted": shifted, "unshifted": unshifted}})
+
+    kept = shift_rows([run([1, 0, 1, 0], [1, 1, 1, 1]), run([1, 1, 0, 0], [1, 1, 1, 0])])["camera=weak"]
+    assert kept["episodes"] == 8 and kept["success"] == 0.5 and kept["unshifted"] == 7 / 8
+    assert kept["relative"] == pytest.approx(4 / 7)
+    assert kept["relative_ci95"][0] < kept["relative"] < kept["relative_ci95"][1]
+    assert shift_rows([run([0, 0], [0, 0])])["camera=weak"]["relative"] is None  # nothing to keep

@@ -51,6 +51,11 @@ DIFFICULTY = {
 WAM_BENCH = ("button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3", "door-open-v3", "window-open-v3",
              "faucet-open-v3", "handle-press-v3", "coffee-button-v3")
 """The 8 tasks of WAM-Bench (``wam bench``): easy tasks whose scripted demonstrations succeed within 114 steps."""
+GENERALIZATION = ("button-press-topdown-v3", "drawer-open-v3", "door-open-v3", "window-open-v3",
+                  "coffee-push-v3", "coffee-pull-v3", "push-v3", "stick-push-v3")
+"""The tasks of the generalization benchmark (``wam bench --protocol generalization``): four articulated tasks of
+WAM-Bench, and four whose key object lies loose on the table, so that every factor, displacement included, shifts
+at least four of them."""
 MOVED = 0.01  # m: the key object counts as moved once 1 cm from where it started
 NEAR_GOAL = 0.1  # m: about twice MetaWorld's success radii (5 to 8 cm for most tasks)
 HAND_GOAL_TASKS = ("reach-v3", "reach-wall-v3")
@@ -650,6 +655,7 @@ class MetaWorldSuite(Suite):
     def groups(self) -> dict[str, list[str]]:
         return {"all": self.tasks(), "wam-bench": list(WAM_BENCH), "quick": ["button-press-topdown-v3", "drawer-close-v3"],
                 "quickstart": ["button-press-topdown-v3", "drawer-open-v3", "drawer-close-v3"],
+                "generalization": list(GENERALIZATION),
                 **{name: [f"{t}-v3" for t in tasks] for name, tasks in DIFFICULTY.items()}}
 
     def goal_hidden(self, task: str) -> bool:

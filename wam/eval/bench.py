@@ -33,7 +33,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +42,7 @@ from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
-from wam.envs.variation import MIDDLE
+from wam.envs.variation import LEVELS, MIDDLE
 from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
@@ -114,6 +114,9 @@ class BenchConfig(CheckedOptions):
     """Generalization probe: the first this many tasks are also evaluated under each declared shift."""
     shift_episodes: Annotated[int, Ge(1)] = 10
     """Generalization probe: episodes per task and shift (the first seeds of the main evaluation)."""
+    shift_factors: tuple[str, ...] = ()
+    """Under a protocol with the generalization grid (--protocol generalization): the factors it evaluates, e.g.
+    camera lighting; default: all the suite's (wam eval --list-shifts)."""
     sweep_presets: tuple[str, ...] = ("fast-wam", "unipi", "gigaworld-policy")
     """Presets (among those run) whose fidelity-latency curve the report shows: sampler steps 2/5/10, and the future
     skipped or predicted where the preset can skip it, on the first task."""
@@ -176,6 +179,10 @@ class BenchConfig(CheckedOptions):
         if self.quick:  # a protocol's groups stay; its scale does not
             fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
         suite, tasks = resolve_tasks(fields["tasks"], fields["suite"])
+        unknown = [f for f in self.shift_factors if f not in suite.factors]
+        if unknown:
+            raise OptionError(f"unknown factor(s) {', '.join(unknown)} for --shift-factors; the {suite.name} suite has: "
+                              f"{', '.join(suite.factors) or 'none'}")
         return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
 
     def cells(self) -> list[Cell]:
@@ -564,8 +571,10 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
             print(f"--- {protocol.name} {cell.group} seed {cell.seed}: {preset}", flush=True)
             summary = train_preset(cfg, preset, cell)
             evals = evaluate_preset(cfg, preset, cell)
+            shifts = shift_grid(cfg, preset, cell, evals, protocol.shift_cell_episodes) \
+                if protocol.shift_cell_episodes else {}
             runs.setdefault((cell.group, preset), []).append(SeedRun(cell.seed, summary, evals,
-                                                                      screen_preset(cfg, preset, cell)))
+                                                                      screen_preset(cfg, preset, cell), shifts))
     print("--- timing every preset, one after another", flush=True)
     board_groups = {}
     for group, cell in groups.items():
@@ -624,6 +633,8 @@ class SeedRun:
     summary: dict[str, Any]
     evals: dict[str, dict[str, Any]]
     offline: dict[str, Any]
+    shifts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The generalization benchmark's cells (``shift_grid``), if the protocol has them."""
 
 
 def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> dict[str, Any]:
@@ -644,4 +655,58 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
             "ci95": [float(interval.low), float(interval.high)], "episodes": len(episodes),
             "per_task": {t: float(np.mean([r["per_task"][t] for r in per_seed])) for t in per_seed[0]["per_task"]},
             "offline": {k: float(np.mean([r["offline"][k] for r in per_seed if k in r["offline"]])) for k in screens},
-            "train_time_s": float(np.mean([r["train_time_s"] for r in per_seed])), "failures": failures}
+            "train_time_s": float(np.mean([r["train_time_s"] for r in per_seed])), "failures": failures,
+            **({"shifts": shift_rows(runs)} if runs[0].shifts else {})}
+
+
+def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]],
+               cell_episodes: int) -> dict[str, dict[str, Any]]:
+    """The generalization benchmark for one trained run: every factor of the suite (or of ``--shift-factors``) at
+    every level, evaluated on
+    the cell's tasks it applies to with ``cell_episodes`` episodes or more, spread evenly over them (at most the
+    main evaluation's episodes per task). Each cell's episodes run on the first seeds of the main evaluation, so
+    each outcome is paired with the unshifted outcome from the same start: ``{spec: {factor, level, tasks,
+    shifted, unshifted}}`` (outcomes in the same order). Each cell's evaluation is kept once done."""
+    suite = get_suite(cfg.suite)
+    folder, tasks = cell.preset_dir(preset), cell.tasks.split(",")
+    grid = {}
+    for name in cfg.shift_factors or suite.factors:
+        applies = [t for t in tasks if suite.factor_applies(name, t)]
+        if not applies:
+            continue
+        per_task = min(-(-cell_episodes // len(applies)), cfg.episodes)
+        for level in LEVELS:
+            spec = f"{name}={level}"
+            print(f"    {preset} under {spec}: {per_task} episodes on each of {len(applies)} tasks", flush=True)
+            info = _evaluate(_eval_config(cfg, folder / "run", ",".join(applies), per_task,
+                                          folder / "shifts" / f"{name}-{level}", shift=spec))
+            twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
+            episodes = info["per_episode"]
+            grid[spec] = {"factor": name, "level": level, "tasks": applies,
+                          "shifted": [bool(e["success"]) for e in episodes],
+                          "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes]}
+    return grid
+
+
+def shift_rows(runs: list[SeedRun]) -> dict[str, dict[str, Any]]:
+    """Each generalization cell over a preset's seeds: shifted success with its 95 % Wilson interval, the unshifted
+    success of the same starts, and their ratio with a 95 % paired bootstrap interval (None where the unshifted
+    twins all failed: nothing to keep)."""
+    from scipy.stats import binomtest, bootstrap
+
+    rows = {}
+    for spec, first in runs[0].shifts.items():
+        shifted = np.array([s for r in runs for s in r.shifts[spec]["shifted"]], float)
+        unshifted = np.array([u for r in runs for u in r.shifts[spec]["unshifted"]], float)
+        interval = binomtest(int(shifted.sum()), len(shifted)).proportion_ci(method="wilson")
+        relative = relative_ci = None
+        if unshifted.any():
+            relative = float(shifted.mean() / unshifted.mean())
+            ratio = bootstrap((shifted, unshifted), lambda s, u, axis=-1: s.mean(axis) / np.maximum(u.mean(axis),
+                              1e-9), paired=True, n_resamples=2000, method="percentile", random_state=0)
+            relative_ci = [float(ratio.confidence_interval.low), float(ratio.confidence_interval.high)]
+        rows[spec] = {"factor": first["factor"], "level": first["level"], "tasks": first["tasks"],
+                      "episodes": len(shifted), "success": float(shifted.mean()),
+                      "ci95": [float(interval.low), float(interval.high)], "unshifted": float(unshifted.mean()),
+                      "relative": relative, "relative_ci95": relative_ci}
+    return rows

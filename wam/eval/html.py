@@ -281,6 +281,20 @@ so that no image policy can know it: {{ g.goal_hidden|join(", ") }}.</p>{% endif
 {% for r in g.rows %}<tr><td class="l">{{ r.preset }}</td><td>{{ r.episodes }}</td>
 <td>{{ r.failures.values()|sum }}</td>{% for tag in board.failure_tags %}<td>{{ r.failures.get(tag, 0) }}</td>{% endfor %}
 </tr>{% endfor %}</table>
+{% set heat = heat_columns[group] %}{% if heat %}
+<h3 id="shifts-{{ group }}">Under declared shifts: success kept</h3>
+<p>Each cell: the shifted success over the unshifted success of the same starts (the first seeds of the main
+evaluation; 1.00 keeps everything), coloured from red (0) to green (1), and beneath it the shifted success. Hover
+for the 95 % intervals and the episodes. Levels and what they change: <code>wam eval --list-shifts</code>.</p>
+<table class="heat"><tr><th rowspan="2">preset</th>{% for f, levels in heat %}<th colspan="{{ levels|length }}">{{ f }}
+</th>{% endfor %}</tr><tr>{% for f, levels in heat %}{% for l in levels %}<th>{{ l }}</th>{% endfor %}{% endfor %}</tr>
+{% for r in g.rows %}<tr><td class="l">{{ r.preset }}</td>{% for f, levels in heat %}{% for l in levels %}
+{% set c = r.shifts[f ~ "=" ~ l] %}<td style="background: {{ heat_colour(c.relative) }}" title="{{ c.episodes }}
+episodes on {{ c.tasks|join(", ") }}; success {{ pct1(c.success) }} [{{ pct1(c.ci95[0]) }}, {{ pct1(c.ci95[1]) }}],
+unshifted {{ pct1(c.unshifted) }}{% if c.relative_ci95 %}; kept {{ "%.2f"|format(c.relative_ci95[0]) }} to
+{{ "%.2f"|format(c.relative_ci95[1]) }}{% endif %}">{{ "%.2f"|format(c.relative) if c.relative is not none else "–" }}
+<br><small>{{ pct(c.success) }}</small></td>{% endfor %}{% endfor %}</tr>
+{% endfor %}</table>{% endif %}
 {% if g.screen_correlations %}<p>Offline screens against success (Spearman over presets):
 {% for s, c in g.screen_correlations.items() %}{{ s }} {{ "%+.2f"|format(c.spearman) }} (n={{ c.presets }}){{ "" if loop.last
 else "; " }}{% endfor %}.</p>{% endif %}
@@ -302,4 +316,16 @@ one standard error{% if c.lean_matches %} ({{ c.lean }}, {{ pct1(c.lean_success)
 def write_protocol_report(board: dict[str, Any], results: Path) -> Path:
     """Write ``results/report.html`` for a protocol's leaderboard: one table per group with the published figures
     beneath ours, failures by tag, and how the protocols differ."""
-    return _render(PROTOCOL_TEMPLATE, results, board=board, p=board["protocol"])
+    heat_columns = {}
+    for group, g in board["groups"].items():  # factor -> its levels, in the order the benchmark ran them
+        cells = [(c["factor"], c["level"]) for c in g["rows"][0].get("shifts", {}).values()] if g["rows"] else []
+        heat_columns[group] = [(f, [lv for ff, lv in cells if ff == f]) for f in dict.fromkeys(f for f, _ in cells)]
+    return _render(PROTOCOL_TEMPLATE, results, board=board, p=board["protocol"], heat_columns=heat_columns,
+                   heat_colour=heat_colour)
+
+
+def heat_colour(kept: float | None) -> str:
+    """A heat-map cell's colour: red where nothing of the unshifted success is kept, green where all of it is."""
+    if kept is None:
+        return "#eee"
+    return f"hsl({120 * min(max(kept, 0.0), 1.0):.0f}, 65%, 78%)"
