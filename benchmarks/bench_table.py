@@ -75,11 +75,32 @@ def protocol_table(board: dict) -> None:
         for r in g["rows"]:
             counts = " | ".join(str(r["failures"].get(t, 0)) for t in tags)
             print(f"| {name} | `{r['preset']}` | {sum(r['failures'].values())} / {r['episodes']} | {counts} |")
+    for name, g in groups.items():
+        if g["rows"] and g["rows"][0].get("shifts"):
+            shift_table(name, g["rows"])
     deviations = board["protocol"].get("deviations")
     if deviations:
         print("\nDeparts from the protocol in: " + ", ".join(f"{k} {d['ours']} (protocol: {d['protocol']})"
                                                              for k, d in deviations.items()) + ".")
     print(f"\nHow the protocols differ: {board['protocol']['differences']}")
+
+
+def shift_table(group: str, rows: list[dict]) -> None:
+    """The generalization grid: per preset and factor level, the kept success (shifted over the unshifted success of
+    the same starts) with its paired 95 % interval, and the shifted success."""
+    cells = list(rows[0]["shifts"])
+    print(f"\n{group}: success kept under each factor level (shifted / unshifted success of the same starts, "
+          "[95 % paired bootstrap interval]; shifted success in parentheses):\n")
+    print("| factor=level | episodes | " + " | ".join(f"`{r['preset']}`" for r in rows) + " |")
+    print("|---|---|" + "---|" * len(rows))
+    for spec in cells:
+        def kept(c: dict) -> str:
+            if c["relative"] is None:
+                return f"– ({100 * c['success']:.0f} %)"
+            low, high = c["relative_ci95"]
+            return f"{c['relative']:.2f} [{low:.2f}, {high:.2f}] ({100 * c['success']:.0f} %)"
+        print(f"| {spec} | {rows[0]['shifts'][spec]['episodes']} | "
+              + " | ".join(kept(r["shifts"][spec]) for r in rows) + " |")
 
 
 def main(results: Path) -> None:

@@ -13,6 +13,7 @@ the task's key object and the goal, with their projections into the image, for s
 
 from __future__ import annotations
 
+import colorsys
 import os
 from functools import cache
 from typing import Any
@@ -90,10 +91,10 @@ DISPLACEMENT_STEPS = (10, 30)
 """The control step of the jump is drawn in this range: after the policy has started toward the object, before
 the scripted experts reach it (they take 30 to 60 steps to grasp)."""
 TABLE_AREA = (np.array([-0.4, 0.35]), np.array([0.4, 0.85]))
-"""Where distractors stand: the part of the table top the camera sees (x, y in metres)."""
+"""Where distractors may stand (x, y in metres on the table top), if the camera sees them there."""
 DISTRACTOR_CLEARANCE = 0.1
 """Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
-DISTRACTOR_SIZE = (0.025, 0.05)
+DISTRACTOR_SIZE = (0.03, 0.05)
 """The half-size range of a distractor (m): about the size of the tasks' pucks, mugs and blocks."""
 """Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
 FACTORS = {
@@ -378,17 +379,21 @@ class SceneVariation:
         count = round(setting.scale(rng) * DISTRACTOR_LEVELS[setting.level])
         keep_clear = self.env._keypoints_xyz()[:, :2]
         shapes = (mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CYLINDER)
+        margin = 0.1 * self.env.image_size
         while len(self._distractors) < count:
             xy = rng.uniform(*TABLE_AREA)
-            if np.linalg.norm(keep_clear - xy, axis=1).min() < DISTRACTOR_CLEARANCE:
-                continue
-            keep_clear = np.vstack([keep_clear, xy])
             size = rng.uniform(*DISTRACTOR_SIZE)
             shape = shapes[rng.integers(len(shapes))]
             height = 1.5 * size if shape == mujoco.mjtGeom.mjGEOM_CYLINDER else size
+            pixel = self.env.project(np.array([[*xy, height]]))[0]
+            if (np.linalg.norm(keep_clear - xy, axis=1).min() < DISTRACTOR_CLEARANCE
+                    or not ((pixel > margin) & (pixel < self.env.image_size - margin)).all()):
+                continue  # on something the task needs, or where the (possibly moved) camera does not see it
+            keep_clear = np.vstack([keep_clear, xy])
             self._distractors.append({"type": shape, "pos": np.array([*xy, height]),
                                       "size": np.array([size, size, height]),
-                                      "rgba": np.append(rng.uniform(0.1, 1.0, 3), 1.0).astype(np.float32)})
+                                      "rgba": np.array([*colorsys.hsv_to_rgb(*rng.uniform([0, 0.6, 0.7], 1)), 1],
+                                                       np.float32)})  # vivid: a muted one vanishes into the wood
 
     def before_render(self) -> None:
         """Put the distractors into the scene about to be rendered (gymnasium's viewer drops its markers after
