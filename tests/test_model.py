@@ -151,6 +151,26 @@ def test_random_shift_moves_all_frames_of_a_sample_together():
     assert random_shift(frames, pad=0) is frames
 
 
+def test_colour_jitter_changes_each_sample_alike_on_every_frame_and_only_in_training(ds):
+    from wam.nn.layers import colour_jitter
+
+    torch.manual_seed(0)
+    frames = (torch.rand(4, 1, 16, 16, 3) * 255).to(torch.uint8).repeat(1, 3, 1, 1, 1)  # [B, T, H, W, C]
+    jittered = colour_jitter(frames, 0.4)
+    assert jittered.shape == frames.shape and 0 <= jittered.min() and jittered.max() <= 255
+    assert torch.equal(jittered[:, 0], jittered[:, 1]) and torch.equal(jittered[:, 1], jittered[:, 2])
+    change = (jittered - frames.float()).abs().mean(dim=(1, 2, 3, 4))
+    assert (change > 1).all() and change.std() > 0.1  # every sample changed, each by its own draw
+
+    model = small("vla", ds, augment_colour=0.4)
+    batch = windows(model, ds).batch(np.arange(2))
+    key = next(k for k in model.observation_keys if "image" in k)
+    model.eval()
+    plain = model.normalize_observations(batch, future=False)[key]
+    model.train()
+    assert not torch.allclose(model.normalize_observations(batch, future=False)[key], plain)
+
+
 @pytest.mark.parametrize("axis, value", [("substrate", "geometric"), ("backbone", "jepa"), ("coupling", "rollout")])
 def test_an_unregistered_component_is_refused_not_replaced(ds, monkeypatch, axis, value):
     """Every anatomy value is built by its own registry entry; without one the model is refused, not built with

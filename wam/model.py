@@ -36,7 +36,7 @@ from wam.data.windows import WindowDataset
 from wam.envs import DEFAULT_SUITE, SUITES
 from wam.io import atomic_path, atomic_write_json, from_json_dict, safetensors_writes
 from wam.nn.context import ContextEncoder
-from wam.nn.layers import random_shift
+from wam.nn.layers import colour_jitter, random_shift
 from wam.substrates import SubstrateInputs, build_substrates
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -126,6 +126,10 @@ class ModelConfig:
     """Random-shift augmentation in pixels (0 disables). Off by default: with MetaWorld's fixed camera the absolute
     image position of an object is what locates it, and shifting the image blurs exactly that (measured: 42% vs
     92% success on drawer-open/button-press-topdown, see the README)."""
+    augment_colour: float = 0.0
+    """Colour-jitter augmentation strength in training (0 disables): brightness, contrast and saturation scaled by
+    U(1 - s, 1 + s) per sample (``wam.nn.layers.colour_jitter``). A lever against the lighting and colour factors
+    of variation (docs/generalization.md)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.spec, dict):
@@ -282,7 +286,10 @@ class WorldActionModel(nn.Module):
         out = {}
         for key in self.observation_keys:
             frames = [batch[key]] + ([batch[f"future.{key}"]] if future else [])
-            x = self.normalizer.normalize(key, torch.cat(frames, dim=1).to(device))
+            x = torch.cat(frames, dim=1).to(device)
+            if x.ndim == 5 and self.training and self.config.augment_colour:
+                x = colour_jitter(x, self.config.augment_colour)  # history and future frames change together
+            x = self.normalizer.normalize(key, x)
             if x.ndim == 5 and self.training and self.config.augment_pad:
                 x = random_shift(x, self.config.augment_pad)  # history and future frames move together
             n = batch[key].shape[1]

@@ -94,6 +94,20 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).reshape(b, t, c, h, w)
 
 
+def colour_jitter(images: torch.Tensor, strength: float) -> torch.Tensor:
+    """Colour augmentation (kornia's ``ColorJitter``): brightness, contrast and saturation each scaled by a factor
+    drawn from U(1 - strength, 1 + strength) per sample, the same for every frame of the sample.
+
+    ``images`` is ``[B, T, H, W, C]`` in 0..255 (the dataset's layout); the result has that layout, as float.
+    Hue is left alone: kornia's hue jitter converts to HSV and costs more than a training step of a small model.
+    """
+    from kornia.augmentation import ColorJitter, VideoSequential
+
+    jitter = VideoSequential(ColorJitter(strength, strength, strength, 0.0, p=1.0), data_format="BTCHW",
+                             same_on_frame=True)
+    return jitter(images.float().div(255.0).permute(0, 1, 4, 2, 3)).permute(0, 1, 3, 4, 2).mul(255.0)
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of (possibly fractional) diffusion timesteps ``[B]`` -> ``[B, dim]``."""
     half = dim // 2

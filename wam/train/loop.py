@@ -81,6 +81,11 @@ class TrainConfig(CheckedOptions):
     """Override which future frames t+k the substrate predicts, e.g. 4 8 12 16 (adaptive chunking checks there)."""
     image_tokens: Annotated[int | None, Ge(1)] = None
     """Override the context tokens per image: 1, or a square number for a grid of spatial tokens."""
+    augment_pad: Annotated[int | None, Ge(0)] = None
+    """Random-shift augmentation in pixels (DrQ); default: the preset's (off: with a fixed camera it costs success)."""
+    augment_colour: Annotated[float | None, Interval(ge=0, le=1)] = None
+    """Colour-jitter augmentation strength (brightness, contrast, saturation x U(1-s, 1+s) per sample); default:
+    the preset's (off). A lever against lighting and colour shifts (docs/generalization.md)."""
     freeze_predictor: bool = False
     """Train only the separate post-head (with --init-from a trained run): the future predictor stays fixed."""
     steps: Annotated[int, Ge(1)] = 3000
@@ -184,7 +189,8 @@ class TrainConfig(CheckedOptions):
         base = preset(self.preset).get("planner", PlannerConfig()) if self.preset and not self.census else PlannerConfig()
         knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
                  "post_head": self.post_head, "planner": self.planner.apply(base), "n_obs": self.n_obs,
-                 "future_offsets": self.future_offsets, "image_tokens": self.image_tokens}
+                 "future_offsets": self.future_offsets, "image_tokens": self.image_tokens,
+                 "augment_pad": self.augment_pad, "augment_colour": self.augment_colour}
         return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:
