@@ -1,6 +1,8 @@
 """Draw every factor of variation of a suite at every level into one picture (docs/shifts.png).
 
-    python scripts/shift_gallery.py [--suite metaworld] [--task push-v3] [--seed 3] [--size 128] [--out docs/shifts.png]
+    python scripts/shift_gallery.py [--suite metaworld] [--task push-v3] [--seed 3] [--size 128] [--hold 35]
+                                    [--out docs/shifts.png]
+    python scripts/shift_gallery.py --suite pusht --task pusht --hold 16 --out docs/shifts-pusht.png
 
 Rows: the suite's factors; columns: unshifted, then each level. Each frame is the camera image after the
 displacement step has passed (the arm held still), from the same seeded start, so only the factor differs.
@@ -21,10 +23,9 @@ from wam.envs.variation import LEVELS
 def frame(suite, task: str, shift: str, seed: int, size: int, hold: int) -> np.ndarray:
     env = suite.make_env(task, image_size=size, shift=shift)
     try:
-        env.reset(seed=seed)
-        still = np.zeros(env.action_space.shape, np.float32)
-        for _ in range(hold):
-            env.step(still)
+        observation, _ = env.reset(seed=seed)
+        for _ in range(hold):  # the robot told to do nothing (no key pressed, in `wam play`'s terms)
+            observation, *_ = env.step(suite.teleop_action(observation[suite.state_key], np.zeros(4)))
         return env.render()
     finally:
         env.close()

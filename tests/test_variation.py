@@ -20,6 +20,10 @@ from wam.envs.metaworld import (
     ScriptedExpert,
     loose_key_body,
 )
+from wam.envs.pusht import DISPLACEMENT_LEVELS as PUSHT_DISPLACEMENT
+from wam.envs.pusht import IMAGE_KEY as PUSHT_IMAGE
+from wam.envs.pusht import STATE_KEY as PUSHT_STATE
+from wam.envs.pusht import PushTEnv, PushTExpert
 from wam.envs.variation import LEVELS, parse_shift
 
 pytestmark = pytest.mark.sim
@@ -157,5 +161,64 @@ def test_list_shifts_names_every_factor_and_level(capsys):
     assert result.returncode == 0
     for factor in FACTORS.values():
         assert factor.name in result.stdout and all(meaning in result.stdout for meaning in factor.levels.values())
-    assert "no factors" in wam_refused("eval", "--list-shifts", "--suite", "pusht").stdout
+    assert "goal" in wam_refused("eval", "--list-shifts", "--suite", "pusht").stdout
     assert_one_line_error(wam_refused("eval", "--list-shifts", "--suite", "mujoco"), "unknown suite 'mujoco'")
+
+
+def pusht_start(shift: str, seed: int = 3, image_size: int = 96) -> tuple[dict, PushTEnv]:
+    env = PushTEnv(image_size=image_size, shift=shift)
+    observation, _ = env.reset(seed=seed)
+    return observation, env
+
+
+def test_pusht_draws_exactly_as_gym_pusht_until_a_factor_acts():
+    """The suite's own drawing of a shifted episode is gym-pusht's pixel for pixel where no factor has acted yet
+    (displacement acts from step 5), so every difference a factor makes is the factor's."""
+    plain, base = pusht_start("none")
+    early, env = pusht_start("displacement=strong")
+    assert np.array_equal(plain[PUSHT_IMAGE], early[PUSHT_IMAGE])
+    base.close(), env.close()
+
+
+@pytest.mark.parametrize("factor", ["camera", "lighting", "colour", "distractors"])
+def test_pusht_appearance_factors_change_the_image_not_the_plane(factor):
+    plain, base = pusht_start("none")
+    changes = []
+    for level in LEVELS:
+        seen, env = pusht_start(f"{factor}={level}")
+        assert np.array_equal(seen[PUSHT_STATE], plain[PUSHT_STATE])
+        assert np.array_equal(env.ground_truth()["keypoints_xyz"], base.ground_truth()["keypoints_xyz"])
+        changes.append(np.abs(seen[PUSHT_IMAGE].astype(int) - plain[PUSHT_IMAGE]).mean())
+        again, twin = pusht_start(f"{factor}={level}")
+        assert np.array_equal(again[PUSHT_IMAGE], seen[PUSHT_IMAGE])  # the draw is the seed's
+        if factor == "camera":  # the ground-truth pixels follow the camera
+            assert not np.allclose(env.ground_truth()["keypoints_uv"], base.ground_truth()["keypoints_uv"])
+        env.close(), twin.close()
+    base.close()
+    assert 0 < changes[0] < changes[2], changes
+
+
+def test_pusht_placement_and_displacement_move_the_block_and_the_expert_still_succeeds():
+    """Placement starts the block past gym-pusht's range and moves the goal; displacement makes the block jump
+    by the level's distance once; the scripted expert, which reads the true state, succeeds under both."""
+    from wam.envs.pusht import BLOCK_RANGE
+
+    for spec in ("placement=strong", "displacement=strong"):
+        env = PushTEnv(track="state", shift=spec)
+        expert = PushTExpert(env)
+        for seed in range(3):
+            env.reset(seed=seed)
+            expert.reset()
+            block = np.array(env.simulator.block.position)
+            if spec.startswith("placement"):
+                assert ((block < BLOCK_RANGE[0]) | (block > BLOCK_RANGE[1])).all()
+                assert not np.allclose(env.simulator.goal_pose, [256, 256, np.pi / 4])
+            path, success, truncated = [block], False, False
+            while not (success or truncated):
+                _, _, success, truncated, _ = env.step(expert.select_action())
+                path.append(np.array(env.simulator.block.position))
+            if spec.startswith("displacement"):
+                jumps = np.linalg.norm(np.diff(np.array(path), axis=0), axis=1)
+                assert np.isclose(jumps, PUSHT_DISPLACEMENT["strong"], atol=1e-6).sum() >= 1
+            assert success, (spec, seed)
+        env.close()

@@ -14,13 +14,16 @@ No demonstrations are downloaded: ``PushTExpert`` is a scripted expert over the 
 
 from __future__ import annotations
 
+import colorsys
 import os
+from functools import cache
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
 from wam.envs.base import StatePropagator, Suite, Track
+from wam.envs.variation import Factor, Shift, random_direction
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on import otherwise
 
@@ -42,6 +45,50 @@ FAILURE_TAGS = {
 }
 """The failure tags of the PushT suite, tested in this order; the first that holds names a failed episode."""
 TELEOP_PX = 30.0  # how far ahead of the pusher one key press puts its target (``wam play``)
+CAMERA_LEVELS = {"weak": (10.0, 2.0, 0.02), "medium": (25.0, 5.0, 0.05), "strong": (50.0, 10.0, 0.1)}
+"""Camera pose of the top-down view: pixels (of 512) it moves, degrees it turns and the fraction it zooms in or
+out, each in a direction drawn per episode."""
+LIGHTING_LEVELS = {"weak": 0.15, "medium": 0.3, "strong": 0.5}
+"""Lighting: the fraction by which the image's intensity rises or falls overall, and across the image along a drawn
+direction (a light from one side)."""
+COLOUR_LEVELS = {"weak": 0.1, "medium": 0.25, "strong": 0.5}
+"""Colours: the strength of each part's tint (each RGB channel scaled by 1 + strength * U(-1, 1))."""
+DISTRACTOR_LEVELS = {"weak": 1, "medium": 3, "strong": 6}
+"""Distractors: how many shapes are drawn on the plane."""
+PLACEMENT_LEVELS = {"weak": (15.0, 10.0, 5.0), "medium": (30.0, 20.0, 10.0), "strong": (45.0, 40.0, 20.0)}
+"""Placement: pixels the block's start lies past gym-pusht's range (100 to 400 on each axis), and pixels and
+degrees the goal pose moves from its fixed place."""
+DISPLACEMENT_LEVELS = {"weak": 10.0, "medium": 25.0, "strong": 50.0}
+"""Displacement: pixels the block jumps, once, mid-episode."""
+DISPLACEMENT_STEPS = (5, 15)
+"""The control step of the jump is drawn in this range (the expert reaches the block within about 10 steps)."""
+BLOCK_RANGE = (100.0, 400.0)
+"""gym-pusht draws the block's start position in this range on each axis."""
+INSIDE = (20.0, WORLD - 20.0)
+"""Every corner of a placed or displaced block lies in this range (clear of the walls at 5 and 506)."""
+FACTORS = {
+    "camera": Factor("camera", "the top-down camera's pose: moved, turned and zoomed in a direction drawn per "
+                     "episode (the image is warped as that camera sees the plane)",
+                     {k: f"moved {px:g} px of 512, turned {d:g} degrees, zoomed x{1 - z:g} or x{1 + z:g}"
+                      for k, (px, d, z) in CAMERA_LEVELS.items()}),
+    "lighting": Factor("lighting", "the image's intensity raised or lowered overall and across the image from a "
+                       "drawn side", {k: f"x{1 - f:g} to x{1 + f:g}" for k, f in LIGHTING_LEVELS.items()}),
+    "colour": Factor("colour", "the colours of the plane, the goal, the block and the pusher, each tinted by its own "
+                     "drawn colour (the goal's colour change is UVA's PushT shift)",
+                     {k: f"tint strength {t:g}" for k, t in COLOUR_LEVELS.items()}),
+    "distractors": Factor("distractors", "shapes of drawn kind, size and colour drawn on the plane, clear of the "
+                          "block, the goal and the pusher (seen, not felt: they are not in the physics)",
+                          {k: f"{n} shape{'s' if n > 1 else ''}" for k, n in DISTRACTOR_LEVELS.items()}),
+    "placement": Factor("placement", "the block starts outside gym-pusht's range and the goal pose leaves its fixed "
+                        "place", {k: f"block up to {b:g} px past its range, goal moved {g:g} px and turned {d:g} "
+                                     "degrees" for k, (b, g, d) in PLACEMENT_LEVELS.items()}),
+    "displacement": Factor("displacement", f"the block jumps once, at a control step between "
+                           f"{DISPLACEMENT_STEPS[0]} and {DISPLACEMENT_STEPS[1]}, and the pusher must follow it",
+                           {k: f"{px:g} px of 512" for k, px in DISPLACEMENT_LEVELS.items()}),
+}
+"""The factors of variation of the PushT suite (``wam.envs.variation``), applied by ``PlaneVariation``."""
+BACKGROUND, GOAL_COLOUR = np.array([255.0, 255.0, 255.0]), np.array([144.0, 238.0, 144.0])  # gym-pusht: LightGreen
+BLOCK_COLOUR, PUSHER_COLOUR = np.array([119.0, 136.0, 153.0]), np.array([65.0, 105.0, 225.0])  # LightSlateGray, RoyalBlue
 
 
 class PushTEnv(gym.Env):
@@ -51,16 +98,14 @@ class PushTEnv(gym.Env):
 
     def __init__(self, task: str = TASK, track: Track = "vision", image_size: int = 96,
                  max_episode_steps: int = MAX_EPISODE_STEPS, render_size: int | None = None, shift: str = "none"):
-        from gym_pusht.envs.pusht import PushTEnv as GymPushT
-
         PushTSuite().check_tasks([task])
-        PushTSuite().check_shift(shift)
+        self.shift = PushTSuite().parse_shift(shift)
         self.task, self.track, self.image_size = task, track, image_size
         self.max_episode_steps = max_episode_steps
         self.render_mode = "rgb_array"
         self.render_images = True  # a hint only: gym-pusht draws its pixels inside every step
         self._render_size = render_size or image_size
-        self._env = GymPushT(obs_type="pixels_agent_pos" if track == "vision" else "environment_state_agent_pos",
+        self._env = shiftable_pusht()(obs_type="pixels_agent_pos" if track == "vision" else "environment_state_agent_pos",
                              observation_width=image_size, observation_height=image_size,
                              visualization_width=self._render_size, visualization_height=self._render_size)
         spaces: dict[str, gym.Space] = {}
@@ -72,6 +117,9 @@ class PushTEnv(gym.Env):
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(0.0, WORLD, (2,), np.float32)
         self._steps = 0
+        self.variation = PlaneVariation(self, self.shift)
+        if self.shift:
+            self._env.variation = self.variation
 
     @property
     def simulator(self):
@@ -81,6 +129,9 @@ class PushTEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         observation, _ = self._env.reset(seed=seed)
+        if self.shift:
+            self.variation.after_reset(seed)
+            observation = self._env.get_obs()  # seen through the episode's draws, placed where they put things
         self._steps = 0
         self._block_start = self._block_pose()
         self._block_moved, self._best_coverage = False, 0.0
@@ -88,6 +139,7 @@ class PushTEnv(gym.Env):
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), 0.0, WORLD)
+        self.variation.before_step(self._steps)
         observation, reward, success, _, info = self._env.step(action)
         self._steps += 1
         truncated = self._steps >= self.max_episode_steps
@@ -125,11 +177,188 @@ class PushTEnv(gym.Env):
         env = self._env
         xy = np.array([env.agent.position, env.block.position, env.goal_pose[:2]], dtype=np.float64)
         xyz = np.concatenate([xy, np.zeros((3, 1))], axis=1)
-        return {"keypoints_xyz": xyz.astype(np.float32), "keypoints_uv": (xy * self.image_size / WORLD).astype(np.float32)}
+        uv = self.variation.project(xy) * self.image_size / WORLD  # where the (possibly moved) camera shows them
+        return {"keypoints_xyz": xyz.astype(np.float32), "keypoints_uv": uv.astype(np.float32)}
 
     def close(self) -> None:
         self._env.close()
         super().close()
+
+
+class PlaneVariation:
+    """A ``Shift`` of the PushT suite's ``FACTORS`` applied to one environment: after every reset the episode's
+    draws are made (placement applied at once), the block is moved when the displacement's step comes, and every
+    frame is drawn through ``draw`` (gym-pusht's own drawing, with the colours, distractors, camera and lighting of
+    the episode)."""
+
+    def __init__(self, env: PushTEnv, shift: Shift):
+        self.env, self.shift = env, shift
+        self._restore()
+
+    def _restore(self) -> None:
+        """gym-pusht's own look, and no draw yet."""
+        self.colours = {"plane": BACKGROUND, "goal": GOAL_COLOUR, "block": BLOCK_COLOUR, "pusher": PUSHER_COLOUR}
+        self.view = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # the camera: plane pixel -> image pixel (2x3)
+        self.light: np.ndarray | None = None  # per-pixel intensity gain [512, 512, 1]
+        self.distractors: list[tuple[str, np.ndarray, float, tuple[int, int, int]]] = []
+        self.displace_at: int | None = None
+        self.displace_by = 0.0
+        self._rng: dict[str, np.random.Generator] = {}
+
+    def after_reset(self, seed: int | None) -> None:
+        """Draw this episode's factors, restoring gym-pusht's look first."""
+        self._restore()
+        for setting in self.shift.settings:
+            rng = self._rng[setting.factor] = self.shift.rng(setting.factor, seed)
+            scale = setting.scale(rng)
+            if setting.factor == "camera":
+                px, degrees, zoom = CAMERA_LEVELS[setting.level]
+                turn = scale * degrees * rng.choice([-1.0, 1.0])
+                self.view = cv2().getRotationMatrix2D((WORLD / 2, WORLD / 2), turn,
+                                                      1 + scale * zoom * rng.choice([-1.0, 1.0]))
+                self.view[:, 2] += scale * px * random_direction(rng, 2)
+            elif setting.factor == "lighting":
+                fraction = scale * LIGHTING_LEVELS[setting.level]
+                across = np.stack(np.meshgrid(np.arange(WORLD), np.arange(WORLD)), -1) - WORLD / 2  # (x, y) per pixel
+                gradient = across @ random_direction(rng, 2) / WORLD  # -0.7 to 0.7 across the plane
+                self.light = (1 + fraction * rng.choice([-1.0, 1.0]) + fraction * gradient)[..., None]
+            elif setting.factor == "colour":
+                strength = scale * COLOUR_LEVELS[setting.level]
+                self.colours = {part: np.clip(c * (1 + strength * rng.uniform(-1, 1, 3)), 0, 255)
+                                for part, c in self.colours.items()}
+            elif setting.factor == "placement":
+                self._place(rng, *(scale * np.array(PLACEMENT_LEVELS[setting.level])))
+            elif setting.factor == "displacement":
+                self.displace_at = int(rng.integers(DISPLACEMENT_STEPS[0], DISPLACEMENT_STEPS[1] + 1))
+                self.displace_by = scale * DISPLACEMENT_LEVELS[setting.level]
+        if self.shift["distractors"] is not None:  # after placement: they keep clear of where things are
+            setting = self.shift["distractors"]
+            rng = self._rng["distractors"]
+            self._scatter(rng, round(setting.scale(rng) * DISTRACTOR_LEVELS[setting.level]))
+
+    def _fits(self, position: np.ndarray, angle: float) -> bool:
+        """Whether the block at this pose lies clear of the walls and of the pusher."""
+        sim = self.env.simulator
+        corners = OUTLINE @ rotation(angle).T + position
+        pusher = (np.array(sim.agent.position) - position) @ rotation(angle)
+        return bool(((corners > INSIDE[0]) & (corners < INSIDE[1])).all()
+                    and distance_to_tee(pusher) > PUSHER_RADIUS + 5)
+
+    def _place(self, rng: np.random.Generator, past: float, goal_px: float, goal_degrees: float) -> None:
+        """Put the block outside gym-pusht's start range (redrawn until it fits) and move the goal pose."""
+        sim = self.env.simulator
+        for _ in range(1000):
+            side = rng.random(2) < 0.5
+            position = np.where(side, BLOCK_RANGE[0] - rng.uniform(0, past, 2), BLOCK_RANGE[1] + rng.uniform(0, past, 2))
+            if self._fits(position, sim.block.angle):
+                break
+        else:
+            raise RuntimeError(f"no block placement {past:g} px past the range fits on the plane")
+        sim.block.position = position.tolist()
+        sim.space.reindex_shapes_for_body(sim.block)
+        goal = np.array(sim.goal_pose, dtype=np.float64)
+        goal[:2] += goal_px * random_direction(rng, 2)
+        goal[2] += np.deg2rad(goal_degrees) * rng.choice([-1.0, 1.0])
+        sim.goal_pose = goal
+
+    def _scatter(self, rng: np.random.Generator, count: int) -> None:
+        """Shapes on the plane where the camera sees them, clear of the block, the goal T and the pusher."""
+        sim = self.env.simulator
+        block, goal = np.array(sim.block.position), np.array(sim.goal_pose)
+        while len(self.distractors) < count:
+            centre, size = rng.uniform(40, WORLD - 40, 2), float(rng.uniform(12, 30))
+            seen = self.view @ np.append(centre, 1.0)
+            clear = min(distance_to_tee((centre - block) @ rotation(sim.block.angle)),
+                        distance_to_tee((centre - goal[:2]) @ rotation(goal[2])),
+                        np.linalg.norm(centre - np.array(sim.agent.position)) - PUSHER_RADIUS)
+            if clear < size + 15 or not ((seen > size) & (seen < WORLD - size)).all():
+                continue
+            rgb = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(*rng.uniform([0, 0.6, 0.7], 1)))
+            kind = ("circle", "square", "triangle")[rng.integers(3)]
+            self.distractors.append((kind, centre, size, rgb))
+
+    def before_step(self, step: int) -> None:
+        """At the planned step, move the block by the level's distance: in the drawn direction or, where the block
+        would not fit there, the nearest of 16 directions around it that fits."""
+        if step != self.displace_at:
+            return
+        sim = self.env.simulator
+        start = np.arctan2(*random_direction(self._rng["displacement"], 2)[::-1])
+        for turn in sorted(range(16), key=lambda k: min(k, 16 - k)):  # the drawn direction, then its neighbours
+            angle = start + 2 * np.pi * turn / 16
+            target = np.array(sim.block.position) + self.displace_by * np.array([np.cos(angle), np.sin(angle)])
+            if self._fits(target, sim.block.angle):
+                sim.block.position = target.tolist()
+                sim.block.velocity, sim.block.angular_velocity = (0, 0), 0
+                sim.space.reindex_shapes_for_body(sim.block)
+                self.env._block_start = self.env._block_pose()  # the trace counts the policy's moves, not ours
+                return
+
+    def draw(self) -> Any:
+        """gym-pusht's ``_draw`` (plane, goal T, then the bodies), in this episode's colours, with the distractors
+        on the plane, seen through this episode's camera and light."""
+        import pygame
+        from gym_pusht.envs.pymunk_override import DrawOptions
+
+        sim = self.env.simulator
+        screen = pygame.Surface((int(WORLD), int(WORLD)))
+        screen.fill(tuple(int(c) for c in self.colours["plane"]))
+        goal_body = sim.get_goal_pose_body(sim.goal_pose)
+        for shape in sim.block.shapes:
+            points = [pygame_point(goal_body.local_to_world(v), screen) for v in shape.get_vertices()]
+            pygame.draw.polygon(screen, tuple(int(c) for c in self.colours["goal"]), points + [points[0]])
+        for kind, centre, size, rgb in self.distractors:
+            if kind == "circle":
+                pygame.draw.circle(screen, rgb, centre.tolist(), size)
+            elif kind == "square":
+                pygame.draw.rect(screen, rgb, pygame.Rect(*(centre - size).tolist(), 2 * size, 2 * size))
+            else:
+                pygame.draw.polygon(screen, rgb, (centre + size * np.array([[0, -1], [0.87, 0.5], [-0.87, 0.5]])).tolist())
+        for shape in sim.block.shapes:
+            shape.color = pygame.Color(*(int(c) for c in self.colours["block"]))
+        for shape in sim.agent.shapes:
+            shape.color = pygame.Color(*(int(c) for c in self.colours["pusher"]))
+        sim.space.debug_draw(DrawOptions(screen))
+        if self.shift["camera"] is None and self.light is None:
+            return screen
+        image = np.transpose(pygame.surfarray.array3d(screen), (1, 0, 2)).astype(np.float32)  # rows are y
+        if self.shift["camera"] is not None:  # off the plane: the plane's colour, as a camera sees more table
+            image = cv2().warpAffine(image, self.view, (int(WORLD), int(WORLD)),
+                                     borderValue=tuple(float(c) for c in self.colours["plane"]))
+        if self.light is not None:
+            image = image * self.light
+        return pygame.surfarray.make_surface(np.transpose(np.clip(image, 0, 255).astype(np.uint8), (1, 0, 2)))
+
+    def project(self, xy: np.ndarray) -> np.ndarray:
+        """Plane pixels ``[N, 2]`` -> where this episode's camera shows them (plane pixels)."""
+        return xy @ self.view[:, :2].T + self.view[:, 2]
+
+
+def pygame_point(point: Any, screen: Any) -> tuple[int, int]:
+    import pymunk.pygame_util
+
+    return pymunk.pygame_util.to_pygame(point, screen)
+
+
+def cv2() -> Any:
+    """OpenCV, which gym-pusht draws with (imported on first use, as gym-pusht itself is)."""
+    import cv2 as opencv
+
+    return opencv
+
+
+@cache
+def shiftable_pusht() -> type:
+    """gym-pusht's environment whose drawing a ``PlaneVariation`` takes over when the episode is shifted."""
+    from gym_pusht.envs.pusht import PushTEnv as GymPushT
+
+    class ShiftablePushT(GymPushT):
+        variation: PlaneVariation | None = None
+
+        def _draw(self):
+            return super()._draw() if self.variation is None else self.variation.draw()
+
+    return ShiftablePushT
 
 
 # The scripted expert. It relies on three facts of gym-pusht's physics: the space's damping is 0, which in pymunk
@@ -396,6 +625,7 @@ class PushTSuite(Suite):
     image_key = IMAGE_KEY
     state_key = STATE_KEY
     keypoint_names = ("pusher", "block", "goal")
+    factors = FACTORS
     score = "min(coverage / 0.95, 1), the reward Diffusion Policy and LeRobot report as coverage"
     failure_tags = FAILURE_TAGS
 
