@@ -8,6 +8,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import headless_chromium
@@ -303,3 +304,35 @@ def test_shift_rows_pool_seeds_and_bound_the_kept_success():
     assert kept["relative"] == pytest.approx(4 / 7)
     assert kept["relative_ci95"][0] < kept["relative"] < kept["relative_ci95"][1]
     assert shift_rows([run([0, 0], [0, 0])])["camera=weak"]["relative"] is None  # nothing to keep
+
+
+def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench, tmp_path):
+    """``preset+recipe`` entries: a randomized recipe trains on its own collection of the same seeds under the
+    recipe's shift; an augmentation recipe sets its model fields; both are named in the training settings."""
+    from wam.data.lerobot import LeRobotDataset
+    from wam.eval.bench import BenchConfig, collect_cell, entry_data, train_preset
+    from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, parse_entry
+
+    with pytest.raises(ValueError, match="unknown recipe"):
+        parse_entry("vla+fog")
+    with pytest.raises(ValueError, match="twice"):
+        parse_entry("vla+colour-jitter+colour-jitter")
+    root, _ = bench
+    shutil.copytree(root / "out" / "data", tmp_path / "out/data")
+    shutil.copytree(root / "out" / "heldout", tmp_path / "out/heldout")
+    cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter"), demos=1, steps=2,
+                      out=tmp_path / "out").resolved()
+    (cell,) = cfg.cells()
+    collect_cell(cfg, cell)
+    randomized, shift = entry_data(cell, "vla+randomized")
+    assert randomized == tmp_path / "out/data+randomized" and shift == APPEARANCE_UP_TO_MEDIUM
+    info = json.loads((randomized / "meta/info.json").read_text())["wam"]
+    assert info["shift"] == APPEARANCE_UP_TO_MEDIUM
+    plain = LeRobotDataset.load(cell.data)  # same seeds, same starts: the hand starts where it did
+    assert np.allclose(LeRobotDataset.load(randomized).frames["observation.state"][0],
+                       plain.frames["observation.state"][0])
+    assert entry_data(cell, "vla+colour-jitter") == (cell.data, "none")
+    train_preset(cfg, "vla+colour-jitter", cell)
+    folder = cell.preset_dir("vla+colour-jitter")
+    assert json.loads((folder / "bench_train.json").read_text())["recipes"] == ["colour-jitter"]
+    assert json.loads((folder / "run/model/config.json").read_text())["augment_colour"] == 0.3

@@ -50,6 +50,7 @@ from wam.eval.protocols import get_protocol
 from wam.io import atomic_write_json, config_dict
 from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
+from wam.presets.recipes import RECIPES, SEPARATOR, collect_shift, model_overrides, parse_entry
 from wam.train.loop import TrainConfig, resolve_device, train
 
 QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
@@ -156,9 +157,10 @@ class BenchConfig(CheckedOptions):
     def resolved(self) -> BenchConfig:
         """This config with --quick applied, the tasks named and the preset list filled in; unknown presets and
         tasks are refused."""
-        unknown = [p for p in self.presets if p not in PRESETS]
+        unknown = [p for p in self.presets if p.split(SEPARATOR)[0] not in PRESETS]
         if unknown:
-            raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)}")
+            raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)} (with "
+                             f"recipes: PRESET+RECIPE, recipes {', '.join(RECIPES)})")
         fields = {**asdict(self), "presets": self.presets or tuple(PRESETS)}
         if self.protocol is None and (self.groups or self.seeds):
             raise OptionError("--groups and --seeds choose among a protocol's groups and training seeds; pass "
@@ -179,6 +181,8 @@ class BenchConfig(CheckedOptions):
         if self.quick:  # a protocol's groups stay; its scale does not
             fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
         suite, tasks = resolve_tasks(fields["tasks"], fields["suite"])
+        for entry in fields["presets"]:  # a recipe's demonstrations must be collectable on these tasks
+            suite.check_shift(collect_shift(parse_entry(entry)[1]), tasks)
         unknown = [f for f in self.shift_factors if f not in suite.factors]
         if unknown:
             raise OptionError(f"unknown factor(s) {', '.join(unknown)} for --shift-factors; the {suite.name} suite has: "
@@ -199,8 +203,19 @@ WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline
 
 
 def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
+    recipes = [r.name for r in parse_entry(preset)[1]]
     return {"preset": preset, "steps": cfg.steps, "batch_size": cfg.batch_size, "tasks": cell.tasks,
-            "demos": cfg.demos, "seed": cell.seed}
+            "demos": cfg.demos, "seed": cell.seed, **({"recipes": recipes} if recipes else {})}
+
+
+def entry_data(cell: Cell, entry: str) -> tuple[Path, str]:
+    """The demonstrations a bench entry (``preset[+recipe...]``) trains on, and the shift they are collected under:
+    the cell's own, or a collection of the same seeds under its recipes' randomized factors."""
+    recipes = parse_entry(entry)[1]
+    shift = collect_shift(recipes)
+    if shift == "none":
+        return cell.data, shift
+    return cell.data.with_name("data+" + SEPARATOR.join(r.name for r in recipes if r.collect_shift != "none")), shift
 
 
 def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
@@ -216,9 +231,11 @@ def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
             raise ValueError(f"{run} was trained with {done}, not {settings}; delete {folder} to retrain "
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
-    summary = train(TrainConfig(data=cell.data, out=run, preset=preset, steps=cfg.steps, batch_size=cfg.batch_size,
-                                device=cfg.device, threads=cfg.threads, resume=True,  # type: ignore[arg-type]
-                                save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed))
+    name, recipes = parse_entry(preset)
+    summary = train(TrainConfig(data=entry_data(cell, preset)[0], out=run, preset=name, steps=cfg.steps,
+                                batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,  # type: ignore[arg-type]
+                                resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed),
+                    **model_overrides(recipes))
     atomic_write_json(settings_path, settings)
     return summary
 
@@ -265,7 +282,7 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
     results."""
     from wam.eval.sweep import plot_sweep
 
-    p = PRESETS[preset]
+    p = PRESETS[parse_entry(preset)[0]]
     grid = []
     if p.resolved_spec().capabilities.sampler_steps:
         grid.append("inference-steps=2,5,10")
@@ -376,7 +393,8 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
                     offline: dict[str, Any], properties: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
     """One preset's line of the leaderboard: success per task and overall and failures by tag from the evaluations,
     latency from the timing of this run (``time_preset``), calls per episode and memory from the evaluations."""
-    p = PRESETS[preset]
+    name, recipes = parse_entry(preset)
+    p = PRESETS[name]
     budgets = [e["budget"] for e in evals.values()]
     model = next(iter(evals.values()))["model"]
     per_action = timing["latency_per_action_ms"]
@@ -384,7 +402,7 @@ def leaderboard_row(preset: str, summary: dict[str, Any], evals: dict[str, dict[
     # Evaluations written before failure tags have no counts.
     failures = summed_counts(info.get("failures", {}).get("overall", {}) for info in evals.values())
     return {
-        "preset": preset, "census": p.census, "philosophy": p.resolved_philosophy(),
+        "preset": preset, "recipes": [r.name for r in recipes], "census": p.census, "philosophy": p.resolved_philosophy(),
         "spec": p.resolved_spec().to_dict(), "note": p.note,
         "success": float(np.mean(list(per_task.values()))), "per_task": per_task, "failures": failures,
         "episodes": sum(len(e["per_episode"]) for e in evals.values()),
@@ -503,9 +521,11 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
 
 
 def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
-    """The cell's demonstrations and held-out demonstrations (resumable; nothing is recorded twice)."""
-    run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.demos, out=cell.data,
-                              workers=cfg.workers))
+    """The cell's demonstrations, those of its entries' recipes (the same seeds, under the recipes' randomized
+    factors) and the held-out demonstrations (resumable; nothing is recorded twice)."""
+    for data, shift in dict.fromkeys([(cell.data, "none"), *(entry_data(cell, entry) for entry in cfg.presets)]):
+        run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.demos, out=data,
+                                  workers=cfg.workers, shift=shift))
     run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=cell.heldout,
                               workers=cfg.workers, seed=HELDOUT_SEED_BASE))
 

@@ -1,0 +1,68 @@
+"""Training recipes: named changes to how any preset is trained, measured side by side with the plain preset.
+
+A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization) or
+the model's training (augmentation), never the 4-tuple. ``wam bench --presets vla vla+colour-jitter`` trains and
+evaluates both in one run; the leaderboard row of an entry names its recipes. The levers of the generalization
+benchmark (docs/generalization.md) are recipes, so that what wins can be kept as one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wam.presets.models import PRESETS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    collect_shift: str = "none"
+    """The demonstrations are collected under this shift (``wam collect --shift``); ``none``: the plain ones."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """``ModelConfig`` fields the recipe sets for training (augmentation)."""
+
+
+APPEARANCE_UP_TO_MEDIUM = "camera=up-to-medium,lighting=up-to-medium,colour=up-to-medium,distractors=up-to-medium"
+_RECIPES = (
+    Recipe("randomized", "demonstrations collected under every appearance factor (camera, lighting, colour, "
+           "distractors), each drawn per episode up to its middle level: domain randomization",
+           collect_shift=APPEARANCE_UP_TO_MEDIUM),
+    Recipe("colour-jitter", "colour-jitter augmentation in training: brightness, contrast and saturation x U(0.7, 1.3) "
+           "per sample", model={"augment_colour": 0.3}),
+    Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
+           "at a random offset per sample", model={"augment_pad": 4}),
+)
+RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
+"""Recipe name -> recipe; one entry per recipe."""
+SEPARATOR = "+"
+
+
+def parse_entry(entry: str) -> tuple[str, tuple[Recipe, ...]]:
+    """A bench entry ``preset[+recipe...]`` as its preset and recipes, or ``ValueError`` naming what is unknown."""
+    preset, *names = entry.split(SEPARATOR)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} in {entry!r}; choose from: {', '.join(PRESETS)}")
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise ValueError(f"unknown recipe(s) {', '.join(unknown)} in {entry!r}; choose from: {', '.join(RECIPES)}")
+    if len(set(names)) < len(names):
+        raise ValueError(f"{entry!r} names a recipe twice")
+    return preset, tuple(RECIPES[n] for n in names)
+
+
+def collect_shift(recipes: tuple[Recipe, ...]) -> str:
+    """The shift the demonstrations of these recipes are collected under (their shifts joined; ``none`` if none)."""
+    return ",".join(r.collect_shift for r in recipes if r.collect_shift != "none") or "none"
+
+
+def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
+    """The ``ModelConfig`` fields these recipes set (a field set by two recipes is refused)."""
+    overrides: dict[str, Any] = {}
+    for recipe in recipes:
+        clash = set(overrides) & set(recipe.model)
+        if clash:
+            raise ValueError(f"recipes set {', '.join(sorted(clash))} twice")
+        overrides.update(recipe.model)
+    return overrides
