@@ -77,7 +77,7 @@ def protocol_table(board: dict) -> None:
             print(f"| {name} | `{r['preset']}` | {sum(r['failures'].values())} / {r['episodes']} | {counts} |")
     for name, g in groups.items():
         if g["rows"] and g["rows"][0].get("shifts"):
-            shift_table(name, g["rows"])
+            shift_table(name, g)
     deviations = board["protocol"].get("deviations")
     if deviations:
         print("\nDeparts from the protocol in: " + ", ".join(f"{k} {d['ours']} (protocol: {d['protocol']})"
@@ -85,9 +85,10 @@ def protocol_table(board: dict) -> None:
     print(f"\nHow the protocols differ: {board['protocol']['differences']}")
 
 
-def shift_table(group: str, rows: list[dict]) -> None:
+def shift_table(group: str, group_board: dict) -> None:
     """The generalization grid: per preset and factor level, the kept success (shifted over the unshifted success of
     the same starts) with its paired 95 % interval, and the shifted success."""
+    rows = group_board["rows"]
     cells = list(rows[0]["shifts"])
     print(f"\n{group}: success kept under each factor level (shifted / unshifted success of the same starts, "
           "[95 % paired bootstrap interval]; shifted success in parentheses):\n")
@@ -101,6 +102,15 @@ def shift_table(group: str, rows: list[dict]) -> None:
             return f"{c['relative']:.2f} [{low:.2f}, {high:.2f}] ({100 * c['success']:.0f} %)"
         print(f"| {spec} | {rows[0]['shifts'][spec]['episodes']} | "
               + " | ".join(kept(r["shifts"][spec]) for r in rows) + " |")
+    summary = group_board["shift_summary"]
+    print("\nLeast success kept at a factor's middle level: " + "; ".join(
+        f"`{p}` {'–' if w['kept'] is None else format(w['kept'], '.2f')} ({w['shift']})"
+        for p, w in summary["worst_kept_at_middle"].items()) + ".")
+    if summary["baseline"]:
+        winners = {spec: names for spec, names in summary["beats_baseline"].items() if names}
+        print(f"Beating `{summary['baseline']}` under shift with the 95 % intervals apart: " + (
+            "; ".join(f"{spec}: {', '.join(names)}" for spec, names in winners.items()) if winners
+            else "none, at any factor's middle level") + ".")
 
 
 def main(results: Path) -> None:

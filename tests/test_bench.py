@@ -279,9 +279,11 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     twins = [json.loads((out / f"quick/vla/seed-{s}/eval/{t}/eval_info.json").read_text())["per_episode"][0]["success"]
              for s in (0, 1) for t in ("button-press-topdown-v3", "drawer-close-v3")]
     assert r["shifts"]["camera=weak"]["unshifted"] == pytest.approx(sum(twins) / 4)
+    summary = group["shift_summary"]
+    assert summary["beats_baseline"] == {"camera=medium": []} and set(summary["worst_kept_at_middle"]) == {"vla"}
     html = (results / "report.html").read_text()
     assert "Someone&#39;s policy (published)" in html and "none worth naming" in html and "never-reached" in html
-    assert 'id="shifts-quick"' in html
+    assert 'id="shifts-quick"' in html and "No entry beats vla" in html
     import subprocess
     import sys
 
@@ -290,6 +292,7 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
                            check=True).stdout
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
     assert "| *scripted expert, same starts* | *25.0* |" in table
+    assert "| camera=medium | 4 |" in table and "Beating `vla` under shift" in table
 
 
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():
@@ -336,3 +339,19 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     folder = cell.preset_dir("vla+colour-jitter")
     assert json.loads((folder / "bench_train.json").read_text())["recipes"] == ["colour-jitter"]
     assert json.loads((folder / "run/model/config.json").read_text())["augment_colour"] == 0.3
+
+
+def test_shift_summary_names_the_worst_factor_and_who_beats_the_baseline():
+    from wam.eval.bench import shift_summary
+
+    def row(preset, kept, low, high):
+        return {"preset": preset, "shifts": {
+            f"{f}=medium": {"level": "medium", "relative": k, "ci95": [lo, hi]}
+            for f, k, lo, hi in zip(("camera", "colour"), kept, low, high, strict=True)}}
+
+    rows = [row("vla", [0.5, 0.9], [0.2, 0.6], [0.4, 0.9]), row("flare", [0.8, None], [0.5, 0.1], [0.7, 0.5])]
+    summary = shift_summary(rows)
+    assert summary["worst_kept_at_middle"] == {"vla": {"shift": "camera=medium", "kept": 0.5},
+                                               "flare": {"shift": "colour=medium", "kept": None}}
+    assert summary["beats_baseline"] == {"camera=medium": ["flare"], "colour=medium": []}
+    assert shift_summary([{"preset": "vla", "shifts": {}}]) is None

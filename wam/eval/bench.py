@@ -608,7 +608,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
             "references": [{"system": ref.system, "success": ref.success[group] / 100, "source": ref.source}
                            for ref in protocol.references if group in ref.success],
             "screen_correlations": screen_correlations(rows), "pareto_front": pareto_front(rows),
-            "central_claim": central_claim(rows),
+            "central_claim": central_claim(rows), "shift_summary": shift_summary(rows),
         }
     board = {
         "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
@@ -677,6 +677,30 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
             "offline": {k: float(np.mean([r["offline"][k] for r in per_seed if k in r["offline"]])) for k in screens},
             "train_time_s": float(np.mean([r["train_time_s"] for r in per_seed])), "failures": failures,
             **({"shifts": shift_rows(runs)} if runs[0].shifts else {})}
+
+
+SHIFT_BASELINE = "vla"
+"""The preset every other is compared with under shift: the policy without a world model."""
+
+
+def shift_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The generalization grid's two questions, at every factor's middle level: how much of its unshifted success
+    each entry keeps at worst (the goal: 0.8 for the best), and which entries beat the baseline's shifted success
+    with the 95 % intervals apart (the lower bound above the baseline's upper bound)."""
+    if not rows or not rows[0].get("shifts"):
+        return None
+    middle = [spec for spec, c in rows[0]["shifts"].items() if c["level"] == MIDDLE]
+    worst = {}
+    for r in rows:
+        kept = {spec: r["shifts"][spec]["relative"] for spec in middle}
+        spec = min(kept, key=lambda s: -1.0 if kept[s] is None else kept[s])
+        worst[r["preset"]] = {"shift": spec, "kept": kept[spec]}
+    baseline = next((r for r in rows if r["preset"] == SHIFT_BASELINE), None)
+    beats = None if baseline is None else {
+        spec: [r["preset"] for r in rows if r is not baseline
+               and r["shifts"][spec]["ci95"][0] > baseline["shifts"][spec]["ci95"][1]] for spec in middle}
+    return {"baseline": SHIFT_BASELINE if baseline else None, "worst_kept_at_middle": worst,
+            "beats_baseline": beats}
 
 
 def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]],
