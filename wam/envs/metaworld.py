@@ -95,8 +95,9 @@ TABLE_AREA = (np.array([-0.4, 0.35]), np.array([0.4, 0.85]))
 DISTRACTOR_CLEARANCE = 0.1
 """Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
 DISTRACTOR_SIZE = (0.03, 0.05)
+PLACEMENT_TRIES = 10_000
+"""Draws tried for the distractors' places before a scene counts as having no room for them (an error)."""
 """The half-size range of a distractor (m): about the size of the tasks' pucks, mugs and blocks."""
-"""Distractors stand at least this far (m, on the table plane) from the hand, the key object and the goal."""
 FACTORS = {
     "camera": Factor("camera", "the camera's pose: moved and turned in a direction drawn per episode",
                      {k: f"moved {m * 100:g} cm and turned {d:g} degrees" for k, (m, d) in CAMERA_LEVELS.items()}),
@@ -380,7 +381,9 @@ class SceneVariation:
         keep_clear = self.env._keypoints_xyz()[:, :2]
         shapes = (mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_CYLINDER)
         margin = 0.1 * self.env.image_size
-        while len(self._distractors) < count:
+        for _ in range(PLACEMENT_TRIES):
+            if len(self._distractors) == count:
+                return
             xy = rng.uniform(*TABLE_AREA)
             size = rng.uniform(*DISTRACTOR_SIZE)
             shape = shapes[rng.integers(len(shapes))]
@@ -394,6 +397,8 @@ class SceneVariation:
                                       "size": np.array([size, size, height]),
                                       "rgba": np.array([*colorsys.hsv_to_rgb(*rng.uniform([0, 0.6, 0.7], 1)), 1],
                                                        np.float32)})  # vivid: a muted one vanishes into the wood
+        if len(self._distractors) < count:
+            raise RuntimeError(f"{self.env.task}: no place on the table for {count} distractors in view of the camera")
 
     def before_render(self) -> None:
         """Put the distractors into the scene about to be rendered (gymnasium's viewer drops its markers after

@@ -265,7 +265,9 @@ class PlaneVariation:
         """Shapes on the plane where the camera sees them, clear of the block, the goal T and the pusher."""
         sim = self.env.simulator
         block, goal = np.array(sim.block.position), np.array(sim.goal_pose)
-        while len(self.distractors) < count:
+        for _ in range(10_000):
+            if len(self.distractors) == count:
+                return
             centre, size = rng.uniform(40, WORLD - 40, 2), float(rng.uniform(12, 30))
             seen = self.view @ np.append(centre, 1.0)
             clear = min(distance_to_tee((centre - block) @ rotation(sim.block.angle)),
@@ -276,6 +278,8 @@ class PlaneVariation:
             rgb = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(*rng.uniform([0, 0.6, 0.7], 1)))
             kind = ("circle", "square", "triangle")[rng.integers(3)]
             self.distractors.append((kind, centre, size, rgb))
+        if len(self.distractors) < count:
+            raise RuntimeError(f"no room on the plane for {count} distractors clear of the block, goal and pusher")
 
     def before_step(self, step: int) -> None:
         """At the planned step, move the block by the level's distance: in the drawn direction or, where the block
