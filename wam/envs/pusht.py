@@ -208,6 +208,7 @@ class PlaneVariation:
     def after_reset(self, seed: int | None) -> None:
         """Draw this episode's factors, restoring gym-pusht's look first."""
         self._restore()
+        scatter = None
         for setting in self.shift.settings:
             rng = self._rng[setting.factor] = self.shift.rng(setting.factor, seed)
             scale = setting.scale(rng)
@@ -231,10 +232,10 @@ class PlaneVariation:
             elif setting.factor == "displacement":
                 self.displace_at = int(rng.integers(DISPLACEMENT_STEPS[0], DISPLACEMENT_STEPS[1] + 1))
                 self.displace_by = scale * DISPLACEMENT_LEVELS[setting.level]
-        if self.shift["distractors"] is not None:  # after placement: they keep clear of where things are
-            setting = self.shift["distractors"]
-            rng = self._rng["distractors"]
-            self._scatter(rng, round(setting.scale(rng) * DISTRACTOR_LEVELS[setting.level]))
+            elif setting.factor == "distractors":
+                scatter = rng, round(scale * DISTRACTOR_LEVELS[setting.level])
+        if scatter is not None:  # after the camera and placement: in view, clear of where things now are
+            self._scatter(*scatter)
 
     def _fits(self, position: np.ndarray, angle: float) -> bool:
         """Whether the block at this pose lies clear of the walls and of the pusher."""
