@@ -162,8 +162,8 @@ class MetaWorldEnv(gym.Env):
             model.cam_pos[self._cam_id] = self.camera_position
         self.shift = MetaWorldSuite().parse_shift(shift)
         if self.shift["displacement"] is not None and loose_key_body(task) is None:
-            raise ValueError(f"{task} has no loose key object to displace; the displacement factor applies to: "
-                             f"{', '.join(t for t in task_names() if loose_key_body(t) is not None)}")
+            raise ValueError(f"{task} has no loose key object to displace: the displacement factor applies only to "
+                             "tasks whose key object lies loose on the table (docs/generalization.md)")
         if self.shift["placement"] is not None:
             self._env._get_state_rand_vec = self._outside_rand_vec
             # The goal space only bounds the observation: unbounded, a goal placed past it is observed, not clipped.
