@@ -235,6 +235,6 @@ class Suite(ABC):
         for setting in shift.settings:
             for task in tasks or []:
                 if not self.factor_applies(setting.factor, task):
-                    raise ValueError(f"factor {setting.factor!r} cannot shift {task} "
-                                     f"({self.factors[setting.factor].description})")
+                    raise ValueError(f"factor {setting.factor!r} cannot shift {task}; it is: "
+                                     f"{self.factors[setting.factor].description}")
         return str(shift)
