@@ -53,11 +53,6 @@ class Setting:
     def __str__(self) -> str:
         return f"{self.factor}={UP_TO if self.up_to else ''}{self.level}"
 
-    @property
-    def index(self) -> int:
-        """The level's position in ``LEVELS`` (0 weakest)."""
-        return LEVELS.index(self.level)
-
     def scale(self, rng: np.random.Generator) -> float:
         """The fraction of the level's strength this episode applies: all of it, or a uniform draw up to it."""
         return float(rng.uniform(0.0, 1.0)) if self.up_to else 1.0
@@ -116,7 +111,6 @@ def random_direction(rng: np.random.Generator, dims: int = 3) -> np.ndarray:
     """A unit vector drawn uniformly on the sphere (the circle for ``dims=2``)."""
     v = rng.normal(size=dims)
     return v / np.linalg.norm(v)
-
 
 
 def describe_factors(suite: str, factors: dict[str, Factor]) -> str:
