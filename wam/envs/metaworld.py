@@ -160,8 +160,9 @@ class MetaWorldEnv(gym.Env):
         self._cam_id = model.camera(CAMERA).id
         if self.camera_position is not None:
             model.cam_pos[self._cam_id] = self.camera_position
-        self.shift = MetaWorldSuite().parse_shift(shift)
-        if self.shift["displacement"] is not None and loose_key_body(task) is None:
+        suite = MetaWorldSuite()
+        self.shift = suite.parse_shift(shift)
+        if self.shift["displacement"] is not None and not suite.factor_applies("displacement", task):
             raise ValueError(f"{task} has no loose key object to displace: the displacement factor applies only to "
                              "tasks whose key object lies loose on the table (docs/generalization.md)")
         if self.shift["placement"] is not None:
