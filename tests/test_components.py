@@ -10,7 +10,7 @@ from wam.backbones import AutoregressiveBackbone, DiffusionBackbone, HybridBackb
 from wam.backbones.vlm import VLMBackbone
 from wam.couplings.joint import Joint
 from wam.couplings.planners import PLANNERS, PlannerConfig
-from wam.nn.transformer import KVCache
+from wam.nn.transformer import Block, Dropout, KVCache
 
 CTX, D = 3, 32
 
@@ -63,6 +63,41 @@ def test_kv_cache_buffers_behave_like_concatenation():
         assert len(cache) == reference[0].shape[2]
         capacities.append(cache.nbytes())
     assert max(capacities[25:]) == capacities[-1]  # bounded once the window is full
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_dropout_drops_at_its_rate_keeps_the_mean_and_follows_the_seed(p):
+    drop = Dropout(p)
+    x = torch.ones(200, 1000, requires_grad=True)
+    torch.manual_seed(0)
+    y = drop(x)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - p) < 0.005  # 200k draws: the rate to within 0.5 points
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))  # inverted: the mean is kept
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes through the kept entries, scaled alike
+    torch.manual_seed(0)
+    assert torch.equal(drop(x), y)  # torch's generator decides: a seeded step draws the same mask
+    assert not torch.equal(drop(x), y)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(Dropout(0.0)(x), x)
+    assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.5)
+
+
+def test_attention_written_out_for_dropout_matches_the_fused_kernel():
+    # Training with dropout attends through the written-out path; with dropout switched off it must equal SDPA.
+    torch.manual_seed(0)
+    block = Block(32, 4, dropout=0.1).train()
+    q, k, v = (torch.randn(3, 4, 7, 8) for _ in range(3))
+    mask = torch.rand(3, 1, 7, 7) > 0.3
+    mask |= torch.eye(7, dtype=torch.bool)  # every token sees itself, as stream_mask guarantees
+    fused = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    block.drop.p = 0.0  # the written-out path, with a dropout that keeps everything
+    assert torch.allclose(block.attend(q, k, v, mask), fused, atol=1e-6)
+    block.drop.p = 0.1
+    assert not torch.allclose(block.attend(q, k, v, mask), fused, atol=1e-3)  # dropped at training time
+    assert torch.allclose(block.eval().attend(q, k, v, mask), fused, atol=1e-6)
 
 
 def test_autoregressive_generation_without_a_read_stream_ignores_it():

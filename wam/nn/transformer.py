@@ -126,6 +126,34 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in [*self._keys, *self._values] if t is not None)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout with a cheaper mask than ``nn.Dropout`` on a CPU.
+
+    torch's CPU ``bernoulli_`` draws one number per element from a serial generator, which made dropout about a
+    fifth of a training step of the default presets (17 ms for a 64x40x512 activation on two threads, against
+    0.8 ms for a multiplication). Here every 64-bit draw of torch's generator yields four 16-bit uniforms, one per
+    element: the same generator (so ``torch.manual_seed`` governs it), a quarter of the draws, and a drop
+    probability exact to 1/65536.
+    """
+
+    LEVELS = 1 << 16
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        self.p = p
+        self.threshold = round(p * self.LEVELS) - self.LEVELS // 2  # kept where a signed 16-bit draw is >= this
+        self.scale = 1 / (1 - p) if p < 1 else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64, device=x.device).random_(-(1 << 63), None)
+        keep = words.view(torch.int16)[:x.numel()].view(x.shape) >= self.threshold
+        return x * keep.to(x.dtype).mul_(self.scale)
+
+
 class Block(nn.Module):
     """Pre-norm self-attention + GELU MLP."""
 
@@ -134,8 +162,8 @@ class Block(nn.Module):
         self.heads, self.dropout = heads, dropout
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim))
-        self.drop = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), Dropout(dropout), nn.Linear(4 * dim, dim))
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, cache: KVCache | None = None,
                 layer: int = 0, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -148,10 +176,20 @@ class Block(nn.Module):
             q, k, v = qkv.unbind(0)
         if cache is not None:
             k, v = cache.extend(layer, k, v)
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None],
-                                              dropout_p=self.dropout if self.training else 0.0)
+        attn = self.attend(q, k, v, None if mask is None else mask[:, None])
         x = x + self.drop(self.out(attn.transpose(1, 2).reshape(b, t, d)))
         return x + self.drop(self.mlp(self.norm2(x)))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Scaled dot-product attention; in training with dropout, written out so that the attention weights are
+        dropped with ``Dropout``'s cheap mask (torch's fused kernel then draws with the slow CPU ``bernoulli_``
+        and falls back to the same written-out arithmetic anyway)."""
+        if not (self.training and self.dropout):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        weights = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        if mask is not None:
+            weights = weights.masked_fill(~mask, float("-inf"))
+        return self.drop(weights.softmax(-1)) @ v
 
 
 class Transformer(nn.Module):
