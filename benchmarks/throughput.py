@@ -20,7 +20,8 @@ arithmetic rather than per-operation overhead should dominate.
 
     usage: python benchmarks/throughput.py --data DATASET --out results/throughput/NAME.json
            [--presets fast-wam flare] [--precisions fp32 bf16] [--sizes default large] [--steps 60] [--warmup 10]
-           [--baseline OLD_CHECKOUT] [--eval-tasks T1,T2 --episodes N] [--latency-presets all|P1 P2 ..]
+           [--baseline OLD_CHECKOUT] [--eval-tasks T1,T2 --episodes N [--eval-run RUN] [--max-steps S]]
+           [--latency-presets all|P1 P2 ..]
            [--device cpu|cuda]
 """
 
@@ -58,12 +59,16 @@ train(TrainConfig(**args["config"]), **args["overrides"])
 
 
 def commit_of(checkout: Path) -> str | None:
-    """The short commit of a git checkout, or None (not a git checkout, or no git)."""
+    """The short commit of a git checkout, ``+changes`` when tracked files differ from it, or None (not a git
+    checkout, or no git)."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True,
-                              text=True).stdout.strip() or None
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, capture_output=True,
+                                text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=checkout,
+                                 capture_output=True, text=True).stdout.strip()
     except OSError:
         return None
+    return (commit + ("+changes" if changed else "")) or None
 
 
 def synchronize(device: torch.device) -> None:
@@ -160,17 +165,28 @@ def step_split(data: Path, preset: str, precision: str, overrides: dict, steps: 
     return {"step_ms": split, "flops_per_step": counter.get_total_flops(), "parameters": model.num_parameters()}
 
 
-def eval_rate(code: Path, run: Path, tasks: str, episodes: int, device: str, out: Path) -> dict:
+def eval_rate(code: Path, run: Path, tasks: str, episodes: int, max_steps: int | None, device: str, out: Path) -> dict:
     """Closed-loop episodes/s and model calls/s of ``wam eval`` as the code under ``code`` runs it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))}
+    cap = [] if max_steps is None else ["--max-steps", str(max_steps)]
     subprocess.run([sys.executable, "-m", "wam.cli", "eval", "--run", str(run), "--tasks", tasks, "--episodes",
-                    str(episodes), "--out", str(out), "--device", device], check=True, env=env, cwd=out.parent,
+                    str(episodes), "--out", str(out), "--device", device, *cap], check=True, env=env, cwd=out.parent,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     info = json.loads((out / "eval_info.json").read_text())
     seconds = info["aggregated"]["eval_s"]
     n = len(info["per_episode"])
     return {"episodes": n, "eval_s": seconds, "episodes_per_s": n / seconds,
-            "model_calls_per_s": info["budget"]["model_calls"] / seconds, "pc_success": info["aggregated"]["pc_success"]}
+            "model_calls_per_s": info["budget"]["model_calls"] / seconds,
+            "episodes_per_call": info["budget"].get("episodes_per_call", 1.0),
+            "pc_success": info["aggregated"]["pc_success"],
+            "outcomes": [(e["task"], e["seed"], e["success"], e["steps"]) for e in info["per_episode"]]}
+
+
+def same_outcomes(ours: list, base: list) -> dict:
+    """Whether every episode (task, seed) succeeded alike, and how many ended at another step: batched matrix
+    products round differently in the last bits, which can move a long episode's success by a step."""
+    return {"same_success": [o[:3] for o in ours] == [o[:3] for o in base],
+            "episodes_ending_at_another_step": sum(o[3] != b[3] for o, b in zip(ours, base))}
 
 
 def act_latency(data: Path, preset: str, precisions: list[str], device: torch.device, calls: int = 20) -> list[dict]:
@@ -205,7 +221,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--presets", nargs="+", default=["fast-wam", "flare"])
+    parser.add_argument("--presets", nargs="*", default=["fast-wam", "flare"],
+                        help="presets whose training speed is measured (none: only the evaluation and latency)")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--sizes", nargs="+", default=["default", "large"], choices=list(SIZES))
     parser.add_argument("--steps", type=int, default=60, help="training steps per measurement (after --warmup)")
@@ -214,6 +231,10 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="a checkout of an older commit, measured alike")
     parser.add_argument("--eval-tasks", default="", help="closed-loop tasks for the evaluation speed ('' skips it)")
     parser.add_argument("--episodes", type=int, default=6)
+    parser.add_argument("--eval-run", type=Path, help="a trained run to evaluate (default: the first preset's "
+                        "briefly trained run, whose episodes all fail at the same step: a policy that succeeds ends "
+                        "episodes at different steps, which is what batched evaluation must cope with)")
+    parser.add_argument("--max-steps", type=int, help="episode cap of the evaluation (default: the suite's)")
     parser.add_argument("--latency-presets", nargs="*", default=[], help="presets to time per call ('all': every one)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
@@ -260,14 +281,17 @@ def main() -> None:
         rows = [r for r in results["training"] if r["preset"] == preset and r["size"] == "default" and r["speedup"]]
         if rows:
             results["train_speedup"][preset] = max(r["speedup"] for r in rows)
-    if args.eval_tasks and runs:
-        preset, run = next(iter(runs.items()))
-        ours = eval_rate(ROOT, run, args.eval_tasks, args.episodes, args.device, work / "eval-ours")
-        base = eval_rate(args.baseline.resolve(), run, args.eval_tasks, args.episodes, args.device,
-                         work / "eval-base") if args.baseline else None
+    if args.eval_tasks and (runs or args.eval_run):
+        preset, run = (json.loads((args.eval_run / "train_config.json").read_text())["preset"],
+                        args.eval_run.resolve()) \
+            if args.eval_run else next(iter(runs.items()))
+        evaluate = (args.eval_tasks, args.episodes, args.max_steps, args.device)
+        ours = eval_rate(ROOT, run, *evaluate, work / "eval-ours")
+        base = eval_rate(args.baseline.resolve(), run, *evaluate, work / "eval-base") if args.baseline else None
         results["evaluation"] = {"preset": preset, "tasks": args.eval_tasks, "ours": ours, "baseline": base}
         if base:
             results["eval_speedup"] = ours["episodes_per_s"] / base["episodes_per_s"]
+            results["evaluation"].update(same_outcomes(ours["outcomes"], base["outcomes"]))
         print(f"eval {preset}: {ours['episodes_per_s']:.2f} episodes/s, {ours['model_calls_per_s']:.1f} calls/s"
               + (f" ({results['eval_speedup']:.2f}x baseline)" if base else ""), flush=True)
     latency_presets = list(PRESETS) if args.latency_presets == ["all"] else args.latency_presets
@@ -276,6 +300,7 @@ def main() -> None:
             results["latency"].append(row)
             print(f"act {preset:16s} {row['precision']}: {row['latency_ms_p50']:.2f} ms per call", flush=True)
         atomic_write_json(args.out, results)
+    atomic_write_json(args.out, results)
     print(f"wrote {args.out}")
 
 

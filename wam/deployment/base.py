@@ -43,6 +43,12 @@ class Policy:
         self._history: deque[dict[str, Any]] = deque(maxlen=model.config.n_obs)
 
     @property
+    def replan_period(self) -> int:
+        """Steps between model calls when the policy calls at a fixed rate (1: at any step), counted from the
+        episode's first step; batched evaluation starts episodes in phase with it."""
+        return 1
+
+    @property
     def min_actions_per_call(self) -> int:
         """The fewest actions a call may have to cover: what the feasibility test at the control rate divides by."""
         return 1

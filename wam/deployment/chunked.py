@@ -46,6 +46,10 @@ class ChunkedPolicy(Policy):
         self.reset()
 
     @property
+    def replan_period(self) -> int:
+        return self.n_action_steps
+
+    @property
     def min_actions_per_call(self) -> int:
         return self.n_action_steps
 
@@ -136,6 +140,10 @@ class AdaptivePolicy(ChunkedPolicy):
                              f"{self.n_action_steps}, so nothing can trigger an early replan; raise K")
         self.early_replans = 0
         self.surprises: list[float] = []
+
+    @property
+    def replan_period(self) -> int:
+        return 1  # a surprise may trigger a replan at any check
 
     @property
     def min_actions_per_call(self) -> int:

@@ -169,10 +169,24 @@ class LockstepRunner:
         self.rows_per_call: list[int] = []
 
     def run(self, jobs: list[tuple[str, int, int]], done=None) -> list[dict[str, Any]]:
-        """The records of ``jobs`` (task, index, seed) in job order; ``done(record)`` after each episode."""
+        """The records of ``jobs`` (task, index, seed) in job order; ``done(record)`` after each episode.
+
+        Episodes start only at ticks that are multiples of the policies' replanning period K, so that every
+        episode under way replans at the same ticks and one call serves them all: a slot whose episode ended
+        waits up to K - 1 ticks (no simulator time: it is not stepped), where starting at once would put its
+        calls out of phase with the others' for the rest of its episode. Outcomes do not depend on when an
+        episode starts."""
         queue, records, active = deque(enumerate(jobs)), {}, {}
-        self._start(queue, active, range(len(self.policies)))
-        while active:
+        policy = self.policies[0]
+        period = policy.replan_period if policy.batchable else 1
+        free, tick = list(range(len(self.policies))), 0
+        while queue or active:
+            if free and queue and tick % period == 0:
+                self._start(queue, active, free)
+                free = [slot for slot in free if slot not in active]
+            if not active:  # every slot waits for the next start: skip to it
+                tick += -tick % period
+                continue
             actions = self._act(active)
             results = self.workers.step(actions)
             self.memory.sample()
@@ -182,7 +196,8 @@ class LockstepRunner:
                 records[index] = self._record(slot, episode)
                 if done:
                     done(records[index])
-            self._start(queue, active, finished)
+            free += finished
+            tick += 1
         return [records[i] for i in range(len(jobs))]
 
     def _start(self, queue: deque, active: dict[int, tuple[int, EpisodeProgress]], slots) -> None:
