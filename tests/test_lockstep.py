@@ -55,6 +55,13 @@ def test_lockstep_evaluation_gives_the_one_at_a_time_outcomes(runs, tmp_path, na
     assert infos[1]["budget"]["episodes_per_call"] == 1.0
     # Streaming policies keep a KV cache per episode: they step in lockstep but call the model one at a time.
     assert (infos[4]["budget"]["episodes_per_call"] > 1) == shared
+    # A shared call takes longer than one robot's: the budget's latency then comes from an episode timed alone.
+    assert ("latency_timed_alone" in infos[4]["budget"]) == shared
+    assert "latency_timed_alone" not in infos[1]["budget"]
+    if shared:
+        timed = infos[4]["budget"]["latency_timed_alone"]
+        assert (timed["task"], timed["seed"]) == (infos[4]["per_episode"][0]["task"], infos[4]["per_episode"][0]["seed"])
+        assert timed["model_calls"] == infos[1]["per_episode"][0]["model_calls"]
     assert infos[4]["config"]["envs"] == 4
 
 

@@ -38,10 +38,10 @@ class QuickstartConfig(CheckedOptions):
     steps: Annotated[int, Ge(1)] = 2500
     """Training steps."""
     batch_size: Annotated[int, Ge(1)] = 64
-    eval_episodes: Annotated[int, Ge(1)] = 10
-    """Evaluation episodes per task."""
-    max_steps: Annotated[int, Ge(1)] = 200
-    """Evaluation episode cap in control steps."""
+    eval_episodes: Annotated[int, Ge(1)] = 20
+    """Evaluation episodes per task (20: a task's success is then known to about +-10 points)."""
+    max_steps: Annotated[int | None, Ge(1)] = None
+    """Evaluation episode cap in control steps; default: the suite's (MetaWorld 500, as published results use)."""
     video: Annotated[int, Ge(0)] = 1
     """Rollout videos per task."""
     workers: Annotated[int, Ge(1)] = 2

@@ -46,8 +46,8 @@ def print_report(info: dict[str, Any], title: str = "accuracy at budget", consol
     ):
         cost.add_row(name, value)
     shared = budget.get("episodes_per_call", 1.0)
-    if shared > 1:  # lockstep evaluation: the latencies above are of calls serving several episodes at once
-        cost.add_row("episodes served per call", f"{shared:.1f} (one robot alone: wam eval --envs 1)")
+    if shared > 1:  # lockstep evaluation: the latencies above come from an episode run again alone
+        cost.add_row("episodes served per call", f"{shared:.1f} (latency: one episode timed alone)")
     console.print(cost)
     machine = info["machine"]
     console.print(f"measured on {machine['cpu']} ({machine['cpu_cores']} cores), torch {machine['torch']}, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,22 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
     jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
     start = time.perf_counter()
     records, policy, rows_per_call = run_episodes(cfg, model, inference, jobs)
-    info = eval_info(cfg, model, policy, suite, tasks, records, wall=time.perf_counter() - start,
-                     rows_per_call=rows_per_call)
+    wall = time.perf_counter() - start
+    alone = time_one_robot(cfg, model, inference, jobs[0]) if rows_per_call > 1 else None
+    info = eval_info(cfg, model, policy, suite, tasks, records, wall=wall, rows_per_call=rows_per_call, alone=alone)
     atomic_write_json(Path(cfg.out) / "eval_info.json", info)
     return info
+
+
+def time_one_robot(cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig,
+                   job: tuple[str, int, int]) -> dict[str, Any]:
+    """The record of ``job`` run again one at a time, for the latency of one robot's calls: a call of batched
+    evaluation serves several episodes and takes longer than a robot alone would wait."""
+    runner = EpisodeRunner(replace(cfg, video=0), model, inference)
+    try:
+        return runner.episode(*job)
+    finally:
+        runner.close()
 
 
 def run_episodes(cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig,
@@ -121,9 +134,21 @@ def failure_counts(suite: Suite, episodes: list[dict[str, Any]]) -> dict[str, in
     return counts
 
 
+def one_robot_latency(record: dict[str, Any], policy: Policy, suite: Suite) -> dict[str, Any]:
+    """The latency and feasibility fields of the budget from an episode run alone (see ``time_one_robot``)."""
+    block = latency_block(record["call_latencies"], record["steps"], policy.min_actions_per_call, suite.control_hz)
+    keys = ("latency_per_call_ms", "latency_per_action_ms", "effective_control_hz", "feasible_at_control_hz",
+            "feasibility_margin")
+    return {**{k: block[k] for k in keys}, "latency_timed_alone": {"task": record["task"], "seed": record["seed"],
+                                                                   "model_calls": block["model_calls"]}}
+
+
 def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: Suite, tasks: list[str],
-              records: list[dict[str, Any]], wall: float, rows_per_call: float = 1.0) -> dict[str, Any]:
-    """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way)."""
+              records: list[dict[str, Any]], wall: float, rows_per_call: float = 1.0,
+              alone: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``eval_info.json`` from the episode records (whose videos are written to ``<out>/videos/`` on the way); with
+    ``alone`` (an episode run one at a time after a batched evaluation), the latency per call and per action and
+    the feasibility test are that episode's, what one robot would see."""
     out = Path(cfg.out)
     videos, latencies, per_episode, peak_mb = [], [], [], 0.0
     for i, record in enumerate(records):
@@ -160,6 +185,7 @@ def eval_info(cfg: EvalConfig, model: WorldActionModel, policy: Policy, suite: S
         },
         "budget": {**latency_block(latencies, actions_executed, policy.min_actions_per_call, suite.control_hz,
                                    [e["model_calls"] for e in per_episode], [e["steps"] for e in per_episode]),
+                   **({} if alone is None else one_robot_latency(alone, policy, suite)),
                    "episodes_per_call": rows_per_call, "peak_memory_mb": peak_mb,
                    "process_peak_memory_mb": process_peak_memory_mb(), "parameters": model.num_parameters()},
         "failures": {"overall": failure_counts(suite, per_episode),
