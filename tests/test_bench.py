@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import headless_chromium
 from wam.cli import main
 from wam.eval.bench import central_claim, future_at_deployment, pareto_front
+from wam.options import OptionError
 
 pytestmark = [pytest.mark.sim, pytest.mark.e2e]
 
@@ -311,7 +312,8 @@ def test_shift_rows_pool_seeds_and_bound_the_kept_success():
 
 def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench, tmp_path):
     """``preset+recipe`` entries: a randomized recipe trains on its own collection of the same seeds under the
-    recipe's shift; an augmentation recipe sets its model fields; both are named in the training settings."""
+    recipe's shift; a second camera's on a collection in the suite variant that has it; an augmentation recipe sets
+    its model fields; each is named in the training settings."""
     from wam.data.lerobot import LeRobotDataset
     from wam.eval.bench import BenchConfig, collect_cell, entry_data, train_preset
     from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, parse_entry
@@ -323,18 +325,28 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     root, _ = bench
     shutil.copytree(root / "out" / "data", tmp_path / "out/data")
     shutil.copytree(root / "out" / "heldout", tmp_path / "out/heldout")
-    cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter"), demos=1, steps=2,
-                      out=tmp_path / "out").resolved()
+    with pytest.raises(OptionError, match="metaworld-wrist suite"):
+        BenchConfig(suite="pusht", tasks="pusht", presets=("vla+wrist-camera",)).resolved()
+    cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter", "vla+wrist-camera"), demos=1,
+                      steps=2, out=tmp_path / "out").resolved()
     (cell,) = cfg.cells()
     collect_cell(cfg, cell)
-    randomized, shift = entry_data(cell, "vla+randomized")
+    randomized, shift, suite = entry_data(cell, "vla+randomized", cfg.suite)
     assert randomized == tmp_path / "out/data+randomized" and shift == APPEARANCE_UP_TO_MEDIUM
+    assert suite == "metaworld"
     info = json.loads((randomized / "meta/info.json").read_text())["wam"]
     assert info["shift"] == APPEARANCE_UP_TO_MEDIUM
     plain = LeRobotDataset.load(cell.data)  # same seeds, same starts: the hand starts where it did
     assert np.allclose(LeRobotDataset.load(randomized).frames["observation.state"][0],
                        plain.frames["observation.state"][0])
-    assert entry_data(cell, "vla+colour-jitter") == (cell.data, "none")
+    assert entry_data(cell, "vla+colour-jitter", cfg.suite) == (cell.data, "none", "metaworld")
+    wrist = entry_data(cell, "vla+wrist-camera", cfg.suite)
+    assert wrist == (tmp_path / "out/data+wrist-camera", "none", "metaworld-wrist")
+    train_preset(cfg, "vla+wrist-camera", cell)
+    config = json.loads((cell.preset_dir("vla+wrist-camera") / "run/model/config.json").read_text())
+    assert config["suite"] == "metaworld-wrist"
+    assert list(config["observation_shapes"]) == ["observation.images.corner2", "observation.images.gripperPOV",
+                                                  "observation.state"]
     train_preset(cfg, "vla+colour-jitter", cell)
     folder = cell.preset_dir("vla+colour-jitter")
     assert json.loads((folder / "bench_train.json").read_text())["recipes"] == ["colour-jitter"]

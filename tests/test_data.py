@@ -128,7 +128,7 @@ def test_unknown_task_is_one_clear_line(tmp_path):
 
 def test_unknown_suite_is_one_clear_line(tmp_path):
     result = wam_refused("collect", "--suite", "libero", "--tasks", "x", "--episodes", "1", "--out", tmp_path / "x")
-    assert_one_line_error(result, "unknown suite 'libero'", "metaworld, metaworld-lerobot, pusht")
+    assert_one_line_error(result, "unknown suite 'libero'", "metaworld, metaworld-lerobot, metaworld-wrist, pusht")
     assert not (tmp_path / "x").exists(), "nothing is written for a bad request"
 
 

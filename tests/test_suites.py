@@ -187,3 +187,32 @@ def test_lerobot_view_moves_only_the_camera():
     finally:
         default.close()
         lerobot.close()
+
+
+def test_wrist_camera_rides_on_the_hand():
+    """The metaworld-wrist suite adds the hand's gripperPOV image to the vision track: the same start and the same
+    corner2 image as MetaWorld's; a move of the fixed camera leaves the wrist image as it was, while lighting, which
+    falls on the whole scene, changes both; the wrist view follows the hand."""
+    corner, wrist = "observation.images.corner2", "observation.images.gripperPOV"
+    suite = get_suite("metaworld-wrist")
+    assert list(suite.observation_features("vision", 64)) == [corner, wrist, "observation.state"]
+    assert list(suite.observation_features("state", 64)) == ["observation.state"]
+    envs = {shift: suite.make_env("drawer-open-v3", shift=shift) for shift in ("none", "camera=strong", "lighting=strong")}
+    plain = get_suite("metaworld").make_env("drawer-open-v3")
+    try:
+        first = {shift: env.reset(seed=2)[0] for shift, env in envs.items()}
+        assert set(first["none"]) == set(envs["none"].observation_space.spaces) == {corner, wrist, "observation.state"}
+        assert np.array_equal(first["none"][corner], plain.reset(seed=2)[0][corner])
+        moved, lit = first["camera=strong"], first["lighting=strong"]
+        assert not np.array_equal(moved[corner], first["none"][corner])
+        assert np.array_equal(moved[wrist], first["none"][wrist])
+        assert not np.array_equal(lit[corner], first["none"][corner])
+        assert not np.array_equal(lit[wrist], first["none"][wrist])
+        env = envs["none"]
+        for _ in range(10):
+            after = env.step(np.array([0.0, 0.0, 1.0, 0.0]))[0]  # the hand rises: its camera sees the table recede
+        assert not np.array_equal(after[wrist], first["none"][wrist])
+    finally:
+        plain.close()
+        for env in envs.values():
+            env.close()

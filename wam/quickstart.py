@@ -28,7 +28,7 @@ class QuickstartConfig(CheckedOptions):
     out: Path = Path("outputs/quickstart")
     """Where the dataset, the run and the evaluation go."""
     suite: str = DEFAULT_SUITE
-    """Simulator suite (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
+    """Simulator suite (metaworld, metaworld-lerobot, metaworld-wrist, pusht; see docs/suites.md)."""
     tasks: str = "quickstart"
     """Comma-separated tasks or groups of --suite; default: the suite's quickstart group (MetaWorld:
     button-press-topdown-v3, drawer-open-v3, drawer-close-v3)."""

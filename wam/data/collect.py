@@ -53,7 +53,7 @@ class CollectConfig(CheckedOptions):
     out: Path
     """Dataset directory (created; an unfinished collection there is resumed)."""
     suite: str = DEFAULT_SUITE
-    """Simulator suite of the tasks (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
+    """Simulator suite of the tasks (metaworld, metaworld-lerobot, metaworld-wrist, pusht; see docs/suites.md)."""
     track: Literal["vision", "state"] = "vision"
     """vision: camera image + proprioception (MetaWorld: 64x64 corner2 and hand/gripper; PushT: 96x96 and the
     pusher position); state: the simulator's privileged state (MetaWorld: 39-d; PushT: the T's corners and the

@@ -19,6 +19,7 @@ __all__ = ["KEYPOINT_ROLES", "SUITES", "DEFAULT_SUITE", "Expert", "StatePropagat
 SUITES: dict[str, str] = {
     "metaworld": "wam.envs.metaworld:MetaWorldSuite",
     "metaworld-lerobot": "wam.envs.metaworld:MetaWorldLeRobotSuite",
+    "metaworld-wrist": "wam.envs.metaworld:MetaWorldWristSuite",
     "pusht": "wam.envs.pusht:PushTSuite",
 }
 """Suite name -> ``module:class``."""

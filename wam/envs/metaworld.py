@@ -29,6 +29,8 @@ import mujoco  # noqa: E402  (after choosing its OpenGL backend)
 
 CAMERA = "corner2"
 IMAGE_KEY = f"observation.images.{CAMERA}"
+WRIST_CAMERA = "gripperPOV"  # MetaWorld's camera on the hand, looking past the fingers
+WRIST_KEY = f"observation.images.{WRIST_CAMERA}"
 STATE_KEY = "observation.state"
 CONTROL_HZ = 80.0  # MetaWorld: one action per 5 physics steps of 2.5 ms
 MAX_EPISODE_STEPS = 500  # MetaWorld's own ``max_path_length``
@@ -135,6 +137,8 @@ class MetaWorldEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
     camera_position: np.ndarray | None = None
     """Where the ``corner2`` camera sits; None: where MetaWorld's scene puts it."""
+    wrist_camera: str | None = None
+    """A second camera, carried by the hand, whose image the vision track adds; None: ``corner2`` alone."""
 
     def __init__(self, task: str, track: Track = "vision", image_size: int = 64,
                  max_episode_steps: int = MAX_EPISODE_STEPS, render_size: int | None = None, shift: str = "none"):
@@ -158,6 +162,7 @@ class MetaWorldEnv(gym.Env):
         model.mat_reflectance[:] = 0
         model.vis.quality.offsamples = 0
         self._cam_id = model.camera(CAMERA).id
+        self._wrist_id = None if self.wrist_camera is None else model.camera(self.wrist_camera).id
         if self.camera_position is not None:
             model.cam_pos[self._cam_id] = self.camera_position
         suite = MetaWorldSuite()
@@ -184,6 +189,8 @@ class MetaWorldEnv(gym.Env):
         spaces: dict[str, gym.Space] = {}
         if track == "vision":
             spaces[IMAGE_KEY] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+            if self._wrist_id is not None:
+                spaces[WRIST_KEY] = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
             spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
         else:
             spaces[STATE_KEY] = gym.spaces.Box(-np.inf, np.inf, (39,), np.float32)
@@ -240,6 +247,13 @@ class MetaWorldEnv(gym.Env):
         self.variation.before_render()
         return np.ascontiguousarray(self._env.render()[::-1, ::-1])
 
+    def render_wrist(self) -> np.ndarray:
+        """The hand camera's frame (the same scene: the factors of variation and distractors show in it too; the
+        camera factor moves ``corner2`` only, since this camera rides on the hand)."""
+        self.variation.before_render()
+        viewer = self._env.mujoco_renderer._get_viewer("rgb_array")
+        return np.ascontiguousarray(viewer.render("rgb_array", camera_id=self._wrist_id))
+
     def _observation(self, image: bool) -> dict[str, np.ndarray]:
         if self.track == "state":
             return {STATE_KEY: self._state.astype(np.float32)}
@@ -248,7 +262,8 @@ class MetaWorldEnv(gym.Env):
         image = self.render()
         if self._size != self.image_size:
             raise RuntimeError("observation rendering needs render_size == image_size")
-        return {IMAGE_KEY: image, STATE_KEY: self._state[:4].astype(np.float32)}
+        wrist = {} if self._wrist_id is None else {WRIST_KEY: self.render_wrist()}
+        return {IMAGE_KEY: image, **wrist, STATE_KEY: self._state[:4].astype(np.float32)}
 
     def ground_truth(self) -> dict[str, np.ndarray]:
         """3-D positions (world frame, metres) of end effector, key object and goal, and their image projections.
@@ -619,6 +634,13 @@ class LeRobotViewEnv(MetaWorldEnv):
     camera_position = np.array([0.75, 0.075, 0.7])
 
 
+class WristCameraEnv(MetaWorldEnv):
+    """MetaWorld with a second camera on the hand (``gripperPOV``) beside ``corner2``: the eye-in-hand view that
+    moves with the arm, so a change of the fixed camera's pose leaves it as it was."""
+
+    wrist_camera = WRIST_CAMERA
+
+
 class MocapPropagator:
     """The hand's kinematics for the dream: MetaWorld moves its mocap target by ``clip(a[:3]) * ACTION_SCALE``
     (clipped to the task's mocap bounds) and the hand follows it; the gripper opening stays as it was."""
@@ -715,3 +737,20 @@ class MetaWorldLeRobotSuite(MetaWorldSuite):
 
     name = "metaworld-lerobot"
     env_class = LeRobotViewEnv
+
+
+class MetaWorldWristSuite(MetaWorldSuite):
+    """MetaWorld with a second, hand-mounted camera (``WristCameraEnv``): the vision track observes ``corner2``,
+    ``gripperPOV`` and the hand state; everything else is ``MetaWorldSuite``'s (``corner2`` stays the image that
+    pixel and feature substrates predict, videos show and dreams render)."""
+
+    name = "metaworld-wrist"
+    env_class = WristCameraEnv
+
+    def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
+        features = super().observation_features(track, image_size)
+        if track == "state":
+            return features
+        wrist = {WRIST_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
+                             "names": ["height", "width", "channels"]}}
+        return {IMAGE_KEY: features[IMAGE_KEY], **wrist, STATE_KEY: features[STATE_KEY]}

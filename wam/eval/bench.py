@@ -50,7 +50,15 @@ from wam.eval.protocols import get_protocol
 from wam.io import atomic_write_json, config_dict
 from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
-from wam.presets.recipes import RECIPES, SEPARATOR, collect_shift, model_overrides, parse_entry
+from wam.presets.recipes import (
+    RECIPES,
+    SEPARATOR,
+    changes_collection,
+    collect_shift,
+    collect_suite,
+    model_overrides,
+    parse_entry,
+)
 from wam.train.loop import TrainConfig, resolve_device, train
 
 QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
@@ -93,7 +101,7 @@ class BenchConfig(CheckedOptions):
     seeds: tuple[Annotated[int, Ge(0)], ...] = ()
     """Training seeds per group and preset under --protocol; default: the protocol's (10-demos: 0 1 2)."""
     suite: str = DEFAULT_SUITE
-    """Simulator suite (metaworld, metaworld-lerobot, pusht; see docs/suites.md)."""
+    """Simulator suite (metaworld, metaworld-lerobot, metaworld-wrist, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
     """Comma-separated tasks or groups of --suite (vision track); default: the suite's wam-bench group (MetaWorld:
     the 8 tasks of WAM-Bench; PushT: pusht)."""
@@ -182,7 +190,12 @@ class BenchConfig(CheckedOptions):
             fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
         suite, tasks = resolve_tasks(fields["tasks"], fields["suite"])
         for entry in fields["presets"]:  # a recipe's demonstrations must be collectable on these tasks
-            suite.check_shift(collect_shift(parse_entry(entry)[1]), tasks)
+            recipes = parse_entry(entry)[1]
+            variant = get_suite(collect_suite(recipes, suite.name))
+            if variant.name != suite.name and not set(tasks) <= set(variant.tasks()):
+                raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which has not the "
+                                  f"{suite.name} tasks benched here")
+            variant.check_shift(collect_shift(recipes), tasks)
         unknown = [f for f in self.shift_factors if f not in suite.factors]
         if unknown:
             raise OptionError(f"unknown factor(s) {', '.join(unknown)} for --shift-factors; the {suite.name} suite has: "
@@ -208,14 +221,15 @@ def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]
             "demos": cfg.demos, "seed": cell.seed, **({"recipes": recipes} if recipes else {})}
 
 
-def entry_data(cell: Cell, entry: str) -> tuple[Path, str]:
-    """The demonstrations a bench entry (``preset[+recipe...]``) trains on, and the shift they are collected under:
-    the cell's own, or a collection of the same seeds under its recipes' randomized factors."""
-    recipes = parse_entry(entry)[1]
-    shift = collect_shift(recipes)
-    if shift == "none":
-        return cell.data, shift
-    return cell.data.with_name("data+" + SEPARATOR.join(r.name for r in recipes if r.collect_shift != "none")), shift
+def entry_data(cell: Cell, entry: str, suite: str) -> tuple[Path, str, str]:
+    """The demonstrations a bench entry (``preset[+recipe...]``) trains on, the shift and the suite they are
+    collected in: the cell's own (in the bench's ``suite``), or a collection of the same seeds under its recipes'
+    randomized factors or in their variant of the suite."""
+    recipes = tuple(r for r in parse_entry(entry)[1] if changes_collection(r))
+    if not recipes:
+        return cell.data, "none", suite
+    name = cell.data.with_name("data+" + SEPARATOR.join(r.name for r in recipes))
+    return name, collect_shift(recipes), collect_suite(recipes, suite)
 
 
 def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
@@ -232,7 +246,7 @@ def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     name, recipes = parse_entry(preset)
-    summary = train(TrainConfig(data=entry_data(cell, preset)[0], out=run, preset=name, steps=cfg.steps,
+    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite)[0], out=run, preset=name, steps=cfg.steps,
                                 batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,  # type: ignore[arg-type]
                                 resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed),
                     **model_overrides(recipes))
@@ -523,8 +537,9 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
 def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
     """The cell's demonstrations, those of its entries' recipes (the same seeds, under the recipes' randomized
     factors) and the held-out demonstrations (resumable; nothing is recorded twice)."""
-    for data, shift in dict.fromkeys([(cell.data, "none"), *(entry_data(cell, entry) for entry in cfg.presets)]):
-        run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.demos, out=data,
+    plain = (cell.data, "none", cfg.suite)
+    for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in cfg.presets)]):
+        run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.demos, out=data,
                                   workers=cfg.workers, shift=shift))
     run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=cell.heldout,
                               workers=cfg.workers, seed=HELDOUT_SEED_BASE))

@@ -1,9 +1,10 @@
 """Training recipes: named changes to how any preset is trained, measured side by side with the plain preset.
 
-A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization) or
-the model's training (augmentation), never the 4-tuple. ``wam bench --presets vla vla+colour-jitter`` trains and
-evaluates both in one run; the leaderboard row of an entry names its recipes. The levers of the generalization
-benchmark (docs/generalization.md) are recipes, so that what wins can be kept as one.
+A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization, or
+in a variant of the bench's suite that adds a camera) or the model's training (augmentation), never the 4-tuple.
+``wam bench --presets vla vla+colour-jitter`` trains and evaluates both in one run; the leaderboard row of an
+entry names its recipes. The levers of the generalization benchmark (docs/generalization.md) are recipes, so that
+what wins can be kept as one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ class Recipe:
     description: str
     collect_shift: str = "none"
     """The demonstrations are collected under this shift (``wam collect --shift``); ``none``: the plain ones."""
+    collect_suite: str | None = None
+    """The demonstrations come from this variant of the bench's suite (its tasks, more cameras); the model records
+    it and is evaluated in it. None: the bench's suite."""
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
 
@@ -29,6 +33,9 @@ _RECIPES = (
     Recipe("randomized", "demonstrations collected under every appearance factor (camera, lighting, colour, "
            "distractors), each drawn per episode up to its middle level: domain randomization",
            collect_shift=APPEARANCE_UP_TO_MEDIUM),
+    Recipe("wrist-camera", "a second camera on the hand (MetaWorld's gripperPOV, the metaworld-wrist suite) beside "
+           "corner2: the eye-in-hand view moves with the arm, so a change of the fixed camera's pose leaves it as it was",
+           collect_suite="metaworld-wrist"),
     Recipe("colour-jitter", "colour-jitter augmentation in training: brightness, contrast and saturation x U(0.7, 1.3) "
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
@@ -55,6 +62,19 @@ def parse_entry(entry: str) -> tuple[str, tuple[Recipe, ...]]:
 def collect_shift(recipes: tuple[Recipe, ...]) -> str:
     """The shift the demonstrations of these recipes are collected under (their shifts joined; ``none`` if none)."""
     return ",".join(r.collect_shift for r in recipes if r.collect_shift != "none") or "none"
+
+
+def collect_suite(recipes: tuple[Recipe, ...], suite: str) -> str:
+    """The suite these recipes' demonstrations come from: ``suite``, or the one variant a recipe names."""
+    variants = {r.collect_suite for r in recipes if r.collect_suite is not None}
+    if len(variants) > 1:
+        raise ValueError(f"recipes ask for demonstrations from several suites: {', '.join(sorted(variants))}")
+    return variants.pop() if variants else suite
+
+
+def changes_collection(recipe: Recipe) -> bool:
+    """Whether the recipe's demonstrations differ from the bench's (another shift or suite)."""
+    return recipe.collect_shift != "none" or recipe.collect_suite is not None
 
 
 def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
