@@ -193,8 +193,8 @@ class BenchConfig(CheckedOptions):
             recipes = parse_entry(entry)[1]
             variant = get_suite(collect_suite(recipes, suite.name))
             if variant.name != suite.name and not set(tasks) <= set(variant.tasks()):
-                raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which has not the "
-                                  f"{suite.name} tasks benched here")
+                raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which lacks "
+                                  f"the {suite.name} tasks benched here")
             variant.check_shift(collect_shift(recipes), tasks)
         unknown = [f for f in self.shift_factors if f not in suite.factors]
         if unknown:
