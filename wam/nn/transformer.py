@@ -182,8 +182,9 @@ class Block(nn.Module):
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """Scaled dot-product attention; in training with dropout, written out so that the attention weights are
-        dropped with ``Dropout``'s cheap mask (torch's fused kernel then draws with the slow CPU ``bernoulli_``
-        and falls back to the same written-out arithmetic anyway)."""
+        dropped with ``Dropout``'s cheap mask (on a CPU torch's fused kernel draws with the slow ``bernoulli_`` and
+        falls back to the same written-out arithmetic anyway; on a GPU the ``[B, H, T, T]`` weights of these short
+        sequences cost little)."""
         if not (self.training and self.dropout):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         weights = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
