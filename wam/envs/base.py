@@ -33,6 +33,11 @@ KEYPOINT_ROLES = ("ee", "object", "goal")
 object and the goal. The geometric and affordance substrates learn them; they are never observed."""
 
 
+def image_feature(size: int) -> dict[str, Any]:
+    """The dataset feature of a square RGB camera image of side ``size``."""
+    return {"dtype": "image", "shape": [size, size, 3], "names": ["height", "width", "channels"]}
+
+
 class SuiteEnv(Protocol):
     """What a suite's environment provides beyond ``gymnasium.Env``."""
 

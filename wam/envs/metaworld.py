@@ -21,7 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from wam.envs.base import StatePropagator, Suite, Track
+from wam.envs.base import StatePropagator, Suite, Track, image_feature
 from wam.envs.variation import Factor, Shift, random_direction
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -705,8 +705,7 @@ class MetaWorldSuite(Suite):
     def observation_features(self, track: Track, image_size: int) -> dict[str, dict[str, Any]]:
         if track == "state":
             return {STATE_KEY: {"dtype": "float32", "shape": [39], "names": None}}
-        return {IMAGE_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
-                            "names": ["height", "width", "channels"]},
+        return {IMAGE_KEY: image_feature(image_size),
                 STATE_KEY: {"dtype": "float32", "shape": [4], "names": ["hand_x", "hand_y", "hand_z", "gripper"]}}
 
     def action_feature(self) -> dict[str, Any]:
@@ -751,6 +750,4 @@ class MetaWorldWristSuite(MetaWorldSuite):
         features = super().observation_features(track, image_size)
         if track == "state":
             return features
-        wrist = {WRIST_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
-                             "names": ["height", "width", "channels"]}}
-        return {IMAGE_KEY: features[IMAGE_KEY], **wrist, STATE_KEY: features[STATE_KEY]}
+        return {IMAGE_KEY: features[IMAGE_KEY], WRIST_KEY: image_feature(image_size), STATE_KEY: features[STATE_KEY]}

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 
-from wam.envs.base import StatePropagator, Suite, Track
+from wam.envs.base import StatePropagator, Suite, Track, image_feature
 from wam.envs.variation import Factor, Shift, random_direction
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame greets on import otherwise
@@ -646,9 +646,7 @@ class PushTSuite(Suite):
             return {KEYPOINTS_KEY: {"dtype": "float32", "shape": [16],
                                     "names": [f"{axis}{k}" for k in range(8) for axis in "xy"]},
                     STATE_KEY: pusher}
-        return {IMAGE_KEY: {"dtype": "image", "shape": [image_size, image_size, 3],
-                            "names": ["height", "width", "channels"]},
-                STATE_KEY: pusher}
+        return {IMAGE_KEY: image_feature(image_size), STATE_KEY: pusher}
 
     def action_feature(self) -> dict[str, Any]:
         return {"dtype": "float32", "shape": [2], "names": ["target_x", "target_y"]}
