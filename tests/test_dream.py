@@ -105,6 +105,19 @@ def test_models_that_cannot_dream_are_refused(spec, message, ds):
         DreamEnv(model, TASK)
 
 
+def test_a_model_with_two_cameras_is_refused(tmp_path):
+    """A dream predicts one camera's frames: a model trained in the metaworld-wrist suite (corner2 and the hand's
+    camera) cannot be stepped in one, and says which image it would have dreamed."""
+    from wam.data.collect import CollectConfig, run_collect
+
+    run_collect(CollectConfig(tasks=TASK, suite="metaworld-wrist", episodes=1, out=tmp_path / "data", workers=1))
+    model = build_model(None, LeRobotDataset.load(tmp_path / "data"),
+                        {"substrate": "pixel-decoded", "backbone": "hybrid", "coupling": "joint"}, **SIZES)
+    assert model.config.image_keys == ["observation.images.corner2", "observation.images.gripperPOV"]
+    with pytest.raises(ValueError, match=re.escape("a dream predicts the frames of one (observation.images.corner2)")):
+        DreamEnv(model, TASK)
+
+
 def test_kinematic_hand_tracks_the_real_hand(dreamer):
     """The dream moves the hand as MetaWorld moves its mocap target (0.01 m per unit action and control step, read
     from the simulator), with the hand lagging it: within 1 cm of the real hand over two dream steps."""

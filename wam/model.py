@@ -131,6 +131,11 @@ class ModelConfig:
     U(1 - s, 1 + s) per sample (``wam.nn.layers.colour_jitter``). A lever against the lighting and colour factors
     of variation (docs/generalization.md)."""
 
+    @property
+    def image_keys(self) -> list[str]:
+        """The observed camera images, by name; the first is the one pixel and feature substrates predict."""
+        return sorted(k for k, shape in self.observation_shapes.items() if len(shape) == 3)
+
     def __post_init__(self) -> None:
         if isinstance(self.spec, dict):
             self.spec = WAMSpec(**self.spec)

@@ -48,7 +48,7 @@ def check_dreamable(model: WorldActionModel) -> DecodedFrames | LatentFrames:
     if spec.coupling not in ACTION_CONDITIONED:
         raise ValueError(f"coupling {spec.coupling.value!r} predicts p(s|c), not the p(s|c,a) a dream steps with; "
                          "train with --coupling joint or rollout")
-    images = [k for k, shape in model.config.observation_shapes.items() if len(shape) == 3]
+    images = model.config.image_keys
     if len(images) > 1:
         raise ValueError(f"the model observes {len(images)} cameras ({', '.join(images)}) but a dream predicts the "
                          f"frames of one ({images[0]}); dream with a model trained on one camera")

@@ -6,6 +6,8 @@ model is built, never replaced by another substrate.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torch import nn
 
 from wam.anatomy import SpecError, Substrate, WAMSpec
@@ -13,6 +15,9 @@ from wam.substrates.base import FutureSubstrate, SubstrateInputs, SubstrateSizin
 from wam.substrates.feature import EncoderFeatures, TapFeatures, TeacherFeatures, TokenCodes
 from wam.substrates.geometric import AffordanceMaps, KeypointTracks
 from wam.substrates.pixel import DecodedFrames, LatentFrames
+
+if TYPE_CHECKING:  # model.py builds its substrates here
+    from wam.model import ModelConfig
 
 __all__ = ["SUBSTRATES", "FutureSubstrate", "SubstrateInputs", "SubstrateSizing", "build_substrates"]
 
@@ -29,10 +34,9 @@ SUBSTRATES: dict[Substrate, type[FutureSubstrate]] = {
 """Anatomy value -> implementation (``none``, the VLA, has no future and so no entry)."""
 
 
-def build_substrates(spec: WAMSpec, config, encoder: nn.Module) -> nn.ModuleDict:
+def build_substrates(spec: WAMSpec, config: ModelConfig, encoder: nn.Module) -> nn.ModuleDict:
     """One module per substrate component of ``spec``, keyed by kind (empty for a VLA)."""
-    images = [k for k, s in sorted(config.observation_shapes.items()) if len(s) == 3]
-    image_key = images[0] if images else None
+    image_key = config.image_keys[0] if config.image_keys else None
     sizing = SubstrateSizing(n_future=len(config.future_offsets), image_key=image_key,
                              image_size=config.observation_shapes[image_key][0] if image_key else 64,
                              discrete=spec.capabilities.discrete_tokens, d_model=config.d_model, encoder=encoder)
