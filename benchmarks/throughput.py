@@ -238,6 +238,8 @@ def main() -> None:
     parser.add_argument("--latency-presets", nargs="*", default=[], help="presets to time per call ('all': every one)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
+    if args.eval_run and not (args.eval_run / "train_config.json").is_file():
+        parser.error(f"--eval-run {args.eval_run}: no train_config.json there; give a run directory of `wam train`")
     device = torch.device(args.device)
     data = args.data.resolve()
     results: dict = {"machine": machine_info(device), "device": args.device, "data": args.data.name,
