@@ -145,6 +145,23 @@ def train_on_windows(model, windows, steps: int, batch_size: int, lr: float = 1e
         model.after_step()
 
 
+def small_trained_model(ds, preset: str, steps: int):
+    """A small ``preset`` (width 32, one layer, two sampler steps) with its substrates fitted and ``steps`` seeded
+    training steps on ``ds``, in eval mode."""
+    import torch
+
+    from wam.train.loop import build_model
+
+    torch.manual_seed(0)
+    model = build_model(preset, ds, d_model=32, n_layers=1, n_heads=2, inference_steps=2,
+                        image_channels=(8, 8, 8, 8), substrate_fit_steps=2)
+    for substrate in model.substrates.values():
+        substrate.fit(ds, 2)
+    model.add_caches(ds)
+    train_on_windows(model, model.windows(ds), steps=steps, batch_size=8)
+    return model.eval()
+
+
 def train_on_fixed_batch(model, batch: dict, steps: int, lr: float = 2e-3) -> tuple[float, float, dict[str, float]]:
     """Loss before and after ``steps`` Adam steps on one batch (each measured with the same noise, levels and
     dropout draws, so they compare), and the loss parts of the last step."""

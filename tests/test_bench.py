@@ -353,6 +353,28 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert json.loads((folder / "run/model/config.json").read_text())["augment_colour"] == 0.3
 
 
+def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):
+    """``fast-wam+test-time-adaptation`` trains nothing: it evaluates fast-wam's run, deployed with adaptation,
+    into its own folder."""
+    from wam.eval.bench import BenchConfig, evaluate_preset, train_preset
+    from wam.presets.recipes import trained_entry
+
+    entry = "fast-wam+test-time-adaptation"
+    assert trained_entry(entry) == "fast-wam" and trained_entry("vla+randomized") == "vla+randomized"
+    root, _ = bench
+    shutil.copytree(root / "out", tmp_path / "out")
+    cfg = BenchConfig(quick=True, presets=(entry,), out=tmp_path / "out", envs=1).resolved()
+    (cell,) = cfg.cells()
+    model = tmp_path / "out/fast-wam/run/model/model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    assert train_preset(cfg, entry, cell)["steps"] == 20
+    assert model.stat().st_mtime_ns == stamp  # nothing was trained
+    for task, info in evaluate_preset(cfg, entry, cell).items():
+        assert info["model"]["run"] == str(tmp_path / "out/fast-wam/run")
+        assert info["model"]["deployment"]["adaptation"]["steps"] == 1
+        assert (tmp_path / "out" / entry / "eval" / task / "eval_info.json").exists()
+
+
 def test_shift_summary_names_the_worst_factor_and_who_beats_the_baseline():
     from wam.eval.bench import shift_summary
 

@@ -8,9 +8,8 @@ import io
 
 import numpy as np
 import pytest
-import torch
 
-from tests.conftest import train_on_windows
+from tests.conftest import small_trained_model
 from wam.data.lerobot import LeRobotDataset
 from wam.eval.config import EvalConfig
 from wam.eval.runner import run_closed_loop
@@ -22,19 +21,10 @@ TASKS = "button-press-topdown-v3,drawer-open-v3"
 @pytest.fixture(scope="module")
 def runs(vision_data, tmp_path_factory):
     """Briefly trained small models of a chunked, a streaming and a planning preset."""
-    from wam.train.loop import build_model
-
     ds = LeRobotDataset.load(vision_data)
     root, out = tmp_path_factory.mktemp("lockstep"), {}
     for name in ("fast-wam", "gr-1", "world-model-mpc"):
-        torch.manual_seed(0)
-        model = build_model(name, ds, d_model=32, n_layers=1, n_heads=2, inference_steps=2,
-                            image_channels=(8, 8, 8, 8), substrate_fit_steps=2)
-        for substrate in model.substrates.values():
-            substrate.fit(ds, 2)
-        model.add_caches(ds)
-        train_on_windows(model, model.windows(ds), steps=20, batch_size=8)
-        model.eval().save(root / name / "model")
+        small_trained_model(ds, name, steps=20).save(root / name / "model")
         out[name] = root / name
     return out
 

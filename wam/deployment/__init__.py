@@ -10,6 +10,9 @@ Regimes (the fourth axis of the 4-tuple, plus the runtime dials that trade gener
 - ``interactive``: the model runs in lockstep with the world: every step it imagines what comes next and acts,
   and the real observation then takes the imagined one's place (single-step with the future predicted); without
   the world, ``wam.deployment.dream.DreamEnv`` steps the same model as a simulator.
+
+Chunked and open-loop policies may also adapt at test time (``wam.deployment.adaptation``): before every replan a
+few gradient steps of the world model's own future loss on the frames the episode has shown.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from annotated_types import Ge
+from annotated_types import Ge, Gt
 
 from wam.anatomy import Deployment
+from wam.deployment.adaptation import Adaptation, AdaptingPolicy
 from wam.deployment.base import Policy
 from wam.deployment.chunked import AdaptivePolicy, ChunkedPolicy
 from wam.deployment.streaming import StreamingPolicy
@@ -45,6 +49,14 @@ class DeploymentConfig:
     """Single-step streaming: frames kept in the KV cache (default: the model's n_obs)."""
     decode: bool = False
     """Chunked: also decode the predicted future to pixels at every call (what a render-and-decode model pays)."""
+    adapt_steps: Annotated[int, Ge(0)] = 0
+    """Chunked and open-loop: test-time adaptation, this many gradient steps of the model's own future loss on its
+    observation encoder before every replan, over the episode's frames so far; each episode starts from the trained
+    weights (0: off). Models that learn from action-free video only (wam.deployment.adaptation)."""
+    adapt_lr: Annotated[float, Gt(0)] = 1e-4
+    """Test-time adaptation: Adam learning rate."""
+    adapt_windows: Annotated[int, Ge(1)] = 8
+    """Test-time adaptation: the newest windows with an observed future that each step trains on."""
 
 
 def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None, seed: int = 0,
@@ -62,6 +74,9 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
                          "--deployment chunked")
     if cfg.ensemble is not None and cfg.surprise is not None:
         raise ValueError("choose temporal ensembling or adaptive chunking, not both")
+    if cfg.adapt_steps and (regime not in (Deployment.CHUNKED, Deployment.OPEN_LOOP) or cfg.surprise is not None):
+        raise ValueError("test-time adaptation (--adapt-steps) adapts before the replans of chunked or open-loop "
+                         "deployment at a fixed K; drop --surprise or choose --deployment chunked")
     if regime is Deployment.INTERACTIVE and model.coupling.has_future_stream:
         # Imagine the next observation; the real one then replaces it.
         inference = model.inference(future="predict", base=inference)
@@ -69,8 +84,12 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
         return _single_step(model, cfg, seed, regime, inference)
     if cfg.surprise is not None:
         return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode, inference=inference)
-    policy = ChunkedPolicy(model, cfg.n_action_steps if fixed is None else fixed, seed, cfg.ensemble, cfg.decode,
-                           inference)
+    k = cfg.n_action_steps if fixed is None else fixed
+    if cfg.adapt_steps:
+        policy: Policy = AdaptingPolicy(model, Adaptation(cfg.adapt_steps, cfg.adapt_lr, cfg.adapt_windows), k, seed,
+                                        cfg.ensemble, cfg.decode, inference)
+    else:
+        policy = ChunkedPolicy(model, k, seed, cfg.ensemble, cfg.decode, inference)
     policy.regime = regime.value
     return policy
 
@@ -86,4 +105,5 @@ def _single_step(model: WorldActionModel, cfg: DeploymentConfig, seed: int, regi
     return policy
 
 
-__all__ = ["AdaptivePolicy", "ChunkedPolicy", "DeploymentConfig", "Policy", "StreamingPolicy", "make_policy"]
+__all__ = ["AdaptingPolicy", "AdaptivePolicy", "ChunkedPolicy", "DeploymentConfig", "Policy", "StreamingPolicy",
+           "make_policy"]

@@ -1,7 +1,8 @@
 """What every deployment policy shares: the observation history, timed model calls and the regime record.
 
 A policy is gymnasium-facing in LeRobot's shape: ``reset()`` at episode start, ``select_action(observation) ->
-action``. It owns timing (every model call is measured) and never changes weights.
+action``. It owns timing (every model call is measured) and never changes the loaded model (an adapting policy,
+``wam.deployment.adaptation``, trains a copy of its own).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ import numpy as np
 from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.deployment import DeploymentConfig
 from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
 from wam.envs.variation import LEVELS, MIDDLE
 from wam.eval import run_eval
@@ -56,8 +57,10 @@ from wam.presets.recipes import (
     changes_collection,
     collect_shift,
     collect_suite,
+    deploy_overrides,
     model_overrides,
     parse_entry,
+    trained_entry,
 )
 from wam.train.loop import TrainConfig, resolve_device, train
 
@@ -84,6 +87,10 @@ class Cell:
 
     def preset_dir(self, preset: str) -> Path:
         return self.root / preset if self.group is None else self.root / preset / f"seed-{self.seed}"
+
+    def run_dir(self, entry: str) -> Path:
+        """The trained run an entry evaluates: its own, or for deployment-only recipes the entry's without them."""
+        return self.preset_dir(trained_entry(entry)) / "run"
 
 
 @dataclass
@@ -232,9 +239,10 @@ def entry_data(cell: Cell, entry: str, suite: str) -> tuple[Path, str, str]:
     return name, collect_shift(recipes), collect_suite(recipes, suite)
 
 
-def train_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
-    """Train ``preset`` on the cell's data unless a finished run with the same settings exists; returns its train
-    summary."""
+def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
+    """Train ``entry`` on the cell's data unless a finished run with the same settings exists (an entry whose
+    recipes change only the deployment shares the run of the entry without them); returns its train summary."""
+    preset = trained_entry(entry)
     folder = cell.preset_dir(preset)
     run = folder / "run"
     settings_path, summary_path = folder / "bench_train.json", run / "train_summary.json"
@@ -266,17 +274,20 @@ def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
     return run_eval(ecfg)
 
 
-def _eval_config(cfg: BenchConfig, run: Path, tasks: str, episodes: int, out: Path, **kwargs: Any) -> EvalConfig:
-    """An evaluation of a preset's trained ``run`` under the bench's episode cap, device and Ray settings."""
-    return EvalConfig(run=run, tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
+def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes: int, out: Path,
+                 **kwargs: Any) -> EvalConfig:
+    """An evaluation of an entry's trained run, deployed as its recipes say, under the bench's episode cap, device
+    and Ray settings."""
+    return EvalConfig(run=cell.run_dir(entry), tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
-                      ray_workers=cfg.ray_workers, envs=cfg.envs, **kwargs)
+                      ray_workers=cfg.ray_workers, envs=cfg.envs,
+                      deploy=DeploymentConfig(**deploy_overrides(parse_entry(entry)[1])), **kwargs)
 
 
 def evaluate_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, dict[str, Any]]:
     """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
     folder = cell.preset_dir(preset)
-    return {task: _evaluate(_eval_config(cfg, folder / "run", task, cfg.episodes, folder / "eval" / task,
+    return {task: _evaluate(_eval_config(cfg, cell, preset, task, cfg.episodes, folder / "eval" / task,
                                          video=cfg.video))
             for task in cell.tasks.split(",")}
 
@@ -287,11 +298,11 @@ def screen_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     path = folder / "offline" / "offline_info.json"
     if path.exists():
         return json.loads(path.read_text())
-    return run_eval(_eval_config(cfg, folder / "run", cell.tasks, cfg.offline_demos, folder / "offline",
+    return run_eval(_eval_config(cfg, cell, preset, cell.tasks, cfg.offline_demos, folder / "offline",
                                  offline=True, data=cell.heldout))
 
 
-def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
+def sweep_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any] | None:
     """The fidelity-latency sweep of ``preset`` on the first task; its plot, titled with the preset, goes into the
     results."""
     from wam.eval.sweep import plot_sweep
@@ -304,13 +315,13 @@ def sweep_preset(cfg: BenchConfig, preset: str) -> dict[str, Any] | None:
         grid.append("future=skip,predict")
     if not grid:
         return None
-    sweep = run_eval(_eval_config(cfg, cfg.out / preset / "run", cfg.tasks.split(",")[0], cfg.sweep_episodes,
+    sweep = run_eval(_eval_config(cfg, cell, preset, cfg.tasks.split(",")[0], cfg.sweep_episodes,
                                   cfg.out / preset / "sweep", sweep=tuple(grid)))
     plot_sweep(sweep["points"], cfg.results / "sweeps" / preset / "sweep.png", preset)
     return sweep
 
 
-def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def probe_preset(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The five properties of ``preset`` (see wam.eval.properties), kept once computed."""
     from wam.data.lerobot import LeRobotDataset
     from wam.eval.properties import offline_properties, persistence
@@ -319,16 +330,16 @@ def probe_preset(cfg: BenchConfig, preset: str, heldout: Path, evals: dict[str, 
     path = out / "properties.json"
     if path.exists():
         return json.loads(path.read_text())
-    run, tasks = cfg.out / preset / "run", cfg.tasks.split(",")
-    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(heldout))
+    run, tasks = cell.run_dir(preset), cfg.tasks.split(",")
+    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(cell.heldout))
     probes["persistence"] = persistence(run, tasks[0], out / "dream", cfg.device)
-    probes["generalization"] = generalization_probe(cfg, run, tasks[:cfg.shift_tasks], evals, out)
+    probes["generalization"] = generalization_probe(cfg, cell, preset, tasks[:cfg.shift_tasks], evals, out)
     atomic_write_json(path, probes)
     return probes
 
 
-def generalization_probe(cfg: BenchConfig, run: Path, tasks: list[str], evals: dict[str, dict[str, Any]],
-                         out: Path) -> dict[str, Any]:
+def generalization_probe(cfg: BenchConfig, cell: Cell, preset: str, tasks: list[str],
+                         evals: dict[str, dict[str, Any]], out: Path) -> dict[str, Any]:
     """Success under each of the suite's factors of variation at its middle level, on those of ``tasks`` it
     applies to, against the unshifted success of the main evaluation on the same seeds; ``relative`` is the mean
     shifted success over the unshifted (the generalization benchmark measures every level, wider)."""
@@ -340,7 +351,7 @@ def generalization_probe(cfg: BenchConfig, run: Path, tasks: list[str], evals: d
         if applies != tasks:  # a factor that cannot shift every probed task would compare other tasks
             continue
         spec = f"{name}={MIDDLE}"
-        info = _evaluate(_eval_config(cfg, run, ",".join(tasks), cfg.shift_episodes, out / f"shift-{name}",
+        info = _evaluate(_eval_config(cfg, cell, preset, ",".join(tasks), cfg.shift_episodes, out / f"shift-{name}",
                                       shift=spec))
         success[spec] = info["aggregated"]["pc_success"] / 100
         shifts[spec] = f"{factor.description}, {factor.levels[MIDDLE]}"
@@ -368,10 +379,8 @@ def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     folder = cell.preset_dir(preset)
-    run = folder / "run"
-    ecfg = EvalConfig(run=run, tasks=cell.tasks, episodes=1, out=folder / "timing", max_steps=cfg.max_steps,
-                      device=cfg.device)  # type: ignore[arg-type]
-    runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, run / "model"))
+    ecfg = _eval_config(cfg, cell, preset, cell.tasks, 1, folder / "timing")
+    runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, ecfg.run / "model"))
     load_before = os.getloadavg()
     latencies: list[float] = []
     calls, steps = [], []
@@ -566,15 +575,16 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         summary = train_preset(cfg, preset, cell)
         evals = evaluate_preset(cfg, preset, cell)
         offline = screen_preset(cfg, preset, cell)
-        properties = probe_preset(cfg, preset, cell.heldout, evals)
-        sweep = sweep_preset(cfg, preset) if preset in cfg.sweep_presets else None
+        properties = probe_preset(cfg, preset, cell, evals)
+        sweep = sweep_preset(cfg, preset, cell) if preset in cfg.sweep_presets else None
         pending.append((preset, summary, evals, offline, properties, sweep))
     print("--- timing every preset, one after another", flush=True)
     for preset, summary, evals, offline, properties, sweep in pending:
         rows.append({**leaderboard_row(preset, summary, evals, offline, properties, time_preset(cfg, preset, cell)),
                      "sweep": None if sweep is None else sweep["points"]})
-        board_evaluation(cfg.out / preset / "run" / "tensorboard" / "eval", summary["steps"], rows[-1])
-        curves[preset] = [json.loads(line) for line in (cfg.out / preset / "run" / "train_log.jsonl").open()]
+        deployed = "".join(SEPARATOR + r.name for r in parse_entry(preset)[1] if r.deployment_only)
+        board_evaluation(cell.run_dir(preset) / "tensorboard" / f"eval{deployed}", summary["steps"], rows[-1])
+        curves[preset] = [json.loads(line) for line in (cell.run_dir(preset) / "train_log.jsonl").open()]
     board = {
         "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
         "suite": cfg.suite, "tasks": cfg.tasks.split(","),
@@ -737,7 +747,7 @@ def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[
         for level in LEVELS:
             spec = f"{name}={level}"
             print(f"    {preset} under {spec}: {per_task} episodes on each of {len(applies)} tasks", flush=True)
-            info = _evaluate(_eval_config(cfg, folder / "run", ",".join(applies), per_task,
+            info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,
                                           folder / "shifts" / f"{name}-{level}", shift=spec))
             twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
             episodes = info["per_episode"]

@@ -63,7 +63,7 @@ class EvalConfig(CheckedOptions):
     sweep: tuple[str, ...] = ()
     """Evaluate a grid of operating points instead of one, e.g. --sweep inference-steps=2,5,10 n-action-steps=4,8
     (dials: inference-steps, future, future-horizon, n-action-steps, deployment, ensemble, surprise, decode,
-    kv-cache); writes sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
+    kv-cache, adapt-steps); writes sweep.json and sweep.png (success against latency) into --out. See wam.eval.sweep."""
     planner: PlannerOverrides = field(default_factory=PlannerOverrides)
     """Rollout models: change the search at evaluation time (the weights stay)."""
     offline: bool = False
@@ -105,6 +105,7 @@ DIALS: dict[str, tuple[str, bool, Any]] = {
     "surprise": ("surprise", True, float),
     "decode": ("decode", True, lambda v: _FLAG[v.lower()]),
     "kv-cache": ("kv_cache", True, lambda v: _FLAG[v.lower()]),
+    "adapt-steps": ("adapt_steps", True, int),
 }
 
 

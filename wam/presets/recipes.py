@@ -1,7 +1,9 @@
-"""Training recipes: named changes to how any preset is trained, measured side by side with the plain preset.
+"""Recipes: named changes to how any preset is trained or deployed, measured side by side with the plain preset.
 
 A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization, or
-in a variant of the bench's suite that adds a camera) or the model's training (augmentation), never the 4-tuple.
+in a variant of the bench's suite that adds a camera), the model's training (augmentation) or its deployment
+(test-time adaptation), never the 4-tuple. An entry whose recipes change only the deployment trains nothing of its
+own: it evaluates the run of the entry without them.
 ``wam bench --presets vla vla+colour-jitter`` trains and evaluates both in one run; the leaderboard row of an
 entry names its recipes. The levers of the generalization benchmark (docs/generalization.md) are recipes, so that
 what wins can be kept as one.
@@ -26,6 +28,13 @@ class Recipe:
     it and is evaluated in it. None: the bench's suite."""
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
+    deploy: dict[str, Any] = field(default_factory=dict)
+    """``DeploymentConfig`` fields the recipe sets for every evaluation (test-time adaptation)."""
+
+    @property
+    def deployment_only(self) -> bool:
+        """Whether the recipe changes the deployment alone (so the entry shares the run trained without it)."""
+        return bool(self.deploy) and not self.model and not changes_collection(self)
 
 
 APPEARANCE_UP_TO_MEDIUM = "camera=up-to-medium,lighting=up-to-medium,colour=up-to-medium,distractors=up-to-medium"
@@ -40,6 +49,10 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
+    Recipe("test-time-adaptation", "before every replan, one Adam step (lr 1e-4) of the model's own future loss "
+           "on its observation encoder, over the 8 newest windows whose future the episode has shown; every episode "
+           "starts from the trained weights (models with an observed future stream only)",
+           deploy={"adapt_steps": 1}),
 )
 RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
 """Recipe name -> recipe; one entry per recipe."""
@@ -77,12 +90,28 @@ def changes_collection(recipe: Recipe) -> bool:
     return recipe.collect_shift != "none" or recipe.collect_suite is not None
 
 
+def trained_entry(entry: str) -> str:
+    """The entry whose trained run ``entry`` evaluates: ``entry`` without its deployment-only recipes."""
+    preset, recipes = parse_entry(entry)
+    return SEPARATOR.join([preset, *(r.name for r in recipes if not r.deployment_only)])
+
+
 def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
     """The ``ModelConfig`` fields these recipes set (a field set by two recipes is refused)."""
+    return _overrides(recipes, "model")
+
+
+def deploy_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
+    """The ``DeploymentConfig`` fields these recipes set (a field set by two recipes is refused)."""
+    return _overrides(recipes, "deploy")
+
+
+def _overrides(recipes: tuple[Recipe, ...], kind: str) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for recipe in recipes:
-        clash = set(overrides) & set(recipe.model)
+        fields = getattr(recipe, kind)
+        clash = set(overrides) & set(fields)
         if clash:
             raise ValueError(f"recipes set {', '.join(sorted(clash))} twice")
-        overrides.update(recipe.model)
+        overrides.update(fields)
     return overrides

@@ -1,0 +1,134 @@
+"""Test-time adaptation: a chunked policy that keeps training its world model's own objective during the episode.
+
+Under a declared shift (a moved camera, other light) the observation encoder sees images unlike its training data.
+The frames the robot has already seen carry a training signal that needs no action labels: the loss of the future
+streams (``WorldActionModel.video_loss``, ``p(s | c)``) on windows whose future the episode has already shown.
+Before every replan the policy takes a few gradient steps of that loss on the observation encoder of its own copy
+of the model, then acts with the adapted encoder: Hansen et al. 2021 ("Self-Supervised Policy Adaptation during
+Deployment") with the world model's prediction loss in place of their inverse-dynamics head, and what a design
+with a future stream can do that a VLA cannot. Every episode starts again from the trained weights (episodic
+adaptation), so episodes stay independent and reproducible from their seeds; the loaded model is never changed.
+
+A model can adapt when it learns from action-free video (a future stream its coupling models without the action)
+and every future target is an observation a deployed robot sees: substrates trained on simulator ground truth or on
+codes cached from the training data cannot. The time spent adapting counts in the latency of the call it precedes.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from wam.deployment.chunked import ChunkedPolicy
+from wam.model import InferenceConfig, WorldActionModel
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How an episode adapts: ``steps`` Adam steps at ``lr`` before every replan, each over the ``windows`` newest
+    windows whose future has been observed."""
+
+    steps: int
+    lr: float
+    windows: int
+
+
+def adaptation_refusal(model: WorldActionModel) -> str | None:
+    """Why ``model`` cannot adapt at test time (None when it can)."""
+    if not model.learns_from_video:
+        return (f"its future loss needs what a deployed robot does not have: substrate {model.config.spec.substrate!r} "
+                f"with coupling {model.config.spec.coupling.value!r} does not learn from action-free frames (a VLA "
+                "predicts no future; a forward model p(s | c, a) needs the action labels)")
+    unseen = [k for k in model.future_keys if k not in model.observation_keys and k not in model.coupling.label_keys]
+    if unseen:
+        return (f"its future targets {', '.join(unseen)} are simulator ground truth or codes cached from the training "
+                "data, not observations")
+    return None
+
+
+class AdaptingPolicy(ChunkedPolicy):
+    """Chunked deployment with episodic test-time adaptation of the observation encoder (see the module)."""
+
+    def __init__(self, model: WorldActionModel, adaptation: Adaptation, n_action_steps: int | None = None,
+                 seed: int = 0, ensemble: float | None = None, decode: bool = False,
+                 inference: InferenceConfig | None = None):
+        why = adaptation_refusal(model)
+        if why is not None:
+            raise ValueError(f"this model cannot adapt at test time: {why}")
+        own = copy.deepcopy(model).requires_grad_(False)  # the loaded model stays as trained
+        own.encoder.requires_grad_(True)
+        self.adaptation = adaptation
+        self._trained = {k: v.detach().clone() for k, v in own.encoder.state_dict().items()}
+        self._seed = seed
+        super().__init__(own, n_action_steps, seed, ensemble, decode, inference)
+        self.batchable = False  # every episode adapts its own weights
+        self.adaptation_losses: list[float] = []  # the future loss on each call's windows before its first step
+
+    def knobs(self) -> dict[str, Any]:
+        loss = float(np.mean(self.adaptation_losses)) if self.adaptation_losses else None
+        return {**super().knobs(), "adaptation": {"steps": self.adaptation.steps, "lr": self.adaptation.lr,
+                                                  "windows": self.adaptation.windows, "mean_future_loss": loss}}
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        if seed is not None:
+            self._seed = seed
+        self.model.encoder.load_state_dict(self._trained)
+        self._optimizer = torch.optim.Adam(self.model.encoder.parameters(), lr=self.adaptation.lr)
+        self._frames: list[dict[str, np.ndarray]] = []
+
+    def needs_next_image(self) -> bool:
+        return True  # every frame is a future of some window
+
+    def select_action(self, observation: dict[str, Any]) -> np.ndarray:
+        self._frames.append({k: np.asarray(observation[k]) for k in self.model.observation_keys})
+        self._task = observation["task"]
+        return super().select_action(observation)
+
+    def _plan(self) -> np.ndarray:
+        start = time.perf_counter()
+        self._adapt()
+        spent = time.perf_counter() - start
+        actions = super()._plan()
+        self.call_latencies[-1] += spent  # adapting is part of what this call costs the robot
+        return actions
+
+    def _windows(self) -> dict[str, Any] | None:
+        """The newest windows (history, observed future) of the episode so far, as ``WindowDataset(video=True)``
+        lays them out; None before any future has been observed."""
+        offsets, n_obs = self.model.config.future_offsets, self.model.config.n_obs
+        newest = len(self._frames) - 1 - max(offsets)
+        if newest < 0:
+            return None
+        anchors = range(max(0, newest - self.adaptation.windows + 1), newest + 1)
+        batch: dict[str, Any] = {"task": [self._task] * len(anchors)}
+        for key in self.model.observation_keys:
+            # The history repeats the first frame before the episode's start, as the training windows do.
+            batch[key] = torch.from_numpy(np.stack([np.stack([self._frames[max(0, s - i)][key]
+                                                              for i in reversed(range(n_obs))]) for s in anchors]))
+            batch[f"future.{key}"] = torch.from_numpy(np.stack([np.stack([self._frames[s + k][key] for k in offsets])
+                                                                for s in anchors]))
+        return batch
+
+    def _adapt(self) -> None:
+        batch = self._windows()
+        if batch is None or not self.adaptation.steps:
+            return
+        devices = [self.model.device] if self.model.device.type == "cuda" else []
+        first = None
+        # The loss's own draws (diffusion noise and times) come from a stream seeded by the episode and step alone,
+        # so an adapted episode does not depend on what ran before it or beside it.
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            torch.manual_seed((self._seed << 16) + self._step)
+            for _ in range(self.adaptation.steps):
+                loss, _ = self.model.video_loss(batch)
+                self._optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self._optimizer.step()
+                first = loss.detach() if first is None else first
+        self.adaptation_losses.append(float(first))
