@@ -55,6 +55,13 @@ def test_lockstep_evaluation_gives_the_one_at_a_time_outcomes(runs, tmp_path, na
     assert infos[4]["config"]["envs"] == 4
 
 
+def test_a_batched_evaluation_may_leave_the_timing_to_its_caller(runs, tmp_path):
+    """``wam bench`` times every preset in its own pass, so its evaluations skip the episode timed alone."""
+    info = run_closed_loop(EvalConfig(run=runs["fast-wam"], tasks=TASKS, episodes=2, max_steps=20, envs=4,
+                                      time_alone=False, out=tmp_path))
+    assert info["budget"]["episodes_per_call"] > 1 and "latency_timed_alone" not in info["budget"]
+
+
 def test_a_planner_that_searches_around_its_last_plan_runs_one_episode_at_a_time(runs, tmp_path):
     stderr = io.StringIO()
     cfg = EvalConfig(run=runs["world-model-mpc"], tasks=TASKS, episodes=2, max_steps=10, envs=4, out=tmp_path)

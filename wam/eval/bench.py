@@ -280,7 +280,7 @@ def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes:
     and Ray settings."""
     return EvalConfig(run=cell.run_dir(entry), tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
-                      ray_workers=cfg.ray_workers, envs=cfg.envs,
+                      ray_workers=cfg.ray_workers, envs=cfg.envs, time_alone=False,  # time_preset times it
                       deploy=DeploymentConfig(**deploy_overrides(parse_entry(entry)[1])), **kwargs)
 
 

@@ -56,6 +56,10 @@ class EvalConfig(CheckedOptions):
     needs an action at a tick. Success and steps equal one-at-a-time evaluation's (--envs 1) for the same seeds,
     rewards to float precision; the latency per call is then that of the shared call (eval_info's budget says how
     many episodes each call served)."""
+    time_alone: bool = True
+    """After a batched evaluation (--envs > 1), run the first episode again alone and take the budget's latency and
+    feasibility from it: a shared call takes longer than one robot would wait. `wam bench` turns it off, since its
+    own timing pass measures every preset's latency."""
     seed: Annotated[int, Ge(0)] = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
     deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)

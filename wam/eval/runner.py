@@ -48,7 +48,7 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
     start = time.perf_counter()
     records, policy, rows_per_call = run_episodes(cfg, model, inference, jobs)
     wall = time.perf_counter() - start
-    alone = time_one_robot(cfg, model, inference, jobs[0]) if rows_per_call > 1 else None
+    alone = time_one_robot(cfg, model, inference, jobs[0]) if rows_per_call > 1 and cfg.time_alone else None
     info = eval_info(cfg, model, policy, suite, tasks, records, wall=wall, rows_per_call=rows_per_call, alone=alone)
     atomic_write_json(Path(cfg.out) / "eval_info.json", info)
     return info
