@@ -1,6 +1,7 @@
-"""Test-time adaptation on real models in real MetaWorld episodes: the future loss on the episode's own windows falls,
-the loaded model never changes, every episode starts from the trained weights (so outcomes do not depend on the
-order or the batching of episodes), and models that cannot adapt are refused with the reason."""
+"""Test-time adaptation on real models in real MetaWorld episodes: the objective (future or inverse dynamics) on the
+episode's own windows falls, the windows hold what the episode showed and did, the loaded model never changes,
+every episode starts from the trained weights (so outcomes do not depend on the order or the batching of
+episodes), and models that cannot adapt are refused with the reason."""
 
 from __future__ import annotations
 
@@ -49,20 +50,27 @@ def run_steps(policy, steps: int, seed: int = 7) -> None:
     env.close()
 
 
-def test_adaptation_lowers_the_future_loss_and_leaves_the_loaded_model_as_trained(flare):
+@pytest.mark.parametrize("objective", ["future", "inverse"])
+def test_adaptation_lowers_its_loss_and_leaves_the_loaded_model_as_trained(flare, objective):
     trained = weights(flare)
-    policy = AdaptingPolicy(flare, Adaptation(steps=1, lr=1e-3, windows=8), seed=0)
-    run_steps(policy, 40)  # replans at 0, 8, ..., 32: futures (8, 16) observed from step 16 on
+    policy = AdaptingPolicy(flare, Adaptation(steps=1, lr=1e-3, windows=8, objective=objective), seed=0)
+    run_steps(policy, 40)  # replans at 0, 8, ..., 32: futures (8, 16) observed and chunks of 16 executed from 16 on
     assert len(policy.adaptation_losses) == 3
-    batch = policy._windows()
+    batch = policy._windows()  # after 40 steps: the newest window is at step 23, its last future at 39
+    assert batch["observation.state"].shape[:2] == (8, flare.config.n_obs)
+    np.testing.assert_array_equal(batch["future.observation.state"][-1, -1], policy._frames[39]["observation.state"])
+    np.testing.assert_array_equal(batch["observation.state"][-1, -1], policy._frames[23]["observation.state"])
+    if objective == "inverse":
+        np.testing.assert_array_equal(batch["action"][-1], np.stack(policy._actions[23:39]))
+    loss_of = policy.model.video_loss if objective == "future" else policy.model.inverse_loss
 
     def loss() -> float:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(0)
-            return float(policy.model.video_loss(batch)[0])
+            return float(loss_of(batch)[0])
 
     before = loss()
-    policy.adaptation = Adaptation(steps=20, lr=1e-3, windows=8)
+    policy.adaptation = Adaptation(steps=20, lr=1e-3, windows=8, objective=objective)
     policy._adapt()
     assert loss() < 0.9 * before
     assert all(torch.equal(v, trained[k]) for k, v in flare.state_dict().items())  # the loaded model: untouched
@@ -86,18 +94,20 @@ def test_adapted_episodes_do_not_depend_on_order_or_batching(vision_data, flare,
     np.testing.assert_allclose(last["per_episode"][0]["sum_reward"], rewards[2], rtol=1e-5)
     assert one["budget"]["episodes_per_call"] == many["budget"]["episodes_per_call"] == 1.0  # never batched
     adaptation = one["model"]["deployment"]["adaptation"]
-    assert (adaptation["steps"], adaptation["lr"], adaptation["windows"]) == (2, 1e-3, 8)
-    assert adaptation["mean_future_loss"] > 0
+    assert (adaptation["steps"], adaptation["lr"], adaptation["windows"], adaptation["objective"]) == (2, 1e-3, 8,
+                                                                                                      "future")
+    assert adaptation["mean_loss"] > 0
     plain = run_closed_loop(EvalConfig(out=tmp_path / "plain", envs=1, **{**common, "deploy": DeploymentConfig()}))
     assert [e["sum_reward"] for e in plain["per_episode"]] != rewards  # adapting changed what the robot did
 
 
-@pytest.mark.parametrize("preset, reason", [("vla", "a VLA predicts no future"),
-                                            ("world-model-mpc", "needs the action labels"),
-                                            ("uwm", "cached from the training data")])
-def test_models_that_cannot_adapt_are_refused(ds, preset, reason):
+@pytest.mark.parametrize("preset, objective, reason", [
+    ("vla", "future", "predicts no future"), ("world-model-mpc", "future", "needs the action labels"),
+    ("uwm", "future", "cached from the training data"), ("world-model-mpc", "inverse", "no inverse dynamics"),
+    ("gr-1", "inverse", "generates the action before the future")])
+def test_models_that_cannot_adapt_are_refused(ds, preset, objective, reason):
     with pytest.raises(ValueError, match=reason):
-        make_policy(small(ds, preset), DeploymentConfig(adapt_steps=1))
+        make_policy(small(ds, preset), DeploymentConfig("chunked", adapt_steps=1, adapt_objective=objective))
 
 
 def test_adaptation_needs_a_fixed_replanning_period(flare):

@@ -354,12 +354,12 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
 
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):
-    """``fast-wam+test-time-adaptation`` trains nothing: it evaluates fast-wam's run, deployed with adaptation,
+    """``fast-wam+test-time-future`` trains nothing: it evaluates fast-wam's run, deployed with adaptation,
     into its own folder."""
     from wam.eval.bench import BenchConfig, evaluate_preset, train_preset
     from wam.presets.recipes import trained_entry
 
-    entry = "fast-wam+test-time-adaptation"
+    entry = "fast-wam+test-time-future"
     assert trained_entry(entry) == "fast-wam" and trained_entry("vla+randomized") == "vla+randomized"
     root, _ = bench
     shutil.copytree(root / "out", tmp_path / "out")

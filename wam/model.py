@@ -441,6 +441,17 @@ class WorldActionModel(nn.Module):
             return f"its substrate {spec.substrate!r} is read from the trunk, not given to it"
         return None
 
+    def inverse_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The loss of the inverse dynamics ``p(a | c, s)`` on labelled windows: each window's action chunk beside
+        its clean future frames (``wam.deployment.adaptation`` trains the encoder on it at test time)."""
+        why = self.inverse_refusal()
+        if why is not None:
+            raise SpecError(f"this model has no inverse dynamics: {why}")
+        obs, futures = self.targets(batch)
+        action = self.normalizer.normalize("action", batch["action"].to(self.device))
+        losses = self.coupling.inverse_loss(self.backbone, self.encoder(obs, batch["task"]), action, futures)
+        return sum(losses.values()), {f"loss/inverse/{k}": v.detach() for k, v in losses.items()}
+
     @torch.no_grad()
     def inverse(self, batch: dict[str, Any], generator: torch.Generator | None = None,
                 inference: InferenceConfig | None = None) -> torch.Tensor:

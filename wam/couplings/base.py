@@ -82,6 +82,12 @@ class BaseCoupling(nn.Module):
         ``infers_actions``)."""
         raise NotImplementedError(f"{type(self).__name__} has no inverse dynamics")
 
+    def inverse_loss(self, backbone, context: torch.Tensor, action: torch.Tensor,
+                     futures: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Loss parts of the inverse dynamics ``p(a | c, s)``: the action chunk (normalized) beside the clean futures
+        it led to (only where ``infers_actions``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no inverse dynamics")
+
     def act(self, backbone, context: torch.Tensor, call: Call, generator: torch.Generator | None = None,
             task: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The action chunk (normalized) and whatever futures were generated on the way; ``task`` (indices into

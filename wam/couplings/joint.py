@@ -67,6 +67,9 @@ class Joint(BaseCoupling):
         # future (a serial backbone must place the action after the future: WorldActionModel.inverse checks).
         return self._actor(backbone).sample(context, (ACTION,), call.steps, given=futures, generator=generator)[ACTION]
 
+    def inverse_loss(self, backbone, context, action, futures):
+        return self._actor(backbone).loss(context, {ACTION: action}, futures)  # the futures given clean
+
     def act(self, backbone, context, call, generator=None, task=None):
         if call.future == "skip":
             return backbone.sample(context, (ACTION,), call.steps, generator=generator)[ACTION], {}

@@ -57,6 +57,9 @@ class DeploymentConfig:
     """Test-time adaptation: Adam learning rate."""
     adapt_windows: Annotated[int, Ge(1)] = 8
     """Test-time adaptation: the newest windows with an observed future that each step trains on."""
+    adapt_objective: Literal["future", "inverse"] = "future"
+    """Test-time adaptation: the future streams' loss p(s | c), or the inverse dynamics p(a | c, s) of the executed
+    actions beside the future they led to."""
 
 
 def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None, seed: int = 0,
@@ -86,7 +89,8 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
         return AdaptivePolicy(model, cfg.n_action_steps, seed, cfg.surprise, decode=cfg.decode, inference=inference)
     k = cfg.n_action_steps if fixed is None else fixed
     if cfg.adapt_steps:
-        policy: Policy = AdaptingPolicy(model, Adaptation(cfg.adapt_steps, cfg.adapt_lr, cfg.adapt_windows), k, seed,
+        policy: Policy = AdaptingPolicy(model, Adaptation(cfg.adapt_steps, cfg.adapt_lr, cfg.adapt_windows,
+                                                              cfg.adapt_objective), k, seed,
                                         cfg.ensemble, cfg.decode, inference)
     else:
         policy = ChunkedPolicy(model, k, seed, cfg.ensemble, cfg.decode, inference)

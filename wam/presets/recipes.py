@@ -49,10 +49,12 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
-    Recipe("test-time-adaptation", "before every replan, one Adam step (lr 1e-4) of the model's own future loss "
-           "on its observation encoder, over the 8 newest windows whose future the episode has shown; every episode "
-           "starts from the trained weights (models with an observed future stream only)",
-           deploy={"adapt_steps": 1}),
+    Recipe("test-time-future", "test-time adaptation: before every replan, one Adam step (lr 1e-4) of the model's "
+           "own future loss p(s | c) on its observation encoder, over the 8 newest windows whose future the episode "
+           "has shown; every episode starts from the trained weights", deploy={"adapt_steps": 1}),
+    Recipe("test-time-inverse", "test-time adaptation as test-time-future, with the inverse dynamics p(a | c, s) of "
+           "the executed action chunks beside the futures they led to as the objective (Hansen et al. 2021's PAD)",
+           deploy={"adapt_steps": 1, "adapt_objective": "inverse"}),
 )
 RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
 """Recipe name -> recipe; one entry per recipe."""
