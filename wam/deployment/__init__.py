@@ -50,9 +50,10 @@ class DeploymentConfig:
     decode: bool = False
     """Chunked: also decode the predicted future to pixels at every call (what a render-and-decode model pays)."""
     adapt_steps: Annotated[int, Ge(0)] = 0
-    """Chunked and open-loop: test-time adaptation, this many gradient steps of the model's own future loss on its
-    observation encoder before every replan, over the episode's frames so far; each episode starts from the trained
-    weights (0: off). Models that learn from action-free video only (wam.deployment.adaptation)."""
+    """Chunked and open-loop: test-time adaptation, this many gradient steps of the model's own objective
+    (--adapt-objective) on its observation encoder before every replan, over the episode's frames and actions so
+    far; each episode starts from the trained weights (0: off). World models whose future a robot observes only
+    (wam.deployment.adaptation)."""
     adapt_lr: Annotated[float, Gt(0)] = 1e-4
     """Test-time adaptation: Adam learning rate."""
     adapt_windows: Annotated[int, Ge(1)] = 8

@@ -63,7 +63,8 @@ class EvalConfig(CheckedOptions):
     seed: Annotated[int, Ge(0)] = 0
     """Offset into the evaluation seeds (episode j of a task uses seed EVAL_SEED_BASE + seed + j)."""
     deploy: tyro.conf.OmitArgPrefixes[DeploymentConfig] = field(default_factory=DeploymentConfig)
-    """Deployment regime and its dials (K, temporal ensembling, adaptive surprise threshold, KV cache, decode)."""
+    """Deployment regime and its dials (K, temporal ensembling, adaptive surprise threshold, KV cache, decode,
+    test-time adaptation)."""
     sweep: tuple[str, ...] = ()
     """Evaluate a grid of operating points instead of one, e.g. --sweep inference-steps=2,5,10 n-action-steps=4,8
     (dials: inference-steps, future, future-horizon, n-action-steps, deployment, ensemble, surprise, decode,
