@@ -315,7 +315,7 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     recipe's shift; a second camera's on a collection in the suite variant that has it; an augmentation recipe sets
     its model fields; each is named in the training settings."""
     from wam.data.lerobot import LeRobotDataset
-    from wam.eval.bench import BenchConfig, collect_cell, entry_data, train_preset
+    from wam.eval.bench import BenchConfig, collect_cell, entry_data, screen_preset, train_preset
     from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, parse_entry
 
     with pytest.raises(ValueError, match="unknown recipe"):
@@ -343,6 +343,9 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     wrist = entry_data(cell, "vla+wrist-camera", cfg.suite)
     assert wrist == (tmp_path / "out/data+wrist-camera", "none", "metaworld-wrist")
     train_preset(cfg, "vla+wrist-camera", cell)
+    # Its offline screens read held-out demonstrations with both cameras, collected in the variant.
+    assert screen_preset(cfg, "vla+wrist-camera", cell)["offline"]["action_mse_executed"] >= 0
+    assert (tmp_path / "out/heldout+metaworld-wrist/meta/info.json").exists()
     config = json.loads((cell.preset_dir("vla+wrist-camera") / "run/model/config.json").read_text())
     assert config["suite"] == "metaworld-wrist"
     assert list(config["observation_shapes"]) == ["observation.images.corner2", "observation.images.gripperPOV",

@@ -239,6 +239,14 @@ def entry_data(cell: Cell, entry: str, suite: str) -> tuple[Path, str, str]:
     return name, collect_shift(recipes), collect_suite(recipes, suite)
 
 
+def entry_heldout(cell: Cell, entry: str, suite: str) -> tuple[Path, str]:
+    """The held-out demonstrations an entry's offline screens read, and the suite they are collected in: the
+    cell's, or the same seeds in the suite variant the entry's recipes train in (its model reads that variant's
+    cameras)."""
+    variant = collect_suite(parse_entry(entry)[1], suite)
+    return (cell.heldout, suite) if variant == suite else (cell.heldout.with_name(f"heldout+{variant}"), variant)
+
+
 def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
     """Train ``entry`` on the cell's data unless a finished run with the same settings exists (an entry whose
     recipes change only the deployment shares the run of the entry without them); returns its train summary."""
@@ -299,7 +307,7 @@ def screen_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
     return run_eval(_eval_config(cfg, cell, preset, cell.tasks, cfg.offline_demos, folder / "offline",
-                                 offline=True, data=cell.heldout))
+                                 offline=True, data=entry_heldout(cell, preset, cfg.suite)[0]))
 
 
 def sweep_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any] | None:
@@ -331,7 +339,7 @@ def probe_preset(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dic
     if path.exists():
         return json.loads(path.read_text())
     run, tasks = cell.run_dir(preset), cfg.tasks.split(",")
-    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(cell.heldout))
+    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(entry_heldout(cell, preset, cfg.suite)[0]))
     probes["persistence"] = persistence(run, tasks[0], out / "dream", cfg.device)
     probes["generalization"] = generalization_probe(cfg, cell, preset, tasks[:cfg.shift_tasks], evals, out)
     atomic_write_json(path, probes)
@@ -545,13 +553,16 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
 
 def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
     """The cell's demonstrations, those of its entries' recipes (the same seeds, under the recipes' randomized
-    factors) and the held-out demonstrations (resumable; nothing is recorded twice)."""
+    factors or in their suite variant) and the held-out demonstrations, also in each variant (resumable; nothing is
+    recorded twice)."""
     plain = (cell.data, "none", cfg.suite)
     for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in cfg.presets)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.demos, out=data,
                                   workers=cfg.workers, shift=shift))
-    run_collect(CollectConfig(tasks=cell.tasks, suite=cfg.suite, episodes=cfg.offline_demos, out=cell.heldout,
-                              workers=cfg.workers, seed=HELDOUT_SEED_BASE))
+    plain_heldout = (cell.heldout, cfg.suite)
+    for heldout, suite in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in cfg.presets)]):
+        run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.offline_demos, out=heldout,
+                                  workers=cfg.workers, seed=HELDOUT_SEED_BASE))
 
 
 def _command() -> str:
