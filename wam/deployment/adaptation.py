@@ -52,8 +52,8 @@ def adaptation_refusal(model: WorldActionModel, objective: str) -> str | None:
     if objective == "future" and not model.learns_from_video:
         return (f"substrate {model.config.spec.substrate!r} with coupling {model.config.spec.coupling.value!r} has no "
                 "future model without the action (a forward model p(s | c, a) needs the action labels)")
-    if objective == "inverse" and model.inverse_refusal() is not None:
-        return f"it has no inverse dynamics: {model.inverse_refusal()}"
+    if objective == "inverse" and (why := model.inverse_refusal()) is not None:
+        return f"it has no inverse dynamics: {why}"
     unseen = [k for k in model.future_keys if k not in model.observation_keys and k not in model.coupling.label_keys]
     if unseen:
         return (f"its future targets {', '.join(unseen)} are simulator ground truth or codes cached from the training "
