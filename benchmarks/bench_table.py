@@ -103,6 +103,8 @@ def shift_table(group: str, group_board: dict) -> None:
         print(f"| {spec} | {rows[0]['shifts'][spec]['episodes']} | "
               + " | ".join(kept(r["shifts"][spec]) for r in rows) + " |")
     summary = group_board["shift_summary"]
+    if summary is None:  # no middle-level cells
+        return
     print("\nLeast success kept at a factor's middle level: " + "; ".join(
         f"`{p}` {'–' if w['kept'] is None else format(w['kept'], '.2f')} ({w['shift']})"
         for p, w in summary["worst_kept_at_middle"].items()) + ".")

@@ -253,6 +253,8 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
                "--results", str(results), "--shift-factors"]
     assert main([*command, "fog"]) == 2
     assert "unknown factor(s) fog for --shift-factors" in capsys.readouterr().err
+    assert main([*command, "camera", "--shift-levels", "extreme"]) == 2
+    assert "unknown level(s) extreme for --shift-levels" in capsys.readouterr().err
     assert main([*command, "camera", "displacement"]) == 0
     board = json.loads((results / "leaderboard.json").read_text())
     assert board["protocol"]["name"] == "tiny" and board["protocol"]["seeds"] == [0, 1]
@@ -294,6 +296,11 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
     assert "| *scripted expert, same starts* | *25.0* |" in table
     assert "| camera=medium | 4 |" in table and "Beating `vla` under shift" in table
+    # the strong level alone: its cells are found done, and without a middle level there is no summary
+    assert main([*command, "camera", "--shift-levels", "strong"]) == 0
+    group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
+    assert set(group["rows"][0]["shifts"]) == {"camera=strong"} and group["shift_summary"] is None
+    assert 'id="shifts-quick"' in (results / "report.html").read_text()
 
 
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():

@@ -133,6 +133,9 @@ class BenchConfig(CheckedOptions):
     shift_factors: tuple[str, ...] = ()
     """Under a protocol with the generalization grid (--protocol generalization): the factors it evaluates, e.g.
     camera lighting; default: all the suite's (wam eval --list-shifts)."""
+    shift_levels: tuple[str, ...] = ()
+    """Under the generalization grid: the levels each factor is evaluated at, e.g. medium (the level the goals are
+    stated at; a third of the cells); default: weak medium strong."""
     sweep_presets: tuple[str, ...] = ("fast-wam", "unipi", "gigaworld-policy")
     """Presets (among those run) whose fidelity-latency curve the report shows: sampler steps 2/5/10, and the future
     skipped or predicted where the preset can skip it, on the first task."""
@@ -207,6 +210,10 @@ class BenchConfig(CheckedOptions):
         if unknown:
             raise OptionError(f"unknown factor(s) {', '.join(unknown)} for --shift-factors; the {suite.name} suite has: "
                               f"{', '.join(suite.factors) or 'none'}")
+        unknown = [level for level in self.shift_levels if level not in LEVELS]
+        if unknown:
+            raise OptionError(f"unknown level(s) {', '.join(unknown)} for --shift-levels; the levels are "
+                              f"{', '.join(LEVELS)}")
         return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
 
     def cells(self) -> list[Cell]:
@@ -726,6 +733,8 @@ def shift_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not rows or not rows[0].get("shifts"):
         return None
     middle = [spec for spec, c in rows[0]["shifts"].items() if c["level"] == MIDDLE]
+    if not middle:  # --shift-levels left the middle level out
+        return None
     worst = {}
     for r in rows:
         kept = {spec: r["shifts"][spec]["relative"] for spec in middle}
@@ -742,7 +751,7 @@ def shift_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]],
                cell_episodes: int) -> dict[str, dict[str, Any]]:
     """The generalization benchmark for one trained run: every factor of the suite (or of ``--shift-factors``) at
-    every level, evaluated on
+    every level (or those of ``--shift-levels``), evaluated on
     the cell's tasks it applies to with ``cell_episodes`` episodes or more, spread evenly over them (at most the
     main evaluation's episodes per task). Each cell's episodes run on the first seeds of the main evaluation, so
     each outcome is paired with the unshifted outcome from the same start: ``{spec: {factor, level, tasks,
@@ -755,7 +764,7 @@ def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[
         if not applies:
             continue
         per_task = min(-(-cell_episodes // len(applies)), cfg.episodes)
-        for level in LEVELS:
+        for level in [level for level in LEVELS if not cfg.shift_levels or level in cfg.shift_levels]:
             spec = f"{name}={level}"
             print(f"    {preset} under {spec}: {per_task} episodes on each of {len(applies)} tasks", flush=True)
             info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,

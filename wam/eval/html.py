@@ -295,14 +295,15 @@ unshifted {{ pct1(c.unshifted) }}{% if c.relative_ci95 %}; kept {{ "%.2f"|format
 {{ "%.2f"|format(c.relative_ci95[1]) }}{% endif %}">{{ "%.2f"|format(c.relative) if c.relative is not none else "–" }}
 <br><small>{{ pct(c.success) }}</small></td>{% endfor %}{% endfor %}</tr>
 {% endfor %}</table>
-{% set s = g.shift_summary %}<p id="shift-summary-{{ group }}">At every factor's middle level, the least success kept:
+{% set s = g.shift_summary %}{% if s %}
+<p id="shift-summary-{{ group }}">At every factor's middle level, the least success kept:
 {% for preset, w in s.worst_kept_at_middle.items() %}{{ preset }} {{ "%.2f"|format(w.kept) if w.kept is not none
 else "–" }} ({{ w.shift }}){{ "." if loop.last else "; " }}{% endfor %}
 {% if s.baseline %}{% set winners = s.beats_baseline.values()|sum(start=[]) %}{% if winners %}Beating {{ s.baseline }}'s
 shifted success with the 95 % intervals apart: {% for spec, names in s.beats_baseline.items() if names %}{{ spec }}:
 {{ names|join(", ") }}{{ "." if loop.last else "; " }}{% endfor %}{% else %}No entry beats {{ s.baseline }}'s shifted
 success at any factor's middle level with the 95 % intervals apart.{% endif %}{% else %}(The baseline is not
-among these entries: no comparison.){% endif %}</p>{% endif %}
+among these entries: no comparison.){% endif %}</p>{% endif %}{% endif %}
 {% if g.screen_correlations %}<p>Offline screens against success (Spearman over presets):
 {% for s, c in g.screen_correlations.items() %}{{ s }} {{ "%+.2f"|format(c.spearman) }} (n={{ c.presets }}){{ "" if loop.last
 else "; " }}{% endfor %}.</p>{% endif %}
