@@ -367,10 +367,17 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     """``fast-wam+test-time-future`` trains nothing: it evaluates fast-wam's run, deployed with adaptation,
     into its own folder."""
     from wam.eval.bench import BenchConfig, evaluate_preset, train_preset
+    from wam.options import OptionError
     from wam.presets.recipes import trained_entry
 
     entry = "fast-wam+test-time-future"
     assert trained_entry(entry) == "fast-wam" and trained_entry("vla+randomized") == "vla+randomized"
+    # A design that cannot deploy so is refused when the bench is configured, before anything trains.
+    with pytest.raises(OptionError, match="vla\\+test-time-future: this model cannot adapt at test time: a VLA"):
+        BenchConfig(quick=True, presets=("fast-wam", "vla+test-time-future"), out=tmp_path / "none").resolved()
+    with pytest.raises(OptionError, match="world-model-mpc\\+test-time-inverse: .* no inverse dynamics"):
+        BenchConfig(quick=True, presets=("world-model-mpc+test-time-inverse",), out=tmp_path / "none").resolved()
+    assert not (tmp_path / "none").exists()
     root, _ = bench
     shutil.copytree(root / "out", tmp_path / "out")
     cfg = BenchConfig(quick=True, presets=(entry,), out=tmp_path / "out", envs=1).resolved()

@@ -41,14 +41,15 @@ import numpy as np
 from annotated_types import Ge
 
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
-from wam.deployment import DeploymentConfig
-from wam.envs import DEFAULT_SUITE, check_suite_name, get_suite, resolve_tasks
+from wam.deployment import DeploymentConfig, make_policy
+from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
 from wam.envs.variation import LEVELS, MIDDLE
 from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
 from wam.eval.protocols import get_protocol
 from wam.io import atomic_write_json, config_dict
+from wam.model import WorldActionModel
 from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
 from wam.presets.recipes import (
@@ -62,13 +63,29 @@ from wam.presets.recipes import (
     parse_entry,
     trained_entry,
 )
-from wam.train.loop import TrainConfig, resolve_device, train
+from wam.train.loop import TrainConfig, model_config, resolve_device, train
 
 QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
              offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1, checkpoint_every=10,
              timing_calls=10)
 """The smoke-test scale of --quick: the suite's quick tasks (MetaWorld: two easy ones), a few demonstrations,
 episodes and training steps."""
+
+
+def deployment_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
+    """Why the deployment an entry's recipes ask for cannot deploy its preset (None when it can), found from the
+    design before anything is collected or trained: a fresh model of the preset on the suite's vision track."""
+    name, recipes = parse_entry(entry)
+    deploy = deploy_overrides(recipes)
+    if not deploy:
+        return None
+    features = suite.features("vision", suite.default_image_size)
+    model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
+    try:
+        make_policy(model, DeploymentConfig(**deploy))
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 @dataclass(frozen=True)
@@ -206,6 +223,9 @@ class BenchConfig(CheckedOptions):
                 raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which lacks "
                                   f"the {suite.name} tasks benched here")
             variant.check_shift(collect_shift(recipes), tasks)
+            why = deployment_refusal(entry, variant, tasks)
+            if why is not None:
+                raise OptionError(f"{entry}: {why}")
         unknown = [f for f in self.shift_factors if f not in suite.factors]
         if unknown:
             raise OptionError(f"unknown factor(s) {', '.join(unknown)} for --shift-factors; the {suite.name} suite has: "

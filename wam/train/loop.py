@@ -37,7 +37,7 @@ from wam.data import latent_actions
 from wam.data.lerobot import LeRobotDataset
 from wam.data.mixture import combine
 from wam.data.windows import WindowDataset
-from wam.envs import check_suite_name, get_suite
+from wam.envs import Suite, check_suite_name, get_suite
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import ModelConfig, WorldActionModel
 from wam.options import CheckedOptions, OptionError
@@ -211,21 +211,27 @@ def build_model(preset_name: str | None, dataset: LeRobotDataset, spec_overrides
                 **overrides: Any) -> WorldActionModel:
     """A fresh model of ``preset_name`` (None: the default sizes) shaped for ``dataset`` (inputs, vocabulary,
     normalization statistics)."""
-    observation_keys = [k for k in dataset.features if k.startswith("observation.")]
-    shapes = {k: list(dataset.features[k]["shape"]) for k in observation_keys}
-    suite = get_suite(dataset.suite)
-    vocabulary = sorted({w for task in dataset.tasks for w in suite.instruction(task).split()})
-    fields = {**(preset(preset_name) if preset_name else {}), "tasks": [suite.instruction(t) for t in dataset.tasks],
+    model = WorldActionModel(model_config(preset_name, dataset.features, dataset.tasks, get_suite(dataset.suite),
+                                          spec_overrides, **overrides))
+    model.normalizer.load_stats(dataset.stats)
+    return model
+
+
+def model_config(preset_name: str | None, features: dict[str, dict[str, Any]], tasks: list[str], suite: Suite,
+                 spec_overrides: dict[str, str] | None = None, **overrides: Any) -> ModelConfig:
+    """The configuration of a model of ``preset_name`` for data with these features of ``suite``'s ``tasks``: its
+    inputs, action size and vocabulary (what a dataset fixes; a benchmark checks an entry's design before it has
+    data)."""
+    shapes = {k: list(features[k]["shape"]) for k in features if k.startswith("observation.")}
+    vocabulary = sorted({w for task in tasks for w in suite.instruction(task).split()})
+    fields = {**(preset(preset_name) if preset_name else {}), "tasks": [suite.instruction(t) for t in tasks],
               "suite": suite.name, **overrides}
     if spec_overrides:
         fields["spec"] = WAMSpec(**{**fields.get("spec", WAMSpec()).to_dict(), **spec_overrides})
     if fields.get("spec", WAMSpec()).is_wam and not fields.get("future_offsets", True):
         fields.pop("future_offsets")  # a preset without a future (vla) given a substrate: use the default offsets
-    config = ModelConfig(observation_shapes=shapes, action_dim=dataset.features["action"]["shape"][0],
-                         vocabulary=vocabulary, **fields)
-    model = WorldActionModel(config)
-    model.normalizer.load_stats(dataset.stats)
-    return model
+    return ModelConfig(observation_shapes=shapes, action_dim=features["action"]["shape"][0], vocabulary=vocabulary,
+                       **fields)
 
 
 def check_compatible(model: WorldActionModel, dataset: LeRobotDataset) -> None:
