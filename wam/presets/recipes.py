@@ -29,7 +29,8 @@ class Recipe:
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
     deploy: dict[str, Any] = field(default_factory=dict)
-    """``DeploymentConfig`` fields the recipe sets for every evaluation (test-time adaptation)."""
+    """``DeploymentConfig`` fields the recipe sets for every evaluation (test-time adaptation), each written out so
+    that the recipe stays what its description says when the deployment defaults change."""
 
     @property
     def deployment_only(self) -> bool:
@@ -51,10 +52,11 @@ _RECIPES = (
            "at a random offset per sample", model={"augment_pad": 4}),
     Recipe("test-time-future", "test-time adaptation: before every replan, one Adam step (lr 1e-4) of the model's "
            "own future loss p(s | c) on its observation encoder, over the 8 newest windows whose future the episode "
-           "has shown; every episode starts from the trained weights", deploy={"adapt_steps": 1}),
+           "has shown; every episode starts from the trained weights",
+           deploy={"adapt_steps": 1, "adapt_lr": 1e-4, "adapt_windows": 8}),
     Recipe("test-time-inverse", "test-time adaptation as test-time-future, with the inverse dynamics p(a | c, s) of "
            "the executed action chunks beside the futures they led to as the objective (Hansen et al. 2021's PAD)",
-           deploy={"adapt_steps": 1, "adapt_objective": "inverse"}),
+           deploy={"adapt_steps": 1, "adapt_lr": 1e-4, "adapt_windows": 8, "adapt_objective": "inverse"}),
 )
 RECIPES: dict[str, Recipe] = {r.name: r for r in _RECIPES}
 """Recipe name -> recipe; one entry per recipe."""
