@@ -75,16 +75,21 @@ class AdaptingPolicy(ChunkedPolicy):
         self.adaptation = adaptation
         self._trained = {k: v.detach().clone() for k, v in own.encoder.state_dict().items()}
         self._seed = seed
+        self.adaptation_losses: list[float] = []  # the objective on each call's windows before its first step
+        self._episode_start = 0  # where the episode under way begins in adaptation_losses (reset moves it)
         super().__init__(own, n_action_steps, seed, ensemble, decode, inference)
         self.batchable = False  # every episode adapts its own weights
-        self.adaptation_losses: list[float] = []  # the objective on each call's windows before its first step
 
     def knobs(self) -> dict[str, Any]:
-        loss = float(np.mean(self.adaptation_losses)) if self.adaptation_losses else None
-        return {**super().knobs(), "adaptation": {**asdict(self.adaptation), "mean_loss": loss}}
+        return {**super().knobs(), "adaptation": asdict(self.adaptation)}
+
+    def episode_extras(self) -> dict[str, Any]:
+        losses = self.adaptation_losses[self._episode_start:]
+        return {"adaptation_loss": float(np.mean(losses)) if losses else None}
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
+        self._episode_start = len(self.adaptation_losses)
         if seed is not None:
             self._seed = seed
         self.model.encoder.load_state_dict(self._trained)

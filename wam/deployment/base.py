@@ -58,6 +58,10 @@ class Policy:
         """The regime and its settings, for ``eval_info.json`` (the model's knobs are ``self.inference``)."""
         return {"regime": self.regime}
 
+    def episode_extras(self) -> dict[str, Any]:
+        """What the policy measured in the episode under way, for the episode's record in ``eval_info.json``."""
+        return {}
+
     def reset(self, seed: int | None = None) -> None:
         """Start an episode; with ``seed``, its sampling no longer depends on the episodes before it (so episodes can
         run in any order or on other workers with the same outcome)."""

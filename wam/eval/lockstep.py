@@ -143,9 +143,11 @@ class EpisodeProgress:
         self.steps += 1
         return success or truncated
 
-    def record(self, latencies: list[float], peak_memory_mb: float, control_hz: float) -> dict[str, Any]:
-        """Outcome, model calls (``latencies``, seconds each) and the video (mp4 bytes) if frames were kept."""
-        return {"task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success),
+    def record(self, policy: Policy, peak_memory_mb: float, control_hz: float) -> dict[str, Any]:
+        """Outcome, model calls (seconds each, from ``policy``, which played the episode), what the policy measured
+        in it, and the video (mp4 bytes) if frames were kept."""
+        latencies = policy.call_latencies[self.calls_before:]
+        return {**policy.episode_extras(), "task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success),
                 "failure": None if self.success else self.failure, "steps": self.steps,
                 "model_calls": len(latencies), "sum_reward": float(np.sum(self.rewards)),
                 "max_reward": float(np.max(self.rewards)), "time_s": time.perf_counter() - self.start,
@@ -246,8 +248,7 @@ class LockstepRunner:
             policy.receive(chunk, seconds)
 
     def _record(self, slot: int, episode: EpisodeProgress) -> dict[str, Any]:
-        latencies = self.policies[slot].call_latencies[episode.calls_before:]
-        return episode.record(latencies, self.memory.peak_mb, self.suite.control_hz)
+        return episode.record(self.policies[slot], self.memory.peak_mb, self.suite.control_hz)
 
     def close(self) -> None:
         self.workers.close()

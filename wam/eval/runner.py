@@ -242,8 +242,7 @@ class EpisodeRunner:
             self.memory.sample()
             if episode.end_step(obs, reward, success, truncated, info.get("failure")):
                 break
-        return episode.record(policy.call_latencies[episode.calls_before:], self.memory.peak_mb,
-                              self.suite.control_hz)
+        return episode.record(policy, self.memory.peak_mb, self.suite.control_hz)
 
     def close(self) -> None:
         for env in self._envs.values():
