@@ -147,12 +147,12 @@ class EpisodeProgress:
         """Outcome, model calls (seconds each, from ``policy``, which played the episode), what the policy measured
         in it, and the video (mp4 bytes) if frames were kept."""
         latencies = policy.call_latencies[self.calls_before:]
-        return {**policy.episode_extras(), "task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success),
+        return {"task": self.task, "j": self.j, "seed": self.seed, "success": bool(self.success),
                 "failure": None if self.success else self.failure, "steps": self.steps,
                 "model_calls": len(latencies), "sum_reward": float(np.sum(self.rewards)),
                 "max_reward": float(np.max(self.rewards)), "time_s": time.perf_counter() - self.start,
                 "call_latencies": latencies, "peak_memory_mb": peak_memory_mb,
-                "video": video_bytes(self.frames, control_hz) if self.frames else None}
+                "video": video_bytes(self.frames, control_hz) if self.frames else None, **policy.episode_extras()}
 
 
 class LockstepRunner:
