@@ -92,15 +92,17 @@ def shift_table(group: str, group_board: dict) -> None:
     cells = list(rows[0]["shifts"])
     print(f"\n{group}: success kept under each factor level (shifted / unshifted success of the same starts, "
           "[95 % paired bootstrap interval]; shifted success in parentheses):\n")
-    print("| factor=level | episodes | " + " | ".join(f"`{r['preset']}`" for r in rows) + " |")
-    print("|---|---|" + "---|" * len(rows))
+    print("| factor=level | episodes | expert | " + " | ".join(f"`{r['preset']}`" for r in rows) + " |")
+    print("|---|---|---|" + "---|" * len(rows))
     for spec in cells:
         def kept(c: dict) -> str:
             if c["relative"] is None:
                 return f"– ({100 * c['success']:.0f} %)"
             low, high = c["relative_ci95"]
             return f"{c['relative']:.2f} [{low:.2f}, {high:.2f}] ({100 * c['success']:.0f} %)"
-        print(f"| {spec} | {rows[0]['shifts'][spec]['episodes']} | "
+        first = rows[0]["shifts"][spec]
+        expert = f"{100 * first['expert']:.0f} %" if "expert" in first else "–"  # older leaderboards lack it
+        print(f"| {spec} | {first['episodes']} | {expert} | "
               + " | ".join(kept(r["shifts"][spec]) for r in rows) + " |")
     summary = group_board["shift_summary"]
     if summary is None:  # no middle-level cells

@@ -274,11 +274,22 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
         assert config["seed"] == seed and config["data"] == str(out / "quick/data")
     # displacement needs a loose key object, which neither button nor drawer has
     assert set(r["shifts"]) == {f"camera={level}" for level in LEVELS}
+    from wam.data.collect import EVAL_SEED_BASE
+    from wam.envs import get_suite
+
+    unshifted_expert = [s for t in ("button-press-topdown-v3", "drawer-close-v3")
+                        for s in get_suite("metaworld").expert_successes(t, [EVAL_SEED_BASE], "state", 60)]
     for spec, cell in r["shifts"].items():  # one episode per task and seed
         assert cell["episodes"] == 4 and cell["tasks"] == ["button-press-topdown-v3", "drawer-close-v3"]
         assert cell["ci95"][0] <= cell["success"] <= cell["ci95"][1]
         info = json.loads((out / f"quick/vla/seed-1/shifts/{spec.replace('=', '-')}/eval_info.json").read_text())
         assert info["config"]["shift"] == spec and info["config"]["episodes"] == 1
+        # the expert on the same starts under the shift, measured once for every entry; it reads the state, so a
+        # moved camera leaves it as it does unshifted
+        expert = json.loads((out / f"quick/expert-shifts/{spec.replace('=', '-')}.json").read_text())
+        assert expert["shift"] == spec and set(expert["per_task"]) == set(cell["tasks"])
+        assert cell["expert"] == pytest.approx(np.mean([o for t in cell["tasks"] for o in expert["per_task"][t]]))
+        assert cell["expert"] == pytest.approx(np.mean(unshifted_expert))
     twins = [json.loads((out / f"quick/vla/seed-{s}/eval/{t}/eval_info.json").read_text())["per_episode"][0]["success"]
              for s in (0, 1) for t in ("button-press-topdown-v3", "drawer-close-v3")]
     assert r["shifts"]["camera=weak"]["unshifted"] == pytest.approx(sum(twins) / 4)
@@ -287,6 +298,7 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     html = (results / "report.html").read_text()
     assert "Someone&#39;s policy (published)" in html and "none worth naming" in html and "never-reached" in html
     assert 'id="shifts-quick"' in html and "No entry beats vla" in html
+    assert "scripted expert, same starts" in html.split('id="shifts-quick"')[1]  # each cell's ceiling
     import subprocess
     import sys
 
@@ -295,7 +307,8 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
                            check=True).stdout
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
     assert "| *scripted expert, same starts* | *25.0* |" in table
-    assert "| camera=medium | 4 |" in table and "Beating `vla` under shift" in table
+    assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
+    assert "Beating `vla` under shift" in table
     # the strong level alone: its cells are found done, and without a middle level there is no summary
     assert main([*command, "camera", "--shift-levels", "strong"]) == 0
     group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
@@ -308,10 +321,12 @@ def test_shift_rows_pool_seeds_and_bound_the_kept_success():
 
     def run(shifted, unshifted):
         return SeedRun(0, {}, {}, {}, {"camera=weak": {"factor": "camera", "level": "weak", "tasks": ["t"],
-                                                       "shifted": shifted, "unshifted": unshifted}})
+                                                       "shifted": shifted, "unshifted": unshifted,
+                                                       "expert": [1] * (len(shifted) - 1) + [0]}})
 
     kept = shift_rows([run([1, 0, 1, 0], [1, 1, 1, 1]), run([1, 1, 0, 0], [1, 1, 1, 0])])["camera=weak"]
     assert kept["episodes"] == 8 and kept["success"] == 0.5 and kept["unshifted"] == 7 / 8
+    assert kept["expert"] == 3 / 4  # the same starts in every seed: the first seed's
     assert kept["relative"] == pytest.approx(4 / 7)
     assert kept["relative_ci95"][0] < kept["relative"] < kept["relative_ci95"][1]
     assert shift_rows([run([0, 0], [0, 0])])["camera=weak"]["relative"] is None  # nothing to keep

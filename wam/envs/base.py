@@ -191,10 +191,10 @@ class Suite(ABC):
         }
 
     def expert_successes(self, task: str, seeds: list[int], track: Track = "state",
-                         max_episode_steps: int | None = None) -> list[bool]:
+                         max_episode_steps: int | None = None, shift: str = "none") -> list[bool]:
         """Whether the scripted expert succeeds from each seeded start of ``task``, run exactly as ``wam collect``
-        runs it (first attempt, no retry), at the suite's episode cap unless told otherwise."""
-        env = self.make_env(task, track=track, max_episode_steps=max_episode_steps)
+        runs it (first attempt, no retry), at the suite's episode cap unless told otherwise, under ``shift``."""
+        env = self.make_env(task, track=track, max_episode_steps=max_episode_steps, shift=shift)
         expert = self.expert(env)
         outcomes = []
         try:

@@ -40,7 +40,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge
 
-from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
 from wam.envs.variation import LEVELS, MIDDLE
@@ -407,7 +407,6 @@ def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
 
     import torch
 
-    from wam.data.collect import EVAL_SEED_BASE
     from wam.eval.budget import latency_block
     from wam.eval.runner import EpisodeRunner
     from wam.eval.subject import load_for_eval
@@ -691,8 +690,6 @@ def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:
     """The suite's scripted expert on exactly the starts the presets are evaluated on (the evaluation seeds, the
     bench's episode cap), per task: the ceiling that imitation aims at. State track (MetaWorld's experts read the
     state on either track, and act the same). Kept in ``<group>/expert.json`` once measured."""
-    from wam.data.collect import EVAL_SEED_BASE
-
     path = cell.root / "expert.json"
     if path.exists():
         done = json.loads(path.read_text())
@@ -790,11 +787,31 @@ def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[
             info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,
                                           folder / "shifts" / f"{name}-{level}", shift=spec))
             twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
+            expert = shifted_expert(cfg, cell, spec, applies, per_task)
             episodes = info["per_episode"]
             grid[spec] = {"factor": name, "level": level, "tasks": applies,
                           "shifted": [bool(e["success"]) for e in episodes],
-                          "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes]}
+                          "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes],
+                          "expert": [expert[e["task"]][e["seed"] - EVAL_SEED_BASE] for e in episodes]}
     return grid
+
+
+def shifted_expert(cfg: BenchConfig, cell: Cell, spec: str, tasks: list[str], per_task: int) -> dict[str, list[bool]]:
+    """The scripted expert on a generalization cell's starts under its shift, per task: the cell's ceiling (an object
+    placed past its range or moved mid-episode can defeat the expert too; appearance cannot, as it reads the state).
+    Kept in ``<group>/expert-shifts/<factor>-<level>.json`` once measured: it is the same for every entry."""
+    path = cell.root / "expert-shifts" / f"{spec.replace('=', '-')}.json"
+    if path.exists():
+        done = json.loads(path.read_text())
+        if (done["episodes_per_task"], done["max_steps"]) == (per_task, cfg.max_steps) and set(tasks) <= set(
+                done["per_task"]):
+            return done["per_task"]
+    seeds = [EVAL_SEED_BASE + j for j in range(per_task)]  # the cell's starts: the first seeds of the main evaluation
+    suite = get_suite(cfg.suite)
+    outcomes = {task: suite.expert_successes(task, seeds, "state", cfg.max_steps, shift=spec) for task in tasks}
+    atomic_write_json(path, {"shift": spec, "episodes_per_task": per_task, "max_steps": cfg.max_steps,
+                             "per_task": outcomes})
+    return outcomes
 
 
 def shift_rows(runs: list[SeedRun]) -> dict[str, dict[str, Any]]:
@@ -816,6 +833,7 @@ def shift_rows(runs: list[SeedRun]) -> dict[str, dict[str, Any]]:
             relative_ci = [float(ratio.confidence_interval.low), float(ratio.confidence_interval.high)]
         rows[spec] = {"factor": first["factor"], "level": first["level"], "tasks": first["tasks"],
                       "episodes": len(shifted), "success": float(shifted.mean()),
+                      "expert": float(np.mean(first["expert"])),  # every seed runs the same starts
                       "ci95": [float(interval.low), float(interval.high)], "unshifted": float(unshifted.mean()),
                       "relative": relative, "relative_ci95": relative_ci}
     return rows

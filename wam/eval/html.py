@@ -285,7 +285,8 @@ so that no image policy can know it: {{ g.goal_hidden|join(", ") }}.</p>{% endif
 <h3 id="shifts-{{ group }}">Under declared shifts: success kept</h3>
 <p>Each cell: the shifted success over the unshifted success of the same starts (the first seeds of the main
 evaluation; 1.00 keeps everything), coloured from red (0) to green (1), and beneath it the shifted success. Hover
-for the 95 % intervals and the episodes. Levels and what they change: <code>wam eval --list-shifts</code>.</p>
+for the 95 % intervals and the episodes. The last row: the scripted expert's success on the same starts under the
+shift, the ceiling of each cell. Levels and what they change: <code>wam eval --list-shifts</code>.</p>
 <table class="heat"><tr><th rowspan="2">preset</th>{% for f, levels in heat %}<th colspan="{{ levels|length }}">{{ f }}
 </th>{% endfor %}</tr><tr>{% for f, levels in heat %}{% for l in levels %}<th>{{ l }}</th>{% endfor %}{% endfor %}</tr>
 {% for r in g.rows %}<tr><td class="l">{{ r.preset }}</td>{% for f, levels in heat %}{% for l in levels %}
@@ -294,7 +295,9 @@ episodes on {{ c.tasks|join(", ") }}; success {{ pct1(c.success) }} [{{ pct1(c.c
 unshifted {{ pct1(c.unshifted) }}{% if c.relative_ci95 %}; kept {{ "%.2f"|format(c.relative_ci95[0]) }} to
 {{ "%.2f"|format(c.relative_ci95[1]) }}{% endif %}">{{ "%.2f"|format(c.relative) if c.relative is not none else "–" }}
 <br><small>{{ pct(c.success) }}</small></td>{% endfor %}{% endfor %}</tr>
-{% endfor %}</table>
+{% endfor %}{% set first = g.rows[0].shifts %}{% if (first.values()|first).expert is defined %}<tr class="ref">
+<td class="l">scripted expert, same starts</td>{% for f, levels in heat %}{% for l in levels %}<td>
+<small>{{ pct(first[f ~ "=" ~ l].expert) }}</small></td>{% endfor %}{% endfor %}</tr>{% endif %}</table>
 {% set s = g.shift_summary %}{% if s %}
 <p id="shift-summary-{{ group }}">At every factor's middle level, the least success kept:
 {% for preset, w in s.worst_kept_at_middle.items() %}{{ preset }} {{ "%.2f"|format(w.kept) if w.kept is not none
