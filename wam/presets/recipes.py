@@ -43,6 +43,10 @@ _RECIPES = (
     Recipe("randomized", "demonstrations collected under every appearance factor (camera, lighting, colour, "
            "distractors), each drawn per episode up to its middle level: domain randomization",
            collect_shift=APPEARANCE_UP_TO_MEDIUM),
+    Recipe("randomized-placement", "demonstrations whose object and goal placement is drawn per episode up to the "
+           "placement factor's middle level past the suite's training range: the range the demonstrations cover "
+           "widened, so placement=medium lies inside it and placement=strong still past it",
+           collect_shift="placement=up-to-medium"),
     Recipe("wrist-camera", "a second camera on the hand (MetaWorld's gripperPOV, the metaworld-wrist suite) beside "
            "corner2: the eye-in-hand view moves with the arm, so a change of the fixed camera's pose leaves it as it was",
            collect_suite="metaworld-wrist"),
@@ -50,6 +54,10 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
+    Recipe("ensemble", "temporal ensembling (ACT): a new chunk every control step, each executed action the "
+           "average of every live chunk's action for that step with weights exp(-0.01 i), oldest first: the policy "
+           "sees a moved object at the next step instead of up to K steps later",
+           deploy={"n_action_steps": 1, "ensemble": 0.01}),
     Recipe("test-time-future", "test-time adaptation: before every replan, one Adam step (lr 1e-4) of the model's "
            "own future loss p(s | c) on its observation encoder, over the 8 newest windows whose future the episode "
            "has shown; every episode starts from the trained weights",
