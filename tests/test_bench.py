@@ -349,8 +349,9 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     shutil.copytree(root / "out" / "heldout", tmp_path / "out/heldout")
     with pytest.raises(OptionError, match="metaworld-wrist suite"):
         BenchConfig(suite="pusht", tasks="pusht", presets=("vla+wrist-camera",)).resolved()
-    cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter", "vla+wrist-camera"), demos=1,
-                      steps=2, out=tmp_path / "out").resolved()
+    cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter", "vla+wrist-camera",
+                                           "vla+randomized+randomized-placement"),
+                      demos=1, steps=2, out=tmp_path / "out").resolved()
     (cell,) = cfg.cells()
     collect_cell(cfg, cell)
     randomized, shift, suite = entry_data(cell, "vla+randomized", cfg.suite)
@@ -362,6 +363,11 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert np.allclose(LeRobotDataset.load(randomized).frames["observation.state"][0],
                        plain.frames["observation.state"][0])
     assert entry_data(cell, "vla+colour-jitter", cfg.suite) == (cell.data, "none", "metaworld")
+    # Two collection recipes: one collection under both shifts.
+    both = entry_data(cell, "vla+randomized+randomized-placement", cfg.suite)
+    assert both == (tmp_path / "out/data+randomized+randomized-placement",
+                    f"{APPEARANCE_UP_TO_MEDIUM},placement=up-to-medium", "metaworld")
+    assert json.loads((both[0] / "meta/info.json").read_text())["wam"]["shift"] == both[1]
     wrist = entry_data(cell, "vla+wrist-camera", cfg.suite)
     assert wrist == (tmp_path / "out/data+wrist-camera", "none", "metaworld-wrist")
     train_preset(cfg, "vla+wrist-camera", cell)
@@ -387,6 +393,7 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
 
     entry = "fast-wam+test-time-future"
     assert trained_entry(entry) == "fast-wam" and trained_entry("vla+randomized") == "vla+randomized"
+    assert trained_entry("flare+randomized+ensemble") == "flare+randomized"
     # A design that cannot deploy so is refused when the bench is configured, before anything trains.
     with pytest.raises(OptionError, match="vla\\+test-time-future: this model cannot adapt at test time: a VLA"):
         BenchConfig(quick=True, presets=("fast-wam", "vla+test-time-future"), out=tmp_path / "none").resolved()

@@ -74,13 +74,15 @@ def make_policy(model: WorldActionModel, config: DeploymentConfig | None = None,
     if fixed is not None and cfg.n_action_steps not in (None, fixed):
         raise ValueError(f"{regime.value} deployment executes {fixed} action(s) per call; got K={cfg.n_action_steps}")
     if regime is not Deployment.CHUNKED and (cfg.ensemble is not None or cfg.surprise is not None):
-        raise ValueError("temporal ensembling and adaptive chunking are options of chunked deployment; add "
-                         "--deployment chunked")
+        raise ValueError(f"temporal ensembling and adaptive chunking are options of chunked deployment, not of "
+                         f"{regime.value}; add --deployment chunked")
     if cfg.ensemble is not None and cfg.surprise is not None:
         raise ValueError("choose temporal ensembling or adaptive chunking, not both")
     if cfg.adapt_steps and (regime not in (Deployment.CHUNKED, Deployment.OPEN_LOOP) or cfg.surprise is not None):
-        raise ValueError("test-time adaptation (--adapt-steps) adapts before the replans of chunked or open-loop "
-                         "deployment at a fixed K; drop --surprise or choose --deployment chunked")
+        now = "adaptive chunking (--surprise)" if cfg.surprise is not None else f"{regime.value} deployment"
+        raise ValueError(f"test-time adaptation (--adapt-steps) adapts before the replans of chunked or open-loop "
+                         f"deployment at a fixed K, not of {now}; choose --deployment chunked"
+                         + (" without --surprise" if cfg.surprise is not None else ""))
     if regime is Deployment.INTERACTIVE and model.coupling.has_future_stream:
         # Imagine the next observation; the real one then replaces it.
         inference = model.inference(future="predict", base=inference)

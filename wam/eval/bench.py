@@ -43,7 +43,7 @@ from annotated_types import Ge
 from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
-from wam.envs.variation import LEVELS, MIDDLE
+from wam.envs.variation import LEVELS, MIDDLE, NONE
 from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
@@ -690,19 +690,29 @@ def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:
     """The suite's scripted expert on exactly the starts the presets are evaluated on (the evaluation seeds, the
     bench's episode cap), per task: the ceiling that imitation aims at. State track (MetaWorld's experts read the
     state on either track, and act the same). Kept in ``<group>/expert.json`` once measured."""
-    path = cell.root / "expert.json"
+    outcomes = expert_outcomes(cfg, cell.root / "expert.json", cell.tasks.split(","), cfg.episodes, NONE)
+    per_task = {task: float(np.mean(o)) for task, o in outcomes.items()}
+    return {"success": float(np.mean(list(per_task.values()))), "per_task": per_task,
+            "episodes": cfg.episodes, "max_steps": cfg.max_steps}
+
+
+def expert_outcomes(cfg: BenchConfig, path: Path, tasks: list[str], per_task: int,
+                    shift: str) -> dict[str, list[bool]]:
+    """The suite's scripted expert on the first ``per_task`` seeds of the main evaluation of each task (the starts
+    the presets are evaluated on, at the bench's episode cap) under ``shift``, per task; state track (MetaWorld's
+    experts read the state on either track, and act the same). Kept in ``path`` once measured: it is the same for
+    every entry."""
     if path.exists():
         done = json.loads(path.read_text())
-        if (done["episodes"], done["max_steps"]) == (cfg.episodes, cfg.max_steps):
-            return done
-    seeds = [EVAL_SEED_BASE + j for j in range(cfg.episodes)]  # the seeds `wam eval` runs the presets on
+        if (done.get("shift"), done.get("episodes_per_task"), done.get("max_steps")) == (
+                shift, per_task, cfg.max_steps) and set(tasks) <= set(done["per_task"]):
+            return {task: done["per_task"][task] for task in tasks}
+    seeds = [EVAL_SEED_BASE + j for j in range(per_task)]
     suite = get_suite(cfg.suite)
-    per_task = {task: float(np.mean(suite.expert_successes(task, seeds, "state", cfg.max_steps)))
-                for task in cell.tasks.split(",")}
-    result = {"success": float(np.mean(list(per_task.values()))), "per_task": per_task,
-              "episodes": cfg.episodes, "max_steps": cfg.max_steps}
-    atomic_write_json(path, result)
-    return result
+    outcomes = {task: suite.expert_successes(task, seeds, "state", cfg.max_steps, shift=shift) for task in tasks}
+    atomic_write_json(path, {"shift": shift, "episodes_per_task": per_task, "max_steps": cfg.max_steps,
+                             "per_task": outcomes})
+    return outcomes
 
 
 @dataclass(frozen=True)
@@ -787,31 +797,15 @@ def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[
             info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,
                                           folder / "shifts" / f"{name}-{level}", shift=spec))
             twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
-            expert = shifted_expert(cfg, cell, spec, applies, per_task)
+            # The cell's ceiling: an object placed past its range or moved mid-episode can defeat the expert too.
+            expert = expert_outcomes(cfg, cell.root / "expert-shifts" / f"{name}-{level}.json", applies, per_task,
+                                     spec)
             episodes = info["per_episode"]
             grid[spec] = {"factor": name, "level": level, "tasks": applies,
                           "shifted": [bool(e["success"]) for e in episodes],
                           "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes],
                           "expert": [expert[e["task"]][e["seed"] - EVAL_SEED_BASE] for e in episodes]}
     return grid
-
-
-def shifted_expert(cfg: BenchConfig, cell: Cell, spec: str, tasks: list[str], per_task: int) -> dict[str, list[bool]]:
-    """The scripted expert on a generalization cell's starts under its shift, per task: the cell's ceiling (an object
-    placed past its range or moved mid-episode can defeat the expert too; appearance cannot, as it reads the state).
-    Kept in ``<group>/expert-shifts/<factor>-<level>.json`` once measured: it is the same for every entry."""
-    path = cell.root / "expert-shifts" / f"{spec.replace('=', '-')}.json"
-    if path.exists():
-        done = json.loads(path.read_text())
-        if (done["episodes_per_task"], done["max_steps"]) == (per_task, cfg.max_steps) and set(tasks) <= set(
-                done["per_task"]):
-            return done["per_task"]
-    seeds = [EVAL_SEED_BASE + j for j in range(per_task)]  # the cell's starts: the first seeds of the main evaluation
-    suite = get_suite(cfg.suite)
-    outcomes = {task: suite.expert_successes(task, seeds, "state", cfg.max_steps, shift=spec) for task in tasks}
-    atomic_write_json(path, {"shift": spec, "episodes_per_task": per_task, "max_steps": cfg.max_steps,
-                             "per_task": outcomes})
-    return outcomes
 
 
 def shift_rows(runs: list[SeedRun]) -> dict[str, dict[str, Any]]:

@@ -54,10 +54,11 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
-    Recipe("ensemble", "temporal ensembling (ACT): a new chunk every control step, each executed action the "
-           "average of every live chunk's action for that step with weights exp(-0.01 i), oldest first: the policy "
-           "sees a moved object at the next step instead of up to K steps later",
-           deploy={"n_action_steps": 1, "ensemble": 0.01}),
+    Recipe("ensemble", "temporal ensembling (ACT), whatever the preset's own regime: chunked deployment with a new "
+           "chunk every control step, each executed action the average of every live chunk's action for that step "
+           "with weights exp(-0.01 i), oldest first: the policy sees a moved object at the next step instead of up "
+           "to K steps later",
+           deploy={"deployment": "chunked", "n_action_steps": 1, "ensemble": 0.01}),
     Recipe("test-time-future", "test-time adaptation: before every replan, one Adam step (lr 1e-4) of the model's "
            "own future loss p(s | c) on its observation encoder, over the 8 newest windows whose future the episode "
            "has shown; every episode starts from the trained weights",
