@@ -349,6 +349,9 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     shutil.copytree(root / "out" / "heldout", tmp_path / "out/heldout")
     with pytest.raises(OptionError, match="metaworld-wrist suite"):
         BenchConfig(suite="pusht", tasks="pusht", presets=("vla+wrist-camera",)).resolved()
+    # A recipe whose factor applies to none of the benched tasks (the quick tasks hold no loose object) is refused.
+    with pytest.raises(ValueError, match="displacement' cannot shift any of button-press-topdown-v3, drawer-close"):
+        BenchConfig(quick=True, presets=("vla+randomized-displacement",)).resolved()
     cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter", "vla+wrist-camera",
                                            "vla+randomized+randomized-placement"),
                       demos=1, steps=2, out=tmp_path / "out").resolved()

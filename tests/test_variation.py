@@ -43,6 +43,14 @@ def test_a_shift_is_parsed_into_the_suites_order_with_explicit_levels():
         parse_shift("camera", {}, "pusht")
     with pytest.raises(ValueError, match="displacement.*cannot shift drawer-open-v3"):
         SUITE.check_shift("displacement", ["push-v3", "drawer-open-v3"])
+    # Where applicable: each task takes the factors that can shift it; a factor that shifts none is still refused.
+    assert SUITE.check_shift("displacement", ["push-v3", "drawer-open-v3"], where_applicable=True) == \
+        "displacement=medium"
+    assert SUITE.task_shift("camera,displacement", "drawer-open-v3") == "camera=medium"
+    assert SUITE.task_shift("displacement", "drawer-open-v3") == "none"
+    assert SUITE.task_shift("camera,displacement", "push-v3") == "camera=medium,displacement=medium"
+    with pytest.raises(ValueError, match="displacement.*cannot shift drawer-open-v3"):
+        SUITE.check_shift("displacement", ["drawer-open-v3"], where_applicable=True)
 
 
 def first_frame(shift: str, task: str = "push-v3", seed: int = 7) -> tuple[np.ndarray, MetaWorldEnv]:
@@ -154,6 +162,32 @@ def test_displacement_moves_the_key_object_once_and_the_expert_follows_it():
         successes += success
     env.close()
     assert successes == 3
+
+
+def test_a_collection_where_applicable_displaces_only_the_loose_objects(tmp_path, capsys):
+    """``wam collect --shift displacement=up-to-medium --shift-where-applicable``: push's demonstrations are
+    recorded with the object jumping (the expert follows it), drawer-open's exactly as without the shift, and the
+    dataset records which task took which shift; without the flag the collection is refused in one line."""
+    from wam.cli import main
+    from wam.data.collect import CollectConfig, run_collect
+    from wam.data.lerobot import LeRobotDataset
+
+    tasks, spec = "push-v3,drawer-open-v3", "displacement=up-to-medium"
+    assert main(["collect", "--tasks", tasks, "--episodes", "1", "--shift", spec, "--out", str(tmp_path / "no")]) == 2
+    assert "cannot shift drawer-open-v3" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    plain = run_collect(CollectConfig(tasks=tasks, episodes=1, out=tmp_path / "plain", workers=1, track="state"))
+    moved = run_collect(CollectConfig(tasks=tasks, episodes=1, out=tmp_path / "moved", workers=1, track="state",
+                                      shift=spec, shift_where_applicable=True))
+    assert moved["wam"]["task_shifts"] == {"push-v3": spec, "drawer-open-v3": "none"}
+    assert "task_shifts" not in plain["wam"]
+    frames = {name: LeRobotDataset.load(tmp_path / name).frames for name in ("plain", "moved")}
+    for episode, same in ((0, False), (1, True)):  # push, then drawer-open
+        states = [f["observation.state"][f["episode_index"] == episode] for f in frames.values()]
+        assert (len(states[0]) == len(states[1]) and np.array_equal(*states)) == same
+    # The push object (state 4:7) jumps once in the displaced demonstration, farther than any push moves it.
+    largest = [np.linalg.norm(np.diff(f["observation.state"][f["episode_index"] == 0][:, 4:7], axis=0), axis=1).max()
+               for f in frames.values()]
+    assert largest[1] > 2 * largest[0]
 
 
 def test_list_shifts_names_every_factor_and_level(capsys):

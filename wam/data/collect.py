@@ -89,6 +89,10 @@ class CollectConfig(CheckedOptions):
     """Record under the suite's factors of variation (`wam eval --list-shifts`): camera=medium for video from
     another viewpoint, colour=up-to-strong for demonstrations whose colours are randomized per episode (domain
     randomization)."""
+    shift_where_applicable: bool = False
+    """Apply each factor of --shift only to the tasks it can shift and record the others unshifted by it (e.g.
+    displacement moves only loose key objects); without it, a factor that cannot shift one of the tasks is an
+    error."""
     action_noise: Annotated[float, Ge(0), Le(2)] = 0.0
     """A non-expert actor: each expert action plus Gaussian noise of this standard deviation, in units of half the
     action range, drawn from the episode's seed. Its episodes are single attempts (no retry on a new seed) and their
@@ -106,8 +110,12 @@ class CollectConfig(CheckedOptions):
         """The suite, its task names, and this config with the suite's defaults filled in (what the dataset
         records, so that naming a default explicitly resumes the same collection)."""
         suite, tasks = resolve_tasks(self.tasks, self.suite)
-        return suite, tasks, replace(self, suite=suite.name, tasks=",".join(tasks),
-                                     shift=suite.check_shift(self.shift, tasks),
+        shift = suite.check_shift(self.shift, tasks, self.shift_where_applicable)
+        # Recorded only where it changes what is collected, so a collection whose factors shift every task is the
+        # same whether or not it was asked for.
+        partial = any(suite.task_shift(shift, task) != shift for task in tasks)
+        return suite, tasks, replace(self, suite=suite.name, tasks=",".join(tasks), shift=shift,
+                                     shift_where_applicable=partial,
                                      max_steps=self.max_steps or suite.max_episode_steps,
                                      image_size=self.image_size or suite.default_image_size)
 
@@ -199,7 +207,7 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
         task = tasks[episode_index // cfg.episodes]
         jobs.append((episode_index, task, cfg.seed + episode_index % cfg.episodes,
                      {"out": str(out), "suite": suite.name, "track": cfg.track, "image_size": cfg.image_size,
-                      "max_steps": cfg.max_steps, "features": features, "shift": cfg.shift,
+                      "max_steps": cfg.max_steps, "features": features, "shift": suite.task_shift(cfg.shift, task),
                       "action_noise": cfg.action_noise}))
     total = len(tasks) * cfg.episodes
     with ExitStack() as stack:
@@ -222,7 +230,9 @@ def run_collect(cfg: CollectConfig) -> dict[str, Any]:
                     extra_info={"wam": {"suite": suite.name, "track": cfg.track, "tasks": tasks,
                                         "episodes_per_task": cfg.episodes, "seed": cfg.seed,
                                         "failed_episodes": failed, "actions": not cfg.no_actions,
-                                        "shift": cfg.shift, "action_noise": cfg.action_noise}})
+                                        "shift": cfg.shift, "action_noise": cfg.action_noise,
+                                        **({"task_shifts": {task: suite.task_shift(cfg.shift, task) for task in tasks}}
+                                           if cfg.shift_where_applicable else {})}})
 
 
 def begin_collection(out: Path, config_name: str, request: dict[str, Any], defaults: dict[str, Any],

@@ -233,13 +233,20 @@ class Suite(ABC):
         """The shift ``spec`` (``camera=medium,colour=up-to-weak``, ``none``) names, or ``ValueError``."""
         return parse_shift(spec, self.factors, self.name)
 
-    def check_shift(self, spec: str, tasks: list[str] | None = None) -> str:
+    def check_shift(self, spec: str, tasks: list[str] | None = None, where_applicable: bool = False) -> str:
         """``spec`` in canonical form (the suite's factor order, levels explicit), or ``ValueError`` if it names an
-        unknown factor or level, or a factor that cannot shift one of ``tasks``."""
+        unknown factor or level, or a factor that cannot shift one of ``tasks`` (``where_applicable``: that can
+        shift none of them; the others are left unshifted by it, see ``task_shift``)."""
         shift = self.parse_shift(spec)
         for setting in shift.settings:
-            for task in tasks or []:
-                if not self.factor_applies(setting.factor, task):
-                    raise ValueError(f"factor {setting.factor!r} cannot shift {task}; it is: "
-                                     f"{self.factors[setting.factor].description}")
+            cannot = [task for task in tasks or [] if not self.factor_applies(setting.factor, task)]
+            if cannot and (not where_applicable or len(cannot) == len(tasks or [])):
+                which = f"any of {', '.join(cannot)}" if where_applicable and len(cannot) > 1 else cannot[0]
+                raise ValueError(f"factor {setting.factor!r} cannot shift {which}; it is: "
+                                 f"{self.factors[setting.factor].description}")
         return str(shift)
+
+    def task_shift(self, spec: str, task: str) -> str:
+        """The part of the shift ``spec`` that can shift ``task``: its factors that apply to it (canonical form)."""
+        shift = self.parse_shift(spec)
+        return str(shift.only([s.factor for s in shift.settings if self.factor_applies(s.factor, task)]))

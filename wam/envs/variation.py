@@ -75,6 +75,10 @@ class Shift:
     def __getitem__(self, factor: str) -> Setting | None:
         return next((s for s in self.settings if s.factor == factor), None)
 
+    def only(self, factors: list[str]) -> Shift:
+        """This shift restricted to ``factors``."""
+        return Shift(tuple(s for s in self.settings if s.factor in factors), self.order)
+
     def rng(self, factor: str, seed: int | None) -> np.random.Generator:
         """The generator of ``factor``'s draws for the episode reset with ``seed`` (fresh entropy for None)."""
         if seed is None:

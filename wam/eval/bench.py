@@ -222,7 +222,7 @@ class BenchConfig(CheckedOptions):
             if variant.name != suite.name and not set(tasks) <= set(variant.tasks()):
                 raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which lacks "
                                   f"the {suite.name} tasks benched here")
-            variant.check_shift(collect_shift(recipes), tasks)
+            variant.check_shift(collect_shift(recipes), tasks, where_applicable=True)
             why = deployment_refusal(entry, variant, tasks)
             if why is not None:
                 raise OptionError(f"{entry}: {why}")
@@ -584,7 +584,7 @@ def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
     plain = (cell.data, "none", cfg.suite)
     for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in cfg.presets)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.demos, out=data,
-                                  workers=cfg.workers, shift=shift))
+                                  workers=cfg.workers, shift=shift, shift_where_applicable=True))
     plain_heldout = (cell.heldout, cfg.suite)
     for heldout, suite in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in cfg.presets)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.offline_demos, out=heldout,

@@ -47,6 +47,10 @@ _RECIPES = (
            "placement factor's middle level past the suite's training range: the range the demonstrations cover "
            "widened, so placement=medium lies inside it and placement=strong still past it",
            collect_shift="placement=up-to-medium"),
+    Recipe("randomized-displacement", "demonstrations in which the key object jumps once mid-episode by up to the "
+           "displacement factor's middle level, on the tasks whose key object lies loose (the others' are plain): the "
+           "expert follows the object to its new place, so the demonstrations show the arm reacting to a move",
+           collect_shift="displacement=up-to-medium"),
     Recipe("wrist-camera", "a second camera on the hand (MetaWorld's gripperPOV, the metaworld-wrist suite) beside "
            "corner2: the eye-in-hand view moves with the arm, so a change of the fixed camera's pose leaves it as it was",
            collect_suite="metaworld-wrist"),
