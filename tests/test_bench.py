@@ -314,6 +314,27 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
     assert set(group["rows"][0]["shifts"]) == {"camera=strong"} and group["shift_summary"] is None
     assert 'id="shifts-quick"' in (results / "report.html").read_text()
+    # Every finished seed run is recorded beside the leaderboard (compact, without the machine's paths): with the
+    # runs gone, the same bench is rebuilt from the records, trains nothing, and reports the same figures.
+    import gzip
+
+    record = gzip.decompress((results / "records/quick/vla/seed-1.json.gz").read_bytes()).decode()
+    assert str(tmp_path) not in record and set(json.loads(record)["shifts"]) == {f"camera={v}" for v in LEVELS}
+    capsys.readouterr()
+    timed = group["rows"][0]  # the last timing pass is the one recorded
+    shutil.rmtree(out / "quick/vla")
+    assert main([*command, "camera"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("taken from") == 2 and not (out / "quick/vla").exists()
+    again = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
+    for key in ("success", "success_per_seed", "ci95", "per_task", "failures", "shifts", "offline", "train_time_s",
+                "calls_per_episode", "parameters"):
+        assert again["rows"][0][key] == board["groups"]["quick"]["rows"][0][key], key
+    assert again["rows"][0]["latency_per_call_ms_p50"] == timed["latency_per_call_ms_p50"]
+    assert again["shift_summary"] == board["groups"]["quick"]["shift_summary"]
+    # A record measured under other settings is refused, as a run trained under others is.
+    assert main([*command, "camera", "--batch-size", "8"]) == 2
+    assert "delete it to measure anew" in capsys.readouterr().err
 
 
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():
@@ -356,7 +377,7 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
                                            "vla+randomized+randomized-placement"),
                       demos=1, steps=2, out=tmp_path / "out").resolved()
     (cell,) = cfg.cells()
-    collect_cell(cfg, cell)
+    collect_cell(cfg, cell, list(cfg.presets))
     randomized, shift, suite = entry_data(cell, "vla+randomized", cfg.suite)
     assert randomized == tmp_path / "out/data+randomized" and shift == APPEARANCE_UP_TO_MEDIUM
     assert suite == "metaworld"

@@ -16,7 +16,9 @@ and a finished preset is never redone. Layout under ``--out``::
 Under ``--protocol`` (``wam.eval.protocols``) each group has that layout under ``<group>/``, with one folder per
 training seed inside each preset's (``<group>/<preset>/seed-<s>/run/``, ``eval/``, ``offline/``, ``timing.json``)
 and the scripted expert's success on the evaluated starts in ``<group>/expert.json``; there are no sweeps or
-property probes.
+property probes. Each finished seed run is recorded beside the leaderboard as well, in
+``<results>/records/<group>/<preset>/seed-<s>.json.gz`` (what its row is computed from, not the model), so the
+benchmark can be rebuilt and extended where ``--out`` is gone: another machine, a fresh clone.
 
 Success comes from the closed-loop evaluations, whenever they ran. Latency does not: a call timed while other jobs
 held the cores can be many times slower, so every invocation re-times each preset the same way (single-thread
@@ -48,7 +50,7 @@ from wam.eval import run_eval
 from wam.eval.budget import machine_info
 from wam.eval.config import EvalConfig
 from wam.eval.protocols import get_protocol
-from wam.io import atomic_write_json, config_dict
+from wam.io import atomic_write_bytes, atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
@@ -577,16 +579,18 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
                              "lean": float(np.mean([r["success"] for r in lean]))}}
 
 
-def collect_cell(cfg: BenchConfig, cell: Cell) -> None:
-    """The cell's demonstrations, those of its entries' recipes (the same seeds, under the recipes' randomized
-    factors or in their suite variant) and the held-out demonstrations, also in each variant (resumable; nothing is
-    recorded twice)."""
+def collect_cell(cfg: BenchConfig, cell: Cell, entries: list[str]) -> None:
+    """The cell's demonstrations, those of the recipes of ``entries`` (the same seeds, under the recipes'
+    randomized factors or in their suite variant) and the held-out demonstrations, also in each variant
+    (resumable; nothing is recorded twice); nothing where no entry is to be measured."""
+    if not entries:
+        return
     plain = (cell.data, "none", cfg.suite)
-    for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in cfg.presets)]):
+    for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in entries)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.demos, out=data,
                                   workers=cfg.workers, shift=shift, shift_where_applicable=True))
     plain_heldout = (cell.heldout, cfg.suite)
-    for heldout, suite in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in cfg.presets)]):
+    for heldout, suite in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in entries)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.offline_demos, out=heldout,
                                   workers=cfg.workers, seed=HELDOUT_SEED_BASE))
 
@@ -605,7 +609,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
         return run_protocol(cfg)
     start = time.perf_counter()
     (cell,) = cfg.cells()
-    collect_cell(cfg, cell)
+    collect_cell(cfg, cell, list(cfg.presets))
     rows, curves, pending = [], {}, []
     for preset in cfg.presets:
         print(f"--- {preset}", flush=True)
@@ -645,23 +649,39 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     start = time.perf_counter()
     protocol = get_protocol(cfg.protocol)
     runs: dict[tuple[str, str], list[SeedRun]] = {}
+    recorded_timing: dict[tuple[str, str], dict[str, Any]] = {}  # of the entries whose runs are gone
     groups: dict[str, Cell] = {}  # each group's first cell, whose runs are timed
     for cell in cfg.cells():
-        collect_cell(cfg, cell)
-        groups.setdefault(cell.group, cell)
+        first = groups.setdefault(cell.group, cell) is cell
+        recorded = {entry: kept for entry in cfg.presets
+                    if (kept := recorded_run(cfg, entry, cell, timed=first)) is not None}
+        collect_cell(cfg, cell, [entry for entry in cfg.presets if entry not in recorded])
         for preset in cfg.presets:
             print(f"--- {protocol.name} {cell.group} seed {cell.seed}: {preset}", flush=True)
-            summary = train_preset(cfg, preset, cell)
-            evals = evaluate_preset(cfg, preset, cell)
-            shifts = shift_grid(cfg, preset, cell, evals, protocol.shift_cell_episodes) \
-                if protocol.shift_cell_episodes else {}
-            runs.setdefault((cell.group, preset), []).append(SeedRun(cell.seed, summary, evals,
-                                                                      screen_preset(cfg, preset, cell), shifts))
-    print("--- timing every preset, one after another", flush=True)
+            if preset in recorded:
+                run, timing = recorded[preset]
+                print(f"    taken from {record_path(cfg, preset, cell)}: its run is not under {cfg.out}", flush=True)
+                if timing is not None and first:
+                    recorded_timing[cell.group, preset] = timing
+            else:
+                summary = train_preset(cfg, preset, cell)
+                evals = evaluate_preset(cfg, preset, cell)
+                shifts = shift_grid(cfg, preset, cell, evals, protocol.shift_cell_episodes) \
+                    if protocol.shift_cell_episodes else {}
+                run = SeedRun(cell.seed, summary, evals, screen_preset(cfg, preset, cell), shifts)
+                write_record(cfg, preset, cell, run)
+            runs.setdefault((cell.group, preset), []).append(run)
+    print("--- timing every preset, one after another (an entry whose run is gone keeps its recorded timing)",
+          flush=True)
     board_groups = {}
     for group, cell in groups.items():
-        rows = [protocol_row(preset, runs[group, preset], time_preset(cfg, preset, cell))
-                for preset in cfg.presets]
+        rows = []
+        for preset in cfg.presets:
+            timing = recorded_timing.get((group, preset))
+            if timing is None:
+                timing = time_preset(cfg, preset, cell)
+                write_record(cfg, preset, cell, runs[group, preset][0], timing)
+            rows.append(protocol_row(preset, runs[group, preset], timing))
         tasks = cell.tasks.split(",")
         board_groups[group] = {
             "tasks": tasks, "rows": sorted(rows, key=lambda r: -r["success"]),
@@ -727,6 +747,76 @@ class SeedRun:
     """The generalization benchmark's cells (``shift_grid``), if the protocol has them."""
 
 
+RECORDED_EVAL = ("aggregated", "per_episode", "failures", "budget", "model")
+"""What a record keeps of each ``eval_info.json``: what the leaderboard reads, without the run's paths."""
+
+
+def record_path(cfg: BenchConfig, entry: str, cell: Cell) -> Path:
+    """Where the finished seed run of ``entry`` in ``cell`` is recorded beside the leaderboard."""
+    return cfg.results / "records" / str(cell.group) / entry / f"seed-{cell.seed}.json.gz"
+
+
+def record_settings(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
+    """What a record's figures depend on: the training settings and the evaluation's scale."""
+    return {"train": _train_settings(cfg, trained_entry(entry), cell), "episodes": cfg.episodes,
+            "max_steps": cfg.max_steps, "offline_demos": cfg.offline_demos}
+
+
+def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | None:
+    """The recorded seed run of ``entry`` in ``cell``, or None where there is none; ``ValueError`` where it was
+    measured under other settings (as ``train_preset`` refuses a run trained under other settings)."""
+    import gzip
+
+    path = record_path(cfg, entry, cell)
+    if not path.exists():
+        return None
+    record = json.loads(gzip.decompress(path.read_bytes()))
+    if record["settings"] != record_settings(cfg, entry, cell):
+        raise ValueError(f"{path} was measured with {record['settings']}, not {record_settings(cfg, entry, cell)};"
+                         " delete it to measure anew, or choose another --results")
+    return record
+
+
+def write_record(cfg: BenchConfig, entry: str, cell: Cell, run: SeedRun,
+                 timing: dict[str, Any] | None = None) -> None:
+    """Record the finished seed run (and, once timed, its timing) beside the leaderboard, so that the benchmark
+    can be rebuilt and extended where its runs are gone. Generalization cells measured earlier stay in it."""
+    import gzip
+
+    earlier = read_record(cfg, entry, cell) or {}
+    evals = {task: {k: info[k] for k in RECORDED_EVAL if k in info} for task, info in run.evals.items()}
+    for info in evals.values():
+        info["model"] = {k: v for k, v in info["model"].items() if k != "run"}
+    record = {"settings": record_settings(cfg, entry, cell), "seed": run.seed,
+              "summary": {k: v for k, v in run.summary.items() if k != "weights_sha256"}, "evals": evals,
+              "offline": {"offline": run.offline["offline"]}, "shifts": {**earlier.get("shifts", {}), **run.shifts},
+              "timing": timing if timing is not None else earlier.get("timing")}
+    # Compact and without a timestamp: the same figures give the same bytes.
+    atomic_write_bytes(record_path(cfg, entry, cell), gzip.compress(json.dumps(record).encode(), mtime=0))
+
+
+def recorded_run(cfg: BenchConfig, entry: str, cell: Cell,
+                 timed: bool) -> tuple[SeedRun, dict[str, Any] | None] | None:
+    """The seed run of ``entry`` in ``cell`` and its timing from its record, where its trained run is not under
+    ``--out`` and the record holds everything this bench asks for (the evaluations, each asked generalization
+    cell, and where the cell is the one its group's latency is ``timed`` on, the timing); None where the run is
+    there to be used, or nothing can stand in for it."""
+    if (cell.run_dir(entry) / "train_summary.json").exists():
+        return None
+    record = read_record(cfg, entry, cell)
+    if record is None:
+        return None
+    asked = [f"{name}={level}" for name, level, _ in shift_cells(cfg, cell)] if get_protocol(
+        cfg.protocol).shift_cell_episodes else []
+    missing = [spec for spec in asked if spec not in record["shifts"]]
+    if (timed and record["timing"] is None) or missing:
+        print(f"    {record_path(cfg, entry, cell)} lacks {', '.join(missing) or 'a timing'}; its run is not "
+              f"under {cfg.out}: it is trained anew", flush=True)
+        return None
+    shifts = {spec: record["shifts"][spec] for spec in asked}
+    return SeedRun(record["seed"], record["summary"], record["evals"], record["offline"], shifts), record["timing"]
+
+
 def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> dict[str, Any]:
     """One preset's line in one group of a protocol: success as the mean over training seeds (each the mean over
     the group's tasks) with its spread over seeds and a 95 % Wilson interval over every episode, per-task success
@@ -775,36 +865,42 @@ def shift_summary(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             "beats_baseline": beats}
 
 
-def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]],
-               cell_episodes: int) -> dict[str, dict[str, Any]]:
-    """The generalization benchmark for one trained run: every factor of the suite (or of ``--shift-factors``) at
-    every level (or those of ``--shift-levels``), evaluated on
-    the cell's tasks it applies to with ``cell_episodes`` episodes or more, spread evenly over them (at most the
-    main evaluation's episodes per task). Each cell's episodes run on the first seeds of the main evaluation, so
-    each outcome is paired with the unshifted outcome from the same start: ``{spec: {factor, level, tasks,
-    shifted, unshifted}}`` (outcomes in the same order). Each cell's evaluation is kept once done."""
-    suite = get_suite(cfg.suite)
-    folder, tasks = cell.preset_dir(preset), cell.tasks.split(",")
-    grid = {}
+def shift_cells(cfg: BenchConfig, cell: Cell) -> list[tuple[str, str, list[str]]]:
+    """The generalization grid's cells: (factor, level, the cell's tasks it applies to) for every factor of the
+    suite (or of ``--shift-factors``) that shifts one of them, at every level (or those of ``--shift-levels``)."""
+    suite, tasks = get_suite(cfg.suite), cell.tasks.split(",")
+    cells = []
     for name in cfg.shift_factors or suite.factors:
         applies = [t for t in tasks if suite.factor_applies(name, t)]
-        if not applies:
-            continue
+        cells += [(name, level, applies) for level in LEVELS if applies and (not cfg.shift_levels
+                                                                            or level in cfg.shift_levels)]
+    return cells
+
+
+def shift_grid(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dict[str, Any]],
+               cell_episodes: int) -> dict[str, dict[str, Any]]:
+    """The generalization benchmark for one trained run: each of ``shift_cells`` evaluated on the tasks its factor
+    applies to with ``cell_episodes`` episodes or more, spread evenly over them (at most the main evaluation's
+    episodes per task). Each cell's episodes run on the first seeds of the main evaluation, so
+    each outcome is paired with the unshifted outcome from the same start: ``{spec: {factor, level, tasks,
+    shifted, unshifted}}`` (outcomes in the same order). Each cell's evaluation is kept once done."""
+    folder = cell.preset_dir(preset)
+    grid = {}
+    for name, level, applies in shift_cells(cfg, cell):
         per_task = min(-(-cell_episodes // len(applies)), cfg.episodes)
-        for level in [level for level in LEVELS if not cfg.shift_levels or level in cfg.shift_levels]:
-            spec = f"{name}={level}"
-            print(f"    {preset} under {spec}: {per_task} episodes on each of {len(applies)} tasks", flush=True)
-            info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,
-                                          folder / "shifts" / f"{name}-{level}", shift=spec))
-            twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
-            # The cell's ceiling: an object placed past its range or moved mid-episode can defeat the expert too.
-            expert = expert_outcomes(cfg, cell.root / "expert-shifts" / f"{name}-{level}.json", applies, per_task,
-                                     spec)
-            episodes = info["per_episode"]
-            grid[spec] = {"factor": name, "level": level, "tasks": applies,
-                          "shifted": [bool(e["success"]) for e in episodes],
-                          "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes],
-                          "expert": [expert[e["task"]][e["seed"] - EVAL_SEED_BASE] for e in episodes]}
+        spec = f"{name}={level}"
+        print(f"    {preset} under {spec}: {per_task} episodes on each of {len(applies)} tasks", flush=True)
+        info = _evaluate(_eval_config(cfg, cell, preset, ",".join(applies), per_task,
+                                      folder / "shifts" / f"{name}-{level}", shift=spec))
+        twin = {(t, e["seed"]): e["success"] for t in applies for e in evals[t]["per_episode"]}
+        # The cell's ceiling: an object placed past its range or moved mid-episode can defeat the expert too.
+        expert = expert_outcomes(cfg, cell.root / "expert-shifts" / f"{name}-{level}.json", applies, per_task,
+                                 spec)
+        episodes = info["per_episode"]
+        grid[spec] = {"factor": name, "level": level, "tasks": applies,
+                      "shifted": [bool(e["success"]) for e in episodes],
+                      "unshifted": [bool(twin[e["task"], e["seed"]]) for e in episodes],
+                      "expert": [expert[e["task"]][e["seed"] - EVAL_SEED_BASE] for e in episodes]}
     return grid
 
 
