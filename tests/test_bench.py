@@ -335,6 +335,13 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     # A record measured under other settings is refused, as a run trained under others is.
     assert main([*command, "camera", "--batch-size", "8"]) == 2
     assert "delete it to measure anew" in capsys.readouterr().err
+    # A damaged record is one line, and nothing is written.
+    path, written = results / "records/quick/vla/seed-0.json.gz", (results / "leaderboard.json").read_bytes()
+    for damaged in (path.read_bytes()[:40], b"not gzip", gzip.compress(b"[1, 2]")):
+        path.write_bytes(damaged)
+        assert main([*command, "camera"]) == 2
+        assert "is not a readable record" in capsys.readouterr().err
+    assert (results / "leaderboard.json").read_bytes() == written
 
 
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():

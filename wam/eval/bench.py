@@ -764,14 +764,20 @@ def record_settings(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
 
 def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | None:
     """The recorded seed run of ``entry`` in ``cell``, or None where there is none; ``ValueError`` where it was
-    measured under other settings (as ``train_preset`` refuses a run trained under other settings)."""
+    measured under other settings (as ``train_preset`` refuses a run trained under other settings) or unreadable."""
     import gzip
+    import zlib
 
     path = record_path(cfg, entry, cell)
     if not path.exists():
         return None
-    record = json.loads(gzip.decompress(path.read_bytes()))
-    if record["settings"] != record_settings(cfg, entry, cell):
+    try:
+        record = json.loads(gzip.decompress(path.read_bytes()))
+        settings = record["settings"]
+    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
+                         "anew") from None
+    if settings != record_settings(cfg, entry, cell):
         raise ValueError(f"{path} was measured with {record['settings']}, not {record_settings(cfg, entry, cell)};"
                          " delete it to measure anew, or choose another --results")
     return record
