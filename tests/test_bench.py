@@ -413,6 +413,8 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     folder = cell.preset_dir("vla+colour-jitter")
     assert json.loads((folder / "bench_train.json").read_text())["recipes"] == ["colour-jitter"]
     assert json.loads((folder / "run/model/config.json").read_text())["augment_colour"] == 0.3
+    assert train_preset(cfg, "vla+double-steps", cell)["steps"] == 2 * cfg.steps  # the same data, twice the steps
+    assert json.loads((cell.preset_dir("vla+double-steps") / "bench_train.json").read_text())["steps"] == 2 * cfg.steps
 
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):

@@ -64,6 +64,7 @@ from wam.presets.recipes import (
     model_overrides,
     parse_entry,
     trained_entry,
+    training_steps,
 )
 from wam.train.loop import TrainConfig, model_config, resolve_device, train
 
@@ -252,9 +253,10 @@ WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline
 
 
 def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
-    recipes = [r.name for r in parse_entry(preset)[1]]
-    return {"preset": preset, "steps": cfg.steps, "batch_size": cfg.batch_size, "tasks": cell.tasks,
-            "demos": cfg.demos, "seed": cell.seed, **({"recipes": recipes} if recipes else {})}
+    recipes = parse_entry(preset)[1]
+    return {"preset": preset, "steps": training_steps(recipes, cfg.steps), "batch_size": cfg.batch_size,
+            "tasks": cell.tasks, "demos": cfg.demos, "seed": cell.seed,
+            **({"recipes": [r.name for r in recipes]} if recipes else {})}
 
 
 def entry_data(cell: Cell, entry: str, suite: str) -> tuple[Path, str, str]:
@@ -291,7 +293,8 @@ def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     name, recipes = parse_entry(preset)
-    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite)[0], out=run, preset=name, steps=cfg.steps,
+    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite)[0], out=run, preset=name,
+                                steps=training_steps(recipes, cfg.steps),
                                 batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,  # type: ignore[arg-type]
                                 resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed),
                     **model_overrides(recipes))

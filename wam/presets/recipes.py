@@ -11,6 +11,7 @@ what wins can be kept as one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class Recipe:
     it and is evaluated in it. None: the bench's suite."""
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
+    steps_factor: int = 1
+    """Training runs this many times the bench's steps (the learning-rate schedule stretched to match)."""
     deploy: dict[str, Any] = field(default_factory=dict)
     """``DeploymentConfig`` fields the recipe sets for every evaluation (test-time adaptation), each written out so
     that the recipe stays what its description says when the deployment defaults change."""
@@ -35,7 +38,7 @@ class Recipe:
     @property
     def deployment_only(self) -> bool:
         """Whether the recipe changes the deployment alone (so the entry shares the run trained without it)."""
-        return bool(self.deploy) and not self.model and not changes_collection(self)
+        return bool(self.deploy) and not self.model and self.steps_factor == 1 and not changes_collection(self)
 
 
 APPEARANCE_UP_TO_MEDIUM = "camera=up-to-medium,lighting=up-to-medium,colour=up-to-medium,distractors=up-to-medium"
@@ -58,6 +61,9 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
+    Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
+           "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
+           steps_factor=2),
     Recipe("ensemble", "temporal ensembling (ACT), whatever the preset's own regime: chunked deployment with a new "
            "chunk every control step, each executed action the average of every live chunk's action for that step "
            "with weights exp(-0.01 i), oldest first: the policy sees a moved object at the next step instead of up "
@@ -111,6 +117,11 @@ def trained_entry(entry: str) -> str:
     """The entry whose trained run ``entry`` evaluates: ``entry`` without its deployment-only recipes."""
     preset, recipes = parse_entry(entry)
     return SEPARATOR.join([preset, *(r.name for r in recipes if not r.deployment_only)])
+
+
+def training_steps(recipes: tuple[Recipe, ...], steps: int) -> int:
+    """The training steps of an entry with these recipes in a bench that trains ``steps``."""
+    return steps * math.prod(r.steps_factor for r in recipes)
 
 
 def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
