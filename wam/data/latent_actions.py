@@ -106,11 +106,7 @@ class LatentActionModel(nn.Module):
 def frame_pairs(dataset: LeRobotDataset, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """For every frame ``t``, itself and the frame ``t + horizon`` of its episode (its last frame past the end)."""
     now = np.arange(dataset.num_frames)
-    later = now.copy()
-    for e in dataset.episodes:
-        lo, hi = e["dataset_from_index"], e["dataset_to_index"]
-        later[lo:hi] = np.minimum(now[lo:hi] + horizon, hi - 1)
-    return now, later
+    return now, np.minimum(now + horizon, dataset.episode_bounds()[1] - 1)
 
 
 def fit(dataset: LeRobotDataset, config: LatentActionConfig, steps: int, seed: int, batch_size: int = 64,
@@ -164,8 +160,7 @@ def probe_r2(latents: np.ndarray, dataset: LeRobotDataset, normalize: Any) -> fl
     horizon = latents.shape[1]
     episodes = [e for e in dataset.episodes if e.get("actions", True)]
     rows = np.concatenate([np.arange(e["dataset_from_index"], e["dataset_to_index"]) for e in episodes])
-    last = np.concatenate([np.full(e["dataset_to_index"] - e["dataset_from_index"], e["dataset_to_index"] - 1)
-                           for e in episodes])
+    last = dataset.episode_bounds()[1][rows] - 1
     chunks = dataset.frames["action"][np.minimum(rows[:, None] + np.arange(horizon), last[:, None])]
     x = np.c_[latents[rows].reshape(len(rows), -1), np.ones(len(rows))]
     y = normalize(chunks).reshape(len(rows), -1)

@@ -364,6 +364,16 @@ class LeRobotDataset:
     def num_frames(self) -> int:
         return int(self.info["total_frames"])
 
+    def episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every frame, the first frame of its episode and the frame after its episode's last (exclusive): the
+        bounds windows, chunks and frame pairs clamp to."""
+        start = np.zeros(self.num_frames, dtype=np.int64)
+        end = np.zeros(self.num_frames, dtype=np.int64)
+        for e in self.episodes:
+            lo, hi = e["dataset_from_index"], e["dataset_to_index"]
+            start[lo:hi], end[lo:hi] = lo, hi
+        return start, end
+
     @property
     def suite(self) -> str:
         """The suite the episodes come from (``meta/info.json`` ``wam.suite``; datasets from before suites were

@@ -64,12 +64,10 @@ class WindowDataset(torch.utils.data.Dataset):
             raise DatasetError(f"dataset {dataset.root} holds no successful episode to learn from (its "
                                f"{len(dataset.episodes)} episodes are failed expert episodes; --include-failed learns "
                                "from them anyway)")
-        self._start = np.zeros(dataset.num_frames, dtype=np.int64)
-        self._end = np.zeros(dataset.num_frames, dtype=np.int64)  # exclusive
+        self._start, self._end = dataset.episode_bounds()
         anchors, dreamed = [], []
         for e in episodes:
             lo, hi = e["dataset_from_index"], e["dataset_to_index"]
-            self._start[lo:hi], self._end[lo:hi] = lo, hi
             anchors.append(np.arange(lo, hi))
             dreamed.append(np.full(hi - lo, bool(e.get("synthetic"))))
         self.anchors, dreamed = np.concatenate(anchors), np.concatenate(dreamed)
