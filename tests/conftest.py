@@ -91,14 +91,12 @@ def wam_refused(*args: str) -> subprocess.CompletedProcess:
     import torch. Commands that do their work run in a subprocess (``wam_cli``)."""
     from wam.cli import main
 
-    out, err, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main([str(a) for a in args])
         except SystemExit as e:  # tyro's own usage errors
             code = e.code if isinstance(e.code, int) else 1
-        finally:
-            torch.set_num_threads(threads)  # a command may set it before it refuses
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

@@ -8,8 +8,10 @@ import io
 
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import small_trained_model
+from wam.compute import cpu_threads
 from wam.data.lerobot import LeRobotDataset
 from wam.eval.config import EvalConfig
 from wam.eval.runner import run_closed_loop
@@ -95,3 +97,11 @@ def test_a_dead_environment_worker_is_one_clear_error(runs, tmp_path):
             runner.run([("drawer-open-v3", j, EVAL_SEED_BASE + j) for j in range(2)])
     finally:
         runner.close()
+
+
+def test_an_evaluation_gives_the_process_its_thread_count_back(runs, tmp_path):
+    """Evaluation calls run at one thread; the training a bench runs next must get the process's count, not that one."""
+    with cpu_threads(2):
+        run_closed_loop(EvalConfig(run=runs["fast-wam"], tasks=TASKS, episodes=1, max_steps=5, envs=1, threads=1,
+                                   out=tmp_path))
+        assert torch.get_num_threads() == 2

@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
@@ -120,6 +121,14 @@ def test_prefetching_changes_nothing_that_is_drawn(uninterrupted, tmp_path):
     assert losses(inline.out) == losses(uninterrupted.out)
     a, b = (load_file(str(run / "model/model.safetensors")) for run in (uninterrupted.out, inline.out))
     assert all(a[k].equal(b[k]) for k in a), [k for k in a if not a[k].equal(b[k])]
+
+
+def test_training_uses_its_threads_and_gives_the_process_its_count_back(uninterrupted, tmp_path):
+    """A bench trains, evaluates at one thread and trains again in one process: no stage may keep another's count."""
+    before = torch.get_num_threads()
+    summary = train(replace(uninterrupted, out=tmp_path / "two", steps=2, save_every=0, threads=before + 1))
+    assert summary["cpu_threads"] == before + 1
+    assert torch.get_num_threads() == before
 
 
 def test_bf16_autocast_trains_close_to_fp32(uninterrupted, tmp_path):

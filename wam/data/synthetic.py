@@ -80,7 +80,7 @@ def check_synthesizer(model: WorldActionModel, labels: str) -> None:
 
 def run_synthesize(cfg: SynthesizeConfig) -> dict[str, Any]:
     """Dream (or finish dreaming) the dataset of ``cfg``; returns its ``meta/info.json``."""
-    from wam.train.loop import resolve_device
+    from wam.compute import resolve_device
 
     model = WorldActionModel.load(Path(cfg.run) / "model", device=resolve_device(cfg.device)).eval()
     check_synthesizer(model, cfg.labels)

@@ -42,6 +42,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge
 
+from wam.compute import cpu_threads, resolve_device
 from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
@@ -66,7 +67,7 @@ from wam.presets.recipes import (
     trained_entry,
     training_steps,
 )
-from wam.train.loop import TrainConfig, model_config, resolve_device, train
+from wam.train.loop import TrainConfig, model_config, train
 
 QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
              offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1, checkpoint_every=10,
@@ -410,34 +411,33 @@ def time_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     ``timing.json`` with the load average before and after, so a timing taken on a busy machine shows it."""
     import os
 
-    import torch
-
     from wam.eval.budget import latency_block
     from wam.eval.runner import EpisodeRunner
     from wam.eval.subject import load_for_eval
 
-    torch.set_num_threads(1)
     folder = cell.preset_dir(preset)
     ecfg = _eval_config(cfg, cell, preset, cell.tasks, 1, folder / "timing")
-    runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, ecfg.run / "model"))
-    load_before = os.getloadavg()
-    latencies: list[float] = []
-    calls, steps = [], []
-    tasks = cell.tasks.split(",")
-    j = 0
-    while len(latencies) < WARMUP_CALLS + cfg.timing_calls:
-        record = runner.episode(tasks[j % len(tasks)], j, EVAL_SEED_BASE + j)
-        latencies += record["call_latencies"]
-        calls.append(record["model_calls"])
-        steps.append(record["steps"])
-        j += 1
-    runner.close()
+    with cpu_threads(1):
+        runner = EpisodeRunner(ecfg, *load_for_eval(ecfg, ecfg.run / "model"))
+        load_before = os.getloadavg()
+        latencies: list[float] = []
+        calls, steps = [], []
+        tasks = cell.tasks.split(",")
+        j = 0
+        while len(latencies) < WARMUP_CALLS + cfg.timing_calls:
+            record = runner.episode(tasks[j % len(tasks)], j, EVAL_SEED_BASE + j)
+            latencies += record["call_latencies"]
+            calls.append(record["model_calls"])
+            steps.append(record["steps"])
+            j += 1
+        runner.close()
+        machine = machine_info(runner.model.device)  # with the timing's one thread
     timed = latencies[WARMUP_CALLS:]
     # Actions per timed call as in the episodes: total steps over total calls.
     actions = round(len(timed) * sum(steps) / max(sum(calls), 1))
     timing = {**latency_block(timed, actions, runner.policy.min_actions_per_call, runner.suite.control_hz, calls, steps),
               "episodes": j, "loadavg_before": list(load_before), "loadavg_after": list(os.getloadavg()),
-              "machine": machine_info(runner.model.device)}
+              "machine": machine}
     atomic_write_json(folder / "timing.json", timing)
     return timing
 

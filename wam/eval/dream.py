@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from annotated_types import Ge, Le
 
+from wam.compute import resolve_device
 from wam.data.collect import EVAL_SEED_BASE
 from wam.deployment import make_policy
 from wam.deployment.dream import DreamEnv, check_dreamable
@@ -30,7 +31,6 @@ from wam.eval.videos import write_video
 from wam.io import atomic_write_json, config_dict
 from wam.model import WorldActionModel
 from wam.options import CheckedOptions
-from wam.train.loop import resolve_device
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wam.compute import cpu_threads
 from wam.data.collect import HELDOUT_SEED_BASE, CollectConfig, run_collect
 from wam.data.lerobot import LeRobotDataset
 from wam.eval.budget import machine_info
@@ -108,26 +109,26 @@ def _ceiling(substrate, target: torch.Tensor) -> torch.Tensor | None:
 def run_offline(cfg: EvalConfig) -> dict[str, Any]:
     """The offline screens of ``cfg.run``'s model on held-out demonstrations (collected on held-out seeds unless
     ``cfg.data`` names them); writes and returns ``offline_info.json``."""
-    torch.set_num_threads(cfg.threads)
-    model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
-    suite, tasks, cfg = model_suite(cfg, model)
+    with cpu_threads(cfg.threads):
+        model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
+        suite, tasks, cfg = model_suite(cfg, model)
 
-    out = Path(cfg.out)
-    data = cfg.data
-    if data is None:
-        shapes = model.config.observation_shapes
-        size = shapes[suite.image_key][0] if suite.image_key in shapes else None
-        data = out / "heldout-data"
-        run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, suite=suite.name,
-                                  track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
-    dataset = LeRobotDataset.load(data)
-    check_compatible(model, dataset)
-    check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes if "seed" in e}, f"the seeds of {data}",
-                          "screen on held-out demonstrations (omit --data to collect them)")
-    start = time.perf_counter()
-    screens = offline_screens(model, dataset, seed=cfg.seed, inference=inference)
-    info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
-            "model": model_block(model, cfg.run, inference=inference),
-            "machine": machine_info(model.device), "config": config_dict(cfg)}
-    atomic_write_json(out / "offline_info.json", info)
-    return info
+        out = Path(cfg.out)
+        data = cfg.data
+        if data is None:
+            shapes = model.config.observation_shapes
+            size = shapes[suite.image_key][0] if suite.image_key in shapes else None
+            data = out / "heldout-data"
+            run_collect(CollectConfig(tasks=",".join(tasks), episodes=cfg.episodes, out=data, suite=suite.name,
+                                      track=suite.track_of(shapes), seed=HELDOUT_SEED_BASE + cfg.seed, image_size=size))
+        dataset = LeRobotDataset.load(data)
+        check_compatible(model, dataset)
+        check_seeds_disjoint(Path(cfg.run), {e["seed"] for e in dataset.episodes if "seed" in e},
+                             f"the seeds of {data}", "screen on held-out demonstrations (omit --data to collect them)")
+        start = time.perf_counter()
+        screens = offline_screens(model, dataset, seed=cfg.seed, inference=inference)
+        info = {"offline": screens, "time_s": time.perf_counter() - start, "data": str(data),
+                "model": model_block(model, cfg.run, inference=inference),
+                "machine": machine_info(model.device), "config": config_dict(cfg)}
+        atomic_write_json(out / "offline_info.json", info)
+        return info

@@ -36,12 +36,12 @@ from typing import Annotated, Any, Literal, TypeVar
 import numpy as np
 from annotated_types import Ge, Le
 
+from wam.compute import resolve_device
 from wam.data.collect import EVAL_SEED_BASE
 from wam.data.lerobot import encode_png
 from wam.deployment.dream import DreamEnv
 from wam.model import WorldActionModel
 from wam.options import CheckedOptions
-from wam.train.loop import resolve_device
 
 MAX_BODY = 1024  # bytes; a command is a few dozen
 T = TypeVar("T")

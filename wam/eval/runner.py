@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wam.compute import cpu_threads
 from wam.data.collect import EVAL_SEED_BASE
 from wam.deployment import Policy, make_policy
 from wam.envs import Suite, SuiteEnv, get_suite, resolve_task_groups, resolve_tasks
@@ -38,20 +39,20 @@ def run_closed_loop(cfg: EvalConfig) -> dict[str, Any]:
     """Seeded closed-loop episodes of ``cfg``; writes and returns ``eval_info.json``."""
     if cfg.suite is not None:
         resolve_tasks(cfg.tasks, cfg.suite)  # refuse an unknown task before loading anything
-    torch.set_num_threads(cfg.threads)
-    model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
-    suite, tasks, cfg = model_suite(cfg, model)
-    seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
-    check_seeds_disjoint(Path(cfg.run), set(seeds))
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)  # before the episodes: a bad --out fails before they run
-    jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
-    start = time.perf_counter()
-    records, policy, rows_per_call = run_episodes(cfg, model, inference, jobs)
-    wall = time.perf_counter() - start
-    alone = time_one_robot(cfg, model, inference, jobs[0]) if rows_per_call > 1 and cfg.time_alone else None
-    info = eval_info(cfg, model, policy, suite, tasks, records, wall=wall, rows_per_call=rows_per_call, alone=alone)
-    atomic_write_json(Path(cfg.out) / "eval_info.json", info)
-    return info
+    with cpu_threads(cfg.threads):
+        model, inference = load_for_eval(cfg, Path(cfg.run) / "model")
+        suite, tasks, cfg = model_suite(cfg, model)
+        seeds = [EVAL_SEED_BASE + cfg.seed + j for j in range(cfg.episodes)]
+        check_seeds_disjoint(Path(cfg.run), set(seeds))
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)  # before the episodes: a bad --out fails before they run
+        jobs = [(task, j, seed) for task in tasks for j, seed in enumerate(seeds)]
+        start = time.perf_counter()
+        records, policy, rows_per_call = run_episodes(cfg, model, inference, jobs)
+        wall = time.perf_counter() - start
+        alone = time_one_robot(cfg, model, inference, jobs[0]) if rows_per_call > 1 and cfg.time_alone else None
+        info = eval_info(cfg, model, policy, suite, tasks, records, wall=wall, rows_per_call=rows_per_call, alone=alone)
+        atomic_write_json(Path(cfg.out) / "eval_info.json", info)
+        return info
 
 
 def time_one_robot(cfg: EvalConfig, model: WorldActionModel, inference: InferenceConfig,

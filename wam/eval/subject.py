@@ -9,12 +9,12 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from wam.compute import resolve_device
 from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import Policy
 from wam.envs import Suite, resolve_tasks
 from wam.eval.config import EvalConfig
 from wam.model import InferenceConfig, WorldActionModel
-from wam.train.loop import resolve_device
 
 
 def load_for_eval(cfg: EvalConfig, directory: Path) -> tuple[WorldActionModel, InferenceConfig]:

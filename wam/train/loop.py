@@ -32,6 +32,7 @@ from annotated_types import Ge, Gt, Interval, Le
 from tqdm import tqdm
 
 from wam.anatomy import WAMSpec
+from wam.compute import cpu_threads, resolve_device
 from wam.couplings.planners import PlannerConfig, PlannerOverrides
 from wam.data import latent_actions
 from wam.data.lerobot import LeRobotDataset
@@ -198,15 +199,6 @@ class TrainConfig(CheckedOptions):
         return {a: getattr(self, a) for a in axes if getattr(self, a) is not None}
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if available else cpu; asking for cuda without one is a clear error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(device)
-
-
 def build_model(preset_name: str | None, dataset: LeRobotDataset, spec_overrides: dict[str, str] | None = None,
                 **overrides: Any) -> WorldActionModel:
     """A fresh model of ``preset_name`` (None: the default sizes) shaped for ``dataset`` (inputs, vocabulary,
@@ -291,14 +283,13 @@ def train(cfg: TrainConfig, **model_overrides: Any) -> dict[str, Any]:
     if cfg.nproc > 1 and not distributed.launched_by_torchrun():
         raise ValueError("--nproc starts processes from the command line (`wam train --nproc N ...`); from Python, "
                          "launch with `torchrun --nproc_per_node=N -m wam.cli train ...`")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     ranks = distributed.init(resolve_device(cfg.device))
     try:
-        summary = _train(cfg, ranks, model_overrides)
+        with cpu_threads(cfg.threads):
+            summary = _train(cfg, ranks, model_overrides)
     except BaseException:
         distributed.finish(ranks, barrier=False)  # the other ranks may never reach a barrier
         raise
@@ -359,6 +350,7 @@ def _train(cfg: TrainConfig, ranks: distributed.Ranks, model_overrides: dict[str
                "train_time_s": time.perf_counter() - start, "substrate_prepare_time_s": prepare_time,
                "parameters": model.num_parameters(), "processes": ranks.world_size,
                "weights_sha256": distributed.weight_digests(model, ranks), "device": str(ranks.device),
+               "cpu_threads": torch.get_num_threads(),
                **({"latent_actions": latent_report} if latent_report else {})}
     if ranks.is_main:
         model.save(out / "model")
