@@ -365,7 +365,7 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     recipe's shift; a second camera's on a collection in the suite variant that has it; an augmentation recipe sets
     its model fields; each is named in the training settings."""
     from wam.data.lerobot import LeRobotDataset
-    from wam.eval.bench import BenchConfig, collect_cell, entry_data, screen_preset, train_preset
+    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_data, entry_heldout, screen_preset, train_preset
     from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, parse_entry
 
     with pytest.raises(ValueError, match="unknown recipe"):
@@ -381,26 +381,26 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     with pytest.raises(ValueError, match="displacement' cannot shift any of button-press-topdown-v3, drawer-close"):
         BenchConfig(quick=True, presets=("vla+randomized-displacement",)).resolved()
     cfg = BenchConfig(quick=True, presets=("vla+randomized", "vla+colour-jitter", "vla+wrist-camera",
-                                           "vla+randomized+randomized-placement"),
+                                           "vla+randomized+randomized-placement", "vla+image-84"),
                       demos=1, steps=2, out=tmp_path / "out").resolved()
     (cell,) = cfg.cells()
     collect_cell(cfg, cell, list(cfg.presets))
-    randomized, shift, suite = entry_data(cell, "vla+randomized", cfg.suite)
-    assert randomized == tmp_path / "out/data+randomized" and shift == APPEARANCE_UP_TO_MEDIUM
-    assert suite == "metaworld"
+    randomized = entry_data(cell, "vla+randomized", cfg.suite)
+    assert randomized == Collection(tmp_path / "out/data+randomized", "metaworld", APPEARANCE_UP_TO_MEDIUM)
+    randomized = randomized.path
     info = json.loads((randomized / "meta/info.json").read_text())["wam"]
     assert info["shift"] == APPEARANCE_UP_TO_MEDIUM
     plain = LeRobotDataset.load(cell.data)  # same seeds, same starts: the hand starts where it did
     assert np.allclose(LeRobotDataset.load(randomized).frames["observation.state"][0],
                        plain.frames["observation.state"][0])
-    assert entry_data(cell, "vla+colour-jitter", cfg.suite) == (cell.data, "none", "metaworld")
+    assert entry_data(cell, "vla+colour-jitter", cfg.suite) == Collection(cell.data, "metaworld")
     # Two collection recipes: one collection under both shifts.
     both = entry_data(cell, "vla+randomized+randomized-placement", cfg.suite)
-    assert both == (tmp_path / "out/data+randomized+randomized-placement",
-                    f"{APPEARANCE_UP_TO_MEDIUM},placement=up-to-medium", "metaworld")
-    assert json.loads((both[0] / "meta/info.json").read_text())["wam"]["shift"] == both[1]
+    assert both == Collection(tmp_path / "out/data+randomized+randomized-placement", "metaworld",
+                              f"{APPEARANCE_UP_TO_MEDIUM},placement=up-to-medium")
+    assert json.loads((both.path / "meta/info.json").read_text())["wam"]["shift"] == both.shift
     wrist = entry_data(cell, "vla+wrist-camera", cfg.suite)
-    assert wrist == (tmp_path / "out/data+wrist-camera", "none", "metaworld-wrist")
+    assert wrist == Collection(tmp_path / "out/data+wrist-camera", "metaworld-wrist")
     train_preset(cfg, "vla+wrist-camera", cell)
     # Its offline screens read held-out demonstrations with both cameras, collected in the variant.
     assert screen_preset(cfg, "vla+wrist-camera", cell)["offline"]["action_mse_executed"] >= 0
@@ -409,10 +409,25 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert config["suite"] == "metaworld-wrist"
     assert list(config["observation_shapes"]) == ["observation.images.corner2", "observation.images.gripperPOV",
                                                   "observation.state"]
+    # Another image size: its own demonstrations and held-out ones rendered at it; the model reads that size.
+    assert entry_data(cell, "vla+image-84", cfg.suite) == Collection(tmp_path / "out/data+image-84", "metaworld",
+                                                                     image_size=84)
+    assert entry_heldout(cell, "vla+image-84", cfg.suite).path == tmp_path / "out/heldout+image-84"
+    assert entry_heldout(cell, "vla+wrist-camera+image-84", cfg.suite).path == \
+        tmp_path / "out/heldout+metaworld-wrist+image-84"
+    with pytest.raises(ValueError, match="images of several sizes: 84, 128"):
+        entry_data(cell, "vla+image-84+image-128", cfg.suite)
+    train_preset(cfg, "vla+image-84", cell)
+    config = json.loads((cell.preset_dir("vla+image-84") / "run/model/config.json").read_text())
+    assert config["observation_shapes"]["observation.images.corner2"][:2] == [84, 84]
+    assert screen_preset(cfg, "vla+image-84", cell)["offline"]["action_mse_executed"] >= 0
     train_preset(cfg, "vla+colour-jitter", cell)
     folder = cell.preset_dir("vla+colour-jitter")
     assert json.loads((folder / "bench_train.json").read_text())["recipes"] == ["colour-jitter"]
     assert json.loads((folder / "run/model/config.json").read_text())["augment_colour"] == 0.3
+    train_preset(cfg, "vla+spatial-tokens+history-4", cell)  # two model recipes at once, on the plain data
+    config = json.loads((cell.preset_dir("vla+spatial-tokens+history-4") / "run/model/config.json").read_text())
+    assert (config["image_tokens"], config["n_obs"]) == (16, 4)
     assert train_preset(cfg, "vla+double-steps", cell)["steps"] == 2 * cfg.steps  # the same data, twice the steps
     assert json.loads((cell.preset_dir("vla+double-steps") / "bench_train.json").read_text())["steps"] == 2 * cfg.steps
 
@@ -427,6 +442,7 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     entry = "fast-wam+test-time-future"
     assert trained_entry(entry) == "fast-wam" and trained_entry("vla+randomized") == "vla+randomized"
     assert trained_entry("flare+randomized+ensemble") == "flare+randomized"
+    assert trained_entry("vla+image-84+replan-4") == "vla+image-84"
     # A design that cannot deploy so is refused when the bench is configured, before anything trains.
     with pytest.raises(OptionError, match="vla\\+test-time-future: this model cannot adapt at test time: a VLA"):
         BenchConfig(quick=True, presets=("fast-wam", "vla+test-time-future"), out=tmp_path / "none").resolved()

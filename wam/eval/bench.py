@@ -59,6 +59,7 @@ from wam.presets.recipes import (
     RECIPES,
     SEPARATOR,
     changes_collection,
+    collect_image_size,
     collect_shift,
     collect_suite,
     deploy_overrides,
@@ -260,23 +261,36 @@ def _train_settings(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]
             **({"recipes": [r.name for r in recipes]} if recipes else {})}
 
 
-def entry_data(cell: Cell, entry: str, suite: str) -> tuple[Path, str, str]:
-    """The demonstrations a bench entry (``preset[+recipe...]``) trains on, the shift and the suite they are
-    collected in: the cell's own (in the bench's ``suite``), or a collection of the same seeds under its recipes'
-    randomized factors or in their variant of the suite."""
+@dataclass(frozen=True)
+class Collection:
+    """Demonstrations a bench collects: where, in which suite, under which shift and at which image size."""
+
+    path: Path
+    suite: str
+    shift: str = "none"
+    image_size: int | None = None
+    """None: the suite's default size."""
+
+
+def entry_data(cell: Cell, entry: str, suite: str) -> Collection:
+    """The demonstrations a bench entry (``preset[+recipe...]``) trains on: the cell's own (in the bench's
+    ``suite``), or a collection of the same seeds under its recipes' randomized factors, in their variant of the
+    suite or at their image size."""
     recipes = tuple(r for r in parse_entry(entry)[1] if changes_collection(r))
     if not recipes:
-        return cell.data, "none", suite
-    name = cell.data.with_name("data+" + SEPARATOR.join(r.name for r in recipes))
-    return name, collect_shift(recipes), collect_suite(recipes, suite)
+        return Collection(cell.data, suite)
+    return Collection(cell.data.with_name("data+" + SEPARATOR.join(r.name for r in recipes)),
+                      collect_suite(recipes, suite), collect_shift(recipes), collect_image_size(recipes))
 
 
-def entry_heldout(cell: Cell, entry: str, suite: str) -> tuple[Path, str]:
-    """The held-out demonstrations an entry's offline screens read, and the suite they are collected in: the
-    cell's, or the same seeds in the suite variant the entry's recipes train in (its model reads that variant's
-    cameras)."""
-    variant = collect_suite(parse_entry(entry)[1], suite)
-    return (cell.heldout, suite) if variant == suite else (cell.heldout.with_name(f"heldout+{variant}"), variant)
+def entry_heldout(cell: Cell, entry: str, suite: str) -> Collection:
+    """The held-out demonstrations an entry's offline screens read: the cell's, or the same seeds as its model
+    reads them, in the suite variant its recipes train in (its cameras) and at their image size."""
+    recipes = parse_entry(entry)[1]
+    variant, size = collect_suite(recipes, suite), collect_image_size(recipes)
+    parts = ([variant] if variant != suite else []) + ([f"image-{size}"] if size is not None else [])
+    path = cell.heldout.with_name(SEPARATOR.join(["heldout", *parts])) if parts else cell.heldout
+    return Collection(path, variant, image_size=size)
 
 
 def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
@@ -294,7 +308,7 @@ def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     name, recipes = parse_entry(preset)
-    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite)[0], out=run, preset=name,
+    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite).path, out=run, preset=name,
                                 steps=training_steps(recipes, cfg.steps),
                                 batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,  # type: ignore[arg-type]
                                 resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed),
@@ -340,7 +354,7 @@ def screen_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text())
     return run_eval(_eval_config(cfg, cell, preset, cell.tasks, cfg.offline_demos, folder / "offline",
-                                 offline=True, data=entry_heldout(cell, preset, cfg.suite)[0]))
+                                 offline=True, data=entry_heldout(cell, preset, cfg.suite).path))
 
 
 def sweep_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any] | None:
@@ -372,7 +386,7 @@ def probe_preset(cfg: BenchConfig, preset: str, cell: Cell, evals: dict[str, dic
     if path.exists():
         return json.loads(path.read_text())
     run, tasks = cell.run_dir(preset), cfg.tasks.split(",")
-    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(entry_heldout(cell, preset, cfg.suite)[0]))
+    probes: dict[str, Any] = offline_properties(run, LeRobotDataset.load(entry_heldout(cell, preset, cfg.suite).path))
     probes["persistence"] = persistence(run, tasks[0], out / "dream", cfg.device)
     probes["generalization"] = generalization_probe(cfg, cell, preset, tasks[:cfg.shift_tasks], evals, out)
     atomic_write_json(path, probes)
@@ -588,14 +602,15 @@ def collect_cell(cfg: BenchConfig, cell: Cell, entries: list[str]) -> None:
     (resumable; nothing is recorded twice); nothing where no entry is to be measured."""
     if not entries:
         return
-    plain = (cell.data, "none", cfg.suite)
-    for data, shift, suite in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in entries)]):
-        run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.demos, out=data,
-                                  workers=cfg.workers, shift=shift, shift_where_applicable=True))
-    plain_heldout = (cell.heldout, cfg.suite)
-    for heldout, suite in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in entries)]):
-        run_collect(CollectConfig(tasks=cell.tasks, suite=suite, episodes=cfg.offline_demos, out=heldout,
-                                  workers=cfg.workers, seed=HELDOUT_SEED_BASE))
+    plain = Collection(cell.data, cfg.suite)
+    for data in dict.fromkeys([plain, *(entry_data(cell, entry, cfg.suite) for entry in entries)]):
+        run_collect(CollectConfig(tasks=cell.tasks, suite=data.suite, episodes=cfg.demos, out=data.path,
+                                  workers=cfg.workers, shift=data.shift, shift_where_applicable=True,
+                                  image_size=data.image_size))
+    plain_heldout = Collection(cell.heldout, cfg.suite)
+    for heldout in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in entries)]):
+        run_collect(CollectConfig(tasks=cell.tasks, suite=heldout.suite, episodes=cfg.offline_demos, out=heldout.path,
+                                  workers=cfg.workers, seed=HELDOUT_SEED_BASE, image_size=heldout.image_size))
 
 
 def _command() -> str:

@@ -27,6 +27,9 @@ class Recipe:
     collect_suite: str | None = None
     """The demonstrations come from this variant of the bench's suite (its tasks, more cameras); the model records
     it and is evaluated in it. None: the bench's suite."""
+    collect_image_size: int | None = None
+    """The demonstrations are rendered at this image size (side in pixels); the model reads images of it and is
+    evaluated at it. None: the suite's default size."""
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
     steps_factor: int = 1
@@ -57,6 +60,17 @@ _RECIPES = (
     Recipe("wrist-camera", "a second camera on the hand (MetaWorld's gripperPOV, the metaworld-wrist suite) beside "
            "corner2: the eye-in-hand view moves with the arm, so a change of the fixed camera's pose leaves it as it was",
            collect_suite="metaworld-wrist"),
+    Recipe("image-84", "demonstrations and evaluation at 84x84 images instead of the suite's 64x64 (the size of "
+           "Diffusion Policy's and DP3's MetaWorld images): small objects and their positions cover more pixels",
+           collect_image_size=84),
+    Recipe("image-128", "demonstrations and evaluation at 128x128 images instead of the suite's 64x64",
+           collect_image_size=128),
+    Recipe("spatial-tokens", "each image read as a 4x4 grid of 16 context tokens from the encoder's last feature map "
+           "instead of the preset's (one pooled vector by default): where things are in the image reaches the backbone as "
+           "token positions",
+           model={"image_tokens": 16}),
+    Recipe("history-4", "four observation frames of context instead of the preset's history (two by default)",
+           model={"n_obs": 4}),
     Recipe("colour-jitter", "colour-jitter augmentation in training: brightness, contrast and saturation x U(0.7, 1.3) "
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
@@ -64,6 +78,9 @@ _RECIPES = (
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
+    Recipe("replan-4", "chunked deployment replanning every 4 control steps instead of the preset's K (8 by default): "
+           "each chunk's actions executed for half as long before the policy looks again",
+           deploy={"deployment": "chunked", "n_action_steps": 4}),
     Recipe("ensemble", "temporal ensembling (ACT), whatever the preset's own regime: chunked deployment with a new "
            "chunk every control step, each executed action the average of every live chunk's action for that step "
            "with weights exp(-0.01 i), oldest first: the policy sees a moved object at the next step instead of up "
@@ -108,9 +125,17 @@ def collect_suite(recipes: tuple[Recipe, ...], suite: str) -> str:
     return variants.pop() if variants else suite
 
 
+def collect_image_size(recipes: tuple[Recipe, ...]) -> int | None:
+    """The image size these recipes' demonstrations are rendered at: the one a recipe names, or None (the suite's)."""
+    sizes = {r.collect_image_size for r in recipes if r.collect_image_size is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"recipes ask for images of several sizes: {', '.join(map(str, sorted(sizes)))}")
+    return sizes.pop() if sizes else None
+
+
 def changes_collection(recipe: Recipe) -> bool:
-    """Whether the recipe's demonstrations differ from the bench's (another shift or suite)."""
-    return recipe.collect_shift != "none" or recipe.collect_suite is not None
+    """Whether the recipe's demonstrations differ from the bench's (another shift, suite or image size)."""
+    return recipe.collect_shift != "none" or recipe.collect_suite is not None or recipe.collect_image_size is not None
 
 
 def trained_entry(entry: str) -> str:
