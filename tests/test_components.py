@@ -10,7 +10,9 @@ from wam.backbones import AutoregressiveBackbone, DiffusionBackbone, HybridBackb
 from wam.backbones.vlm import VLMBackbone
 from wam.couplings.joint import Joint
 from wam.couplings.planners import PLANNERS, PlannerConfig
+from wam.nn.layers import ImageEncoder
 from wam.nn.transformer import Block, Dropout, KVCache
+from wam.substrates.autoencoder import AutoencoderConfig
 
 CTX, D = 3, 32
 
@@ -273,6 +275,19 @@ def test_one_joint_diffusion_model_is_policy_forward_and_inverse_model():
     other = backbone.sample(ctx, ("future",), 3, given={"action": -action}, generator=g())["future"]
     assert policy.shape == inverse.shape == (2, 4, 2) and forward.shape == (2, 5, 6)
     assert not torch.allclose(policy, inverse) and not torch.allclose(forward, other)
+
+
+@pytest.mark.parametrize("size", [64, 84, 96, 128])
+@pytest.mark.parametrize("tokens", [1, 16])
+def test_the_image_encoder_reads_any_image_size(size, tokens):
+    """84x84 (the references' MetaWorld images) is not a multiple of 16: its last feature map is 6x6, rounded up."""
+    encoder = ImageEncoder(32, image_size=size, tokens=tokens)
+    assert encoder(torch.rand(2, 3, size, size)).shape == (2, tokens, 32)
+
+
+def test_an_image_size_the_frame_autoencoder_cannot_halve_is_refused_naming_sizes_it_can():
+    with pytest.raises(ValueError, match="images of 84x84 cannot pass the frame autoencoder.*divisible by 8"):
+        AutoencoderConfig(image_size=84)
 
 
 def test_instructions_as_one_token_or_word_by_word():

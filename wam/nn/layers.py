@@ -27,7 +27,9 @@ class ImageEncoder(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
         self.conv = nn.Sequential(*layers)
-        side = image_size // 2 ** len(channels)
+        side = image_size
+        for _ in channels:
+            side = (side + 1) // 2  # a 3x3 convolution of stride 2 and padding 1 halves a side, rounding up
         self.grid = math.isqrt(tokens)
         if self.grid ** 2 != tokens or not 1 <= self.grid <= side:
             raise ValueError(f"image_tokens={tokens} must be a square number from 1 to {side * side} (the last "

@@ -32,7 +32,10 @@ class AutoencoderConfig:
     def __post_init__(self):
         self.channels = tuple(self.channels)
         if self.image_size % 2 ** len(self.channels):
-            raise ValueError(f"image_size {self.image_size} is not divisible by 2**{len(self.channels)}")
+            step = 2 ** len(self.channels)
+            raise ValueError(f"images of {self.image_size}x{self.image_size} cannot pass the frame autoencoder, which "
+                             f"halves them {len(self.channels)} times and decodes them back: collect the demonstrations "
+                             f"at a size divisible by {step} (e.g. {4 * step} or {8 * step})")
         if any(c % 8 for c in self.channels):
             raise ValueError(f"channels {self.channels} must be multiples of 8 (GroupNorm with 8 groups)")
 
