@@ -35,7 +35,8 @@ class AutoencoderConfig:
             step = 2 ** len(self.channels)
             raise ValueError(f"images of {self.image_size}x{self.image_size} cannot pass the frame autoencoder, which "
                              f"halves them {len(self.channels)} times and decodes them back: collect the demonstrations "
-                             f"at a size divisible by {step} (e.g. {4 * step} or {8 * step})")
+                             f"at a size divisible by {step} (the nearest: {self.image_size // step * step} or "
+                             f"{(self.image_size // step + 1) * step})")
         if any(c % 8 for c in self.channels):
             raise ValueError(f"channels {self.channels} must be multiples of 8 (GroupNorm with 8 groups)")
 
