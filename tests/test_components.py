@@ -286,7 +286,7 @@ def test_the_image_encoder_reads_any_image_size(size, tokens):
 
 
 def test_an_image_size_the_frame_autoencoder_cannot_halve_is_refused_naming_sizes_it_can():
-    with pytest.raises(ValueError, match=r"84x84 cannot pass the frame autoencoder.*divisible by 8 \(the nearest: 80 or 88\)"):
+    with pytest.raises(ValueError, match=r"84x84 cannot pass the frame autoencoder.*by 8 \(the nearest: 80 or 88\)"):
         AutoencoderConfig(image_size=84)
 
 
