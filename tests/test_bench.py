@@ -417,6 +417,10 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
         tmp_path / "out/heldout+metaworld-wrist+image-84"
     with pytest.raises(ValueError, match="images of several sizes: 84, 128"):
         entry_data(cell, "vla+image-84+image-128", cfg.suite)
+    # A size the preset's substrate cannot take is refused before anything is collected.
+    with pytest.raises(OptionError, match="uva\\+image-84: images of 84x84 cannot pass the frame autoencoder"):
+        BenchConfig(quick=True, presets=("uva+image-84",), out=tmp_path / "none").resolved()
+    assert not (tmp_path / "none").exists()
     train_preset(cfg, "vla+image-84", cell)
     config = json.loads((cell.preset_dir("vla+image-84") / "run/model/config.json").read_text())
     assert config["observation_shapes"]["observation.images.corner2"][:2] == [84, 84]

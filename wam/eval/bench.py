@@ -77,17 +77,19 @@ QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
 episodes and training steps."""
 
 
-def deployment_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
-    """Why the deployment an entry's recipes ask for cannot deploy its preset (None when it can), found from the
-    design before anything is collected or trained: a fresh model of the preset on the suite's vision track."""
+def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
+    """Why an entry's recipes ask for a model its preset cannot be (an image size its substrate cannot take) or a
+    deployment it cannot deploy (None when neither), found from the design before anything is collected or trained:
+    a fresh model of the preset on the suite's vision track at the recipes' image size."""
     name, recipes = parse_entry(entry)
-    deploy = deploy_overrides(recipes)
-    if not deploy:
+    if not recipes:
         return None
-    features = suite.features("vision", suite.default_image_size)
-    model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
+    features = suite.features("vision", collect_image_size(recipes) or suite.default_image_size)
     try:
-        make_policy(model, DeploymentConfig(**deploy))
+        model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
+        deploy = deploy_overrides(recipes)
+        if deploy:
+            make_policy(model, DeploymentConfig(**deploy))
     except ValueError as e:
         return str(e)
     return None
@@ -228,7 +230,7 @@ class BenchConfig(CheckedOptions):
                 raise OptionError(f"{entry}: its demonstrations come from the {variant.name} suite, which lacks "
                                   f"the {suite.name} tasks benched here")
             variant.check_shift(collect_shift(recipes), tasks, where_applicable=True)
-            why = deployment_refusal(entry, variant, tasks)
+            why = entry_refusal(entry, variant, tasks)
             if why is not None:
                 raise OptionError(f"{entry}: {why}")
         unknown = [f for f in self.shift_factors if f not in suite.factors]
