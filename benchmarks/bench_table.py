@@ -64,9 +64,12 @@ def protocol_table(board: dict) -> None:
     print(f"\nSuccess in percent: mean over training seeds {board['protocol']['seeds']} ± their standard deviation, "
           "[95 % Wilson interval over all episodes].")
     for name, g in groups.items():
-        if g.get("goal_hidden"):
-            print(f"\n{name}: goal placed at random and shown by nothing in the image (no image policy can know it): "
-                  + ", ".join(t.removesuffix("-v3") for t in g["goal_hidden"]) + ".")
+        free = g.get("free_goals", {}).get("marker_pixels")
+        if free:
+            size = g["free_goals"]["image_size"]
+            print(f"\n{name}: goal placed at random with no body placed with it, shown only by the simulator's goal "
+                  f"marker; pixels the marker covers at {size}x{size} (0: nothing shows the goal): "
+                  + ", ".join(f"{t.removesuffix('-v3')} {n}" for t, n in free.items()) + ".")
     tags = list(board["failure_tags"])
     print("\nFailed episodes by tag (all seeds and tasks):\n")
     print("| group | preset | failed / episodes | " + " | ".join(tags) + " |")

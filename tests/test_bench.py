@@ -266,7 +266,7 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert sum(r["failures"].values()) == round(r["episodes"] * (1 - r["success"]))
     assert set(r["failures"]) <= set(board["failure_tags"])
     assert group["references"] == [{"system": "Someone's policy", "success": 0.5, "source": "a paper"}]
-    assert group["goal_hidden"] == []  # the quick tasks' buttons show where to press
+    assert group["free_goals"] == {"image_size": 64, "marker_pixels": {}}  # the quick tasks' buttons show where to press
     expert = group["expert"]  # the expert under the same 60-step cap: its button presses take about 70
     assert expert["per_task"].keys() == set(group["tasks"]) and expert["success"] == pytest.approx(0.25)
     for seed in (0, 1):  # one run per seed on the group's one collection

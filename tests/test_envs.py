@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import mujoco  # conftest has chosen its OpenGL backend
 import numpy as np
 import pytest
 
@@ -59,6 +60,21 @@ def test_expert_succeeds_here_as_in_metaworlds_own_environment(task):
         reference = sum(reference_expert_successes(task, starts=3))
         ours = sum(get_suite("metaworld").expert_successes(task, seeds=[0, 1, 2], track="state"))
     assert reference >= 2 and ours >= reference - 1, (task, ours, reference)
+
+
+def test_metaworld_first_frame_shows_the_goal_marker_where_the_goal_is():
+    """MetaWorld's reset moves the goal marker after its last forward pass; the first frame must show it at the new
+    goal, as every later frame does."""
+    env = MetaWorldEnv("push-v3", track="state")
+    try:
+        sawyer = env._env
+        site = mujoco.mj_name2id(sawyer.model, mujoco.mjtObj.mjOBJ_SITE, "goal")
+        for seed in (0, 1):
+            env.reset(seed=seed)
+            np.testing.assert_allclose(sawyer.data.site_xpos[site], sawyer._target_pos, atol=1e-9)
+    finally:
+        env.close()
+
 
 
 def test_step_observation_shows_the_goal():

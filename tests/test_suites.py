@@ -162,13 +162,21 @@ def test_pusht_dream_steps_with_the_suite_bounds(pusht_data):
         env.close()
 
 
-def test_metaworld_says_which_goals_no_image_can_show():
-    """MetaWorld draws no goal marker: a goal placed at random is visible only through a body placed with it."""
+def test_metaworld_says_which_goals_only_a_marker_shows():
+    """A goal placed at random with no body placed with it is shown only by MetaWorld's goal marker: a pixel at
+    64x64, a few at 128x128, none where the task's model puts no marker at the goal."""
     suite = get_suite("metaworld")
-    assert suite.goal_hidden("push-v3") and suite.goal_hidden("reach-v3")  # a random point on the table, unmarked
-    assert not suite.goal_hidden("shelf-place-v3")  # the shelf moves with the goal
-    assert not suite.goal_hidden("drawer-open-v3") and not suite.goal_hidden("hammer-v3")  # shown with it / fixed
-    assert not get_suite("pusht").goal_hidden("pusht")
+    assert suite.free_goal("push-v3") and suite.free_goal("reach-v3")  # a random point on the table
+    assert not suite.free_goal("shelf-place-v3")  # the shelf moves with the goal
+    assert not suite.free_goal("drawer-open-v3") and not suite.free_goal("hammer-v3")  # shown with it / fixed
+    small, large = suite.goal_marker_pixels("push-v3", 64), suite.goal_marker_pixels("push-v3", 128)
+    assert 1 <= small <= 2 and 3 <= large <= 6
+    assert suite.free_goal("coffee-pull-v3") and suite.goal_marker_pixels("coffee-pull-v3", 128) == 0  # no marker
+    assert suite.free_goal("sweep-v3") and suite.goal_marker_pixels("sweep-v3", 128) == 0  # marker left at the origin
+    pusht = get_suite("pusht")
+    assert not pusht.free_goal("pusht")
+    with pytest.raises(ValueError, match="draws no goal marker"):
+        pusht.goal_marker_pixels("pusht", 96)
 
 
 def test_lerobot_view_moves_only_the_camera():

@@ -150,10 +150,16 @@ class Suite(ABC):
     def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The lowest and highest action the environment accepts, per dimension."""
 
-    def goal_hidden(self, task: str) -> bool:
-        """Whether ``task``'s goal is placed at random at every reset yet shown by nothing in the camera image, so
-        that no image policy can know it (reports flag such tasks). By default goals are visible or fixed."""
+    def free_goal(self, task: str) -> bool:
+        """Whether ``task``'s goal is placed at random at every reset with no body placed with it, so that the camera
+        image shows it at most through a small marker (reports flag such tasks with the marker's size). By default
+        goals are shown plainly or fixed."""
         return False
+
+    def goal_marker_pixels(self, task: str, image_size: int) -> int:
+        """How many pixels of the camera image at ``image_size`` the goal marker of a ``free_goal`` task covers where
+        the goal is (0: nothing shows it): all an image policy has to read the goal from."""
+        raise ValueError(f"the {self.name} suite draws no goal marker")
 
     def state_propagator(self, env: SuiteEnv) -> StatePropagator:
         """The dream's proprioception model for ``env``; suites whose robot state cannot be integrated from the

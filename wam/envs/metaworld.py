@@ -224,6 +224,10 @@ class MetaWorldEnv(gym.Env):
             self._env.seed(seed)
         self.variation.before_reset(seed)
         self._state, _ = self._env.reset()
+        # MetaWorld's reset places the goal marker (the ``goal`` site) after its last forward pass, so the first
+        # frame would draw the marker where it stood before the reset; recompute positions (kinematics only: the
+        # next physics step stays bit for bit what it was) before anything reads them.
+        mujoco.mj_kinematics(self._env.model, self._env.data)
         self._steps = 0
         self._trace = EpisodeTrace(self._keypoints_xyz(), self.task in HAND_GOAL_TASKS)
         self.variation.after_reset(seed)
@@ -598,20 +602,21 @@ def reference_expert_successes(task: str, starts: int, max_steps: int = MAX_EPIS
 
 GOAL_MOVES = 0.02  # m: a goal whose placement varies by less between seeds is as good as fixed
 GOAL_PROBE_SEEDS = ((0, 1), (2, 3), (4, 5))
+GOAL_SITE = "goal"  # MetaWorld's goal marker: a small sphere drawn where the goal is
+MARKER_CHANGE = 25  # of 255: a pixel the marker changes by less in every channel does not show it
 
 
 @cache
-def goal_hidden(task: str) -> bool:
-    """Whether ``task``'s goal moves between seeded resets (by ``GOAL_MOVES`` or more) while no task body moves
-    with it: MetaWorld draws no goal marker in the camera image, so only a body placed with the goal (a shelf, a
-    basket, a button box) shows it. Measured on ``GOAL_PROBE_SEEDS``; hidden if any pair says so."""
+def free_goal(task: str) -> bool:
+    """Whether ``task``'s goal moves between seeded resets (by ``GOAL_MOVES`` or more) while no task body moves with
+    it (no shelf, basket or button box placed with it), so that the camera image can show it only through
+    MetaWorld's goal marker. Measured on ``GOAL_PROBE_SEEDS``; free if any pair says so."""
     env = MetaWorldEnv(task, track="state")
     sawyer = env._env
     bodies = sorted({int(b) for b in ContactGeoms(sawyer.model).task_bodies if b >= 0})
 
     def placement(seed: int) -> tuple[np.ndarray, np.ndarray]:
         env.reset(seed=seed)
-        mujoco.mj_kinematics(sawyer.model, sawyer.data)
         return np.array(sawyer._target_pos, dtype=np.float64), sawyer.data.xpos[bodies].copy()
 
     try:
@@ -623,6 +628,36 @@ def goal_hidden(task: str) -> bool:
                 return True
         return False
     finally:
+        env.close()
+
+
+@cache
+def goal_marker_pixels(task: str, image_size: int) -> int:
+    """How many pixels of ``task``'s first camera frame at ``image_size`` MetaWorld's goal marker covers where the
+    goal is: the median over the ``GOAL_PROBE_SEEDS`` starts of the pixels that change by ``MARKER_CHANGE`` or more
+    when the marker is made transparent. 0 where something hides it, and for the tasks whose model has no marker or
+    leaves it away from the goal (coffee-pull, sweep)."""
+    env = MetaWorldEnv(task, track="vision", image_size=image_size)
+    model, data = env._env.model, env._env.data
+    site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, GOAL_SITE)
+    if site < 0:
+        env.close()
+        return 0
+    rgba = model.site_rgba[site].copy()
+    counts = []
+    try:
+        for seed in sorted({s for pair in GOAL_PROBE_SEEDS for s in pair}):
+            env.reset(seed=seed)
+            if np.linalg.norm(data.site_xpos[site] - env._env._target_pos) > 1e-6:
+                return 0
+            shown = env.render().astype(np.int16)
+            model.site_rgba[site, 3] = 0.0
+            hidden = env.render().astype(np.int16)
+            model.site_rgba[site] = rgba
+            counts.append(int((np.abs(shown - hidden).max(axis=-1) >= MARKER_CHANGE).sum()))
+        return int(np.median(counts))
+    finally:
+        model.site_rgba[site] = rgba
         env.close()
 
 
@@ -691,8 +726,11 @@ class MetaWorldSuite(Suite):
                 "generalization": list(GENERALIZATION),
                 **{name: [f"{t}-v3" for t in tasks] for name, tasks in DIFFICULTY.items()}}
 
-    def goal_hidden(self, task: str) -> bool:
-        return goal_hidden(task)
+    def free_goal(self, task: str) -> bool:
+        return free_goal(task)
+
+    def goal_marker_pixels(self, task: str, image_size: int) -> int:
+        return goal_marker_pixels(task, image_size)
 
     def factor_applies(self, factor: str, task: str) -> bool:
         """Every factor applies to every task but displacement, which needs a key object lying loose."""

@@ -705,7 +705,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
         tasks = cell.tasks.split(",")
         board_groups[group] = {
             "tasks": tasks, "rows": sorted(rows, key=lambda r: -r["success"]),
-            "goal_hidden": [t for t in tasks if get_suite(cfg.suite).goal_hidden(t)],
+            "free_goals": free_goals(get_suite(cfg.suite), tasks),
             "expert": expert_success(cfg, cell),
             "references": [{"system": ref.system, "success": ref.success[group] / 100, "source": ref.source}
                            for ref in protocol.references if group in ref.success],
@@ -724,6 +724,14 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     atomic_write_json(cfg.results / "leaderboard.json", board)
     write_protocol_report(board, cfg.results)
     return board
+
+
+def free_goals(suite: Suite, tasks: list[str]) -> dict[str, Any]:
+    """The tasks whose goal is placed at random with no body placed with it, each with the pixels the simulator's goal
+    marker covers there at the suite's image size: all an image policy has to read the goal from."""
+    size = suite.default_image_size
+    return {"image_size": size, "marker_pixels": {t: suite.goal_marker_pixels(t, size) for t in tasks
+                                                  if suite.free_goal(t)}}
 
 
 def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:

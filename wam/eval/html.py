@@ -273,8 +273,10 @@ torch {{ board.machine.torch }}, device {{ board.machine.device }}.</p>
 {% for ref in g.references %}<tr class="ref"><td class="l">{{ ref.system }} (published)</td>
 <td>{{ pct1(ref.success) }}</td><td colspan="{{ 3 + g.tasks|length + 4 }}" class="l">{{ ref.source }}</td></tr>
 {% endfor %}</table>
-{% if g.goal_hidden %}<p class="hidden-goals">Goal placed at random at every reset and shown by nothing in the image,
-so that no image policy can know it: {{ g.goal_hidden|join(", ") }}.</p>{% endif %}
+{% if g.free_goals and g.free_goals.marker_pixels %}<p class="free-goals">Goal placed at random at every reset with
+no body placed with it, so that the image shows it only through the simulator's goal marker; pixels the marker covers
+at {{ g.free_goals.image_size }}x{{ g.free_goals.image_size }} (0: nothing shows the goal): {% for t, n in
+g.free_goals.marker_pixels.items() %}{{ t }} {{ n }}{{ ", " if not loop.last }}{% endfor %}.</p>{% endif %}
 <p>Failed episodes by failure tag (all seeds and tasks):</p>
 <table class="failures"><tr><th>preset</th><th>episodes</th><th>failed</th>
 {% for tag in board.failure_tags %}<th>{{ tag }}</th>{% endfor %}</tr>
