@@ -61,9 +61,11 @@ _RECIPES = (
            "corner2: the eye-in-hand view moves with the arm, so a change of the fixed camera's pose leaves it as it was",
            collect_suite="metaworld-wrist"),
     Recipe("image-84", "demonstrations and evaluation at 84x84 images instead of the suite's 64x64 (the size of "
-           "Diffusion Policy's and DP3's MetaWorld images): small objects and their positions cover more pixels",
+           "Diffusion Policy's and DP3's MetaWorld images): small objects cover more pixels, and MetaWorld's goal "
+           "marker one to three instead of one or none",
            collect_image_size=84),
-    Recipe("image-128", "demonstrations and evaluation at 128x128 images instead of the suite's 64x64",
+    Recipe("image-128", "demonstrations and evaluation at 128x128 images instead of the suite's 64x64: MetaWorld's "
+           "goal marker, all that shows a goal placed at random, covers three to seven pixels instead of one or none",
            collect_image_size=128),
     Recipe("spatial-tokens", "each image read as a 4x4 grid of 16 context tokens from the encoder's last feature map "
            "instead of the preset's (one pooled vector by default): where things are in the image reaches the backbone as "
