@@ -2,7 +2,8 @@
 # WAM-Bench under a published protocol (default 10-demos), in the order its issue asks: the groups that separate
 # designs first (hard, very hard), one preset at a time, seed by seed. Each finished stage is kept, so re-running
 # continues where a sitting stopped; after every preset the leaderboard of all presets finished so far is rewritten
-# (only their timing pass runs again) and printed as Markdown.
+# (each earlier preset keeps the timing its record holds) and printed as Markdown. To time every preset again in one
+# pass on the idle machine at the end: the last wam bench command below with --retime.
 #
 #   usage: bash benchmarks/protocol.sh
 #   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0" BENCH_PRESETS="vla flare ..."
@@ -20,7 +21,7 @@ RESULTS=${RESULTS:-results/bench-$PROTOCOL}
 
 finished=()
 for preset in $BENCH_PRESETS; do
-  finished+=("$preset")  # the presets already finished are reused as they are; only their timing runs again
+  finished+=("$preset")  # the presets already finished are reused as they are, their timing too
   # shellcheck disable=SC2086  # groups and seeds are word lists
   wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $BENCH_SEEDS --presets "${finished[@]}" \
     --out "$OUT" --results "$RESULTS"

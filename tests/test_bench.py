@@ -309,11 +309,19 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert "| *scripted expert, same starts* | *25.0* |" in table
     assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
     assert "Beating `vla` under shift" in table
-    # the strong level alone: its cells are found done, and without a middle level there is no summary
+    # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
+    # of the first run is kept (its record holds it) unless --retime asks for a new one
+    timing_file = out / "quick/vla/seed-0/timing.json"
+    first_timing = timing_file.read_bytes()
     assert main([*command, "camera", "--shift-levels", "strong"]) == 0
     group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
     assert set(group["rows"][0]["shifts"]) == {"camera=strong"} and group["shift_summary"] is None
     assert 'id="shifts-quick"' in (results / "report.html").read_text()
+    assert timing_file.read_bytes() == first_timing
+    assert group["rows"][0]["latency_per_call_ms_p50"] == r["latency_per_call_ms_p50"]
+    assert main([*command, "camera", "--shift-levels", "strong", "--retime"]) == 0
+    assert timing_file.read_bytes() != first_timing  # a new pass: its load average and latencies differ
+    group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
     # Every finished seed run is recorded beside the leaderboard (compact, without the machine's paths): with the
     # runs gone, the same bench is rebuilt from the records, trains nothing, and reports the same figures.
     import gzip

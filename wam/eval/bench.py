@@ -11,7 +11,7 @@ and a finished preset is never redone. Layout under ``--out``::
     <preset>/offline/        offline_info.json
     <preset>/sweep/          the fidelity-latency sweep (for --sweep-presets), resumable point by point
     <preset>/properties/     properties.json (the five properties), the dream, and evaluations under shifts
-    <preset>/timing.json     latency measured in the last bench invocation (re-measured every time, see below)
+    <preset>/timing.json     latency measured in the last timing pass (see below)
 
 Under ``--protocol`` (``wam.eval.protocols``) each group has that layout under ``<group>/``, with one folder per
 training seed inside each preset's (``<group>/<preset>/seed-<s>/run/``, ``eval/``, ``offline/``, ``timing.json``)
@@ -23,7 +23,9 @@ benchmark can be rebuilt and extended where ``--out`` is gone: another machine, 
 Success comes from the closed-loop evaluations, whenever they ran. Latency does not: a call timed while other jobs
 held the cores can be many times slower, so every invocation re-times each preset the same way (single-thread
 calls in a short closed-loop run, after a warm-up), one preset after another, and records the load average. The
-leaderboard's latency columns, the Pareto front and the central claim use those timings.
+leaderboard's latency columns, the Pareto front and the central claim use those timings. Under ``--protocol`` a
+record keeps its entry's timing, and a later invocation (the next preset added, a re-run) uses it instead of
+timing the entry again, beside whatever else now runs on the machine; ``--retime`` measures every entry anew.
 
 The leaderboard and report go to ``--results`` (``leaderboard.json``, ``report.html`` and its figures and videos).
 """
@@ -175,7 +177,11 @@ class BenchConfig(CheckedOptions):
     """Parallel collection workers."""
     device: str = "auto"
     timing_calls: Annotated[int, Ge(1)] = 200
-    """Model calls timed per preset (after a warm-up) for the latency columns; re-measured on every run."""
+    """Model calls timed per preset (after a warm-up) for the latency columns; re-measured on every run, except under
+    --protocol, where an entry keeps the timing its record holds (see --retime)."""
+    retime: bool = False
+    """Under --protocol: time every entry whose run is under --out again, instead of keeping the timing its record
+    holds from an earlier run of the bench (so that every latency comes from one pass, under one load)."""
     checkpoint_every: Annotated[int, Ge(1)] = 500
     """Checkpoint training every N steps; an interrupted bench resumes the preset it was training from there."""
     threads: Annotated[int | None, Ge(1)] = None
@@ -691,13 +697,15 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
                 run = SeedRun(cell.seed, summary, evals, screen_preset(cfg, preset, cell), shifts)
                 write_record(cfg, preset, cell, run)
             runs.setdefault((cell.group, preset), []).append(run)
-    print("--- timing every preset, one after another (an entry whose run is gone keeps its recorded timing)",
-          flush=True)
+    print("--- timing every preset, one after another (an entry keeps the timing its record holds"
+          + (" only where its run is gone)" if cfg.retime else "; --retime measures again)"), flush=True)
     board_groups = {}
     for group, cell in groups.items():
         rows = []
         for preset in cfg.presets:
             timing = recorded_timing.get((group, preset))
+            if timing is None and not cfg.retime:
+                timing = (read_record(cfg, preset, cell) or {}).get("timing")
             if timing is None:
                 timing = time_preset(cfg, preset, cell)
                 write_record(cfg, preset, cell, runs[group, preset][0], timing)
