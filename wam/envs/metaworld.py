@@ -640,12 +640,11 @@ def goal_marker_pixels(task: str, image_size: int) -> int:
     env = MetaWorldEnv(task, track="vision", image_size=image_size)
     model, data = env._env.model, env._env.data
     site = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, GOAL_SITE)
-    if site < 0:
-        env.close()
-        return 0
-    rgba = model.site_rgba[site].copy()
-    counts = []
     try:
+        if site < 0:
+            return 0
+        rgba = model.site_rgba[site].copy()
+        counts = []
         for seed in sorted({s for pair in GOAL_PROBE_SEEDS for s in pair}):
             env.reset(seed=seed)
             if np.linalg.norm(data.site_xpos[site] - env._env._target_pos) > 1e-6:
@@ -657,7 +656,6 @@ def goal_marker_pixels(task: str, image_size: int) -> int:
             counts.append(int((np.abs(shown - hidden).max(axis=-1) >= MARKER_CHANGE).sum()))
         return int(np.median(counts))
     finally:
-        model.site_rgba[site] = rgba
         env.close()
 
 
