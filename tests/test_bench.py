@@ -309,6 +309,16 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert "| *scripted expert, same starts* | *25.0* |" in table
     assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
     assert "Beating `vla` under shift" in table
+    # the fit gap: each seed's run screened on its own training demonstrations beside the bench's held-out screen
+    gap = subprocess.run([sys.executable, str(script.with_name("fit_gap.py")), "--bench", str(out),
+                          "--out", str(tmp_path / "fit_gap.json")], capture_output=True, text=True, check=True)
+    rows = json.loads((tmp_path / "fit_gap.json").read_text())["rows"]
+    assert [(g["entry"], g["seed"]) for g in rows] == [("vla", "seed-0"), ("vla", "seed-1")] and "vla" in gap.stdout
+    for g in rows:
+        heldout = json.loads((out / f"quick/vla/{g['seed']}/offline/offline_info.json").read_text())["offline"]
+        assert g["heldout_action_mse_executed"] == pytest.approx(heldout["action_mse_executed"], rel=1e-4)
+        assert g["train_action_mse_executed"] > 0 and g["ratio"] == pytest.approx(
+            g["heldout_action_mse_executed"] / g["train_action_mse_executed"])
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
     # of the first run is kept (its record holds it) unless --retime asks for a new one
     timing_file = out / "quick/vla/seed-0/timing.json"
