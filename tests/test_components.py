@@ -285,6 +285,24 @@ def test_the_image_encoder_reads_any_image_size(size, tokens):
     assert encoder(torch.rand(2, 3, size, size)).shape == (2, tokens, 32)
 
 
+def test_spatial_softmax_reads_an_image_as_the_coordinates_of_its_keypoints():
+    encoder = ImageEncoder(32, image_size=64, keypoints=8)
+    assert encoder(torch.rand(2, 3, 64, 64)).shape == (2, 1, 32)
+    assert "positions" not in encoder.state_dict()  # derived from the image size, not learned
+    # keypoint map 0 reads channel 0 of the 4x4 last feature map, sharply: a peak at row 3, column 1 reads as the
+    # cell's (x, y) on the [-1, 1] grid (-1, -1/3, 1/3, 1); a flat map reads as the centre
+    with torch.no_grad():
+        encoder.keypoint_maps.weight.zero_()
+        encoder.keypoint_maps.bias.zero_()
+        encoder.keypoint_maps.weight[0, 0] = 100.0
+    features = torch.zeros(2, 128, 4, 4)
+    features[0, 0, 3, 1] = 1.0
+    xy = encoder.keypoint_coordinates(features)
+    assert xy.shape == (2, 8, 2)
+    assert torch.allclose(xy[0, 0], torch.tensor([-1 / 3, 1.0]), atol=1e-4)
+    assert torch.allclose(xy[1], torch.zeros(8, 2), atol=1e-6) and torch.allclose(xy[0, 1:], torch.zeros(7, 2))
+
+
 def test_an_image_size_the_frame_autoencoder_cannot_halve_is_refused_naming_sizes_it_can():
     with pytest.raises(ValueError, match=r"84x84 cannot pass the frame autoencoder.*by 8 \(the nearest: 80 or 88\)"):
         AutoencoderConfig(image_size=84)

@@ -136,6 +136,11 @@ def test_config_rejects_inconsistent_knobs():
         ModelConfig(future_offsets=())
     with pytest.raises(SpecError, match="n_action_steps"):
         ModelConfig(n_action_steps=20, horizon=16)
+    with pytest.raises(SpecError, match=r"image_keypoints=-1 is out of range: it must lie in \[0, 256\]"):
+        ModelConfig(image_keypoints=-1)
+    with pytest.raises(SpecError, match="image_keypoints=32 reads one token per image; it needs image_tokens=1, "
+                                        "not 16"):
+        ModelConfig(image_keypoints=32, image_tokens=16)
 
 
 

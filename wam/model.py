@@ -94,6 +94,9 @@ class ModelConfig:
     image_tokens: int = 1
     """Context tokens per image: 1 (the pooled feature vector) or a square number (a grid over the last feature
     map, as ViT-style encoders give; GR-1 keeps about ten per frame)."""
+    image_keypoints: int = 0
+    """0, or K: each image's one token read from K spatial-softmax keypoints of the last feature map (the expected
+    (x, y) of each of K maps) instead of the flattened map; needs image_tokens 1."""
     dropout: float = 0.1
     train_timesteps: int = 100
     inference_steps: int = 10
@@ -153,6 +156,12 @@ class ModelConfig:
             for v in value if isinstance(value, tuple) else (value,):
                 if not 1 <= v <= limit:
                     raise SpecError(f"{name}={value} is out of range: each must lie in [1, {limit}]")
+        if not 0 <= self.image_keypoints <= SIZE_LIMITS["image_tokens"]:
+            raise SpecError(f"image_keypoints={self.image_keypoints} is out of range: it must lie in "
+                            f"[0, {SIZE_LIMITS['image_tokens']}]")
+        if self.image_keypoints and self.image_tokens != 1:
+            raise SpecError(f"image_keypoints={self.image_keypoints} reads one token per image; it needs "
+                            f"image_tokens=1, not {self.image_tokens}")
         for name in ("dropout", "future_dropout", "future_weight"):
             value = getattr(self, name)
             if not 0 <= value <= (1 if "dropout" in name else 1e3):  # also False for NaN
@@ -198,7 +207,8 @@ class WorldActionModel(nn.Module):
         words = INSTRUCTION_WORDS if spec.capabilities.instruction_words else 0
         self.encoder = ContextEncoder(config.observation_shapes, config.vocabulary, config.d_model, config.n_obs,
                                       config.image_channels, words, config.image_tokens,
-                                      time_positions=spec.capabilities.time_positions)
+                                      time_positions=spec.capabilities.time_positions,
+                                      image_keypoints=config.image_keypoints)
         self.substrates = build_substrates(spec, config, self.encoder)
         streams = {ACTION: Stream(config.horizon, config.action_dim, clip=1.0),
                    **{s.name: s.stream for s in self.substrates.values()}}

@@ -22,7 +22,7 @@ class ContextEncoder(nn.Module):
 
     def __init__(self, shapes: dict[str, list[int]], vocabulary: list[str], dim: int, n_obs: int,
                  image_channels: tuple[int, ...], instruction_words: int = 0, image_tokens: int = 1,
-                 time_positions: bool = False):
+                 time_positions: bool = False, image_keypoints: int = 0):
         super().__init__()
         self.keys = sorted(shapes)
         self.encoders = nn.ModuleDict()
@@ -30,7 +30,7 @@ class ContextEncoder(nn.Module):
             shape = shapes[key]
             name = key.replace(".", "_")
             if len(shape) == 3:
-                self.encoders[name] = ImageEncoder(dim, image_channels, shape[0], image_tokens)
+                self.encoders[name] = ImageEncoder(dim, image_channels, shape[0], image_tokens, image_keypoints)
             else:
                 self.encoders[name] = nn.Sequential(nn.Linear(shape[0], dim), nn.LayerNorm(dim), nn.Unflatten(1, (1, dim)))
         self.instruction = InstructionEncoder(vocabulary, dim, instruction_words)

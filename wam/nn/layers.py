@@ -15,11 +15,14 @@ class ImageEncoder(nn.Module):
     Small on purpose: at 64x64 it runs in about a millisecond per frame on one CPU core, and the future features
     that encoder-only substrates regress are its outputs. With ``tokens = 1`` the whole last feature map is
     projected to one vector; with ``tokens = g * g`` it is pooled to a ``g x g`` grid and every cell becomes a token
-    (with a learned position).
+    (with a learned position); with ``keypoints = K`` the one vector is read from K spatial-softmax keypoints of the
+    last feature map instead (Levine et al. 2016, the readout of robomimic's and Diffusion Policy's image encoders):
+    a 1x1 convolution gives K maps, each becomes the expected ``(x, y)`` of its softmax over positions, so where a
+    thing is reaches the backbone as coordinates that move smoothly with it.
     """
 
     def __init__(self, dim: int, channels: tuple[int, ...] = (16, 32, 64, 128), image_size: int = 64,
-                 tokens: int = 1):
+                 tokens: int = 1, keypoints: int = 0):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
@@ -34,8 +37,13 @@ class ImageEncoder(nn.Module):
         if self.grid ** 2 != tokens or not 1 <= self.grid <= side:
             raise ValueError(f"image_tokens={tokens} must be a square number from 1 to {side * side} (the last "
                              f"feature map is {side}x{side})")
-        self.tokens = tokens
-        if tokens == 1:
+        self.tokens, self.keypoints = tokens, keypoints  # keypoints read one token: ModelConfig checks tokens == 1
+        if keypoints:
+            self.keypoint_maps = nn.Conv2d(c_in, keypoints, 1)
+            ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+            self.register_buffer("positions", torch.stack([xs.flatten(), ys.flatten()], -1), persistent=False)
+            self.proj = nn.Sequential(nn.Linear(2 * keypoints, dim), nn.LayerNorm(dim))
+        elif tokens == 1:
             self.proj = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, dim), nn.LayerNorm(dim))
         else:
             self.pool = nn.AdaptiveAvgPool2d(self.grid)
@@ -44,9 +52,18 @@ class ImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.conv(images)
+        if self.keypoints:
+            return self.proj(self.keypoint_coordinates(features).flatten(1))[:, None]
         if self.tokens == 1:
             return self.proj(features)[:, None]
         return self.proj(self.pool(features).flatten(2).transpose(1, 2)) + self.pos
+
+
+    def keypoint_coordinates(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, C, side, side]`` last feature maps -> ``[B, K, 2]``: each keypoint map's expected ``(x, y)`` in
+        [-1, 1] under its softmax over positions."""
+        attention = self.keypoint_maps(features).flatten(2).softmax(-1)  # [B, K, side * side]
+        return attention @ self.positions
 
 
 class InstructionEncoder(nn.Module):

@@ -71,6 +71,11 @@ _RECIPES = (
            "instead of the preset's (one pooled vector by default): where things are in the image reaches the backbone as "
            "token positions",
            model={"image_tokens": 16}),
+    Recipe("spatial-softmax", "each image read through 32 spatial-softmax keypoints (the expected (x, y) of 32 maps "
+           "of the encoder's last feature map, robomimic's and Diffusion Policy's readout) instead of the flattened "
+           "map: an object's place reaches the policy as coordinates that move smoothly with it, which a few "
+           "demonstrations can interpolate between",
+           model={"image_keypoints": 32}),
     Recipe("history-4", "four observation frames of context instead of the preset's history (two by default)",
            model={"n_obs": 4}),
     Recipe("colour-jitter", "colour-jitter augmentation in training: brightness, contrast and saturation x U(0.7, 1.3) "

@@ -82,6 +82,9 @@ class TrainConfig(CheckedOptions):
     """Override which future frames t+k the substrate predicts, e.g. 4 8 12 16 (adaptive chunking checks there)."""
     image_tokens: Annotated[int | None, Ge(1)] = None
     """Override the context tokens per image: 1, or a square number for a grid of spatial tokens."""
+    image_keypoints: Annotated[int | None, Ge(0)] = None
+    """Override the image readout: K > 0 reads each image's token from K spatial-softmax keypoints (robomimic's
+    and Diffusion Policy's readout), 0 from the flattened feature map."""
     augment_pad: Annotated[int | None, Ge(0)] = None
     """Random-shift augmentation in pixels (DrQ); default: the preset's (off: with a fixed camera it costs success)."""
     augment_colour: Annotated[float | None, Interval(ge=0, le=1)] = None
@@ -191,7 +194,8 @@ class TrainConfig(CheckedOptions):
         knobs = {"parameterization": self.parameterization, "substrate_fit_steps": self.substrate_fit_steps,
                  "post_head": self.post_head, "planner": self.planner.apply(base), "n_obs": self.n_obs,
                  "future_offsets": self.future_offsets, "image_tokens": self.image_tokens,
-                 "augment_pad": self.augment_pad, "augment_colour": self.augment_colour}
+                 "image_keypoints": self.image_keypoints, "augment_pad": self.augment_pad,
+                 "augment_colour": self.augment_colour}
         return {k: v for k, v in knobs.items() if v is not None}
 
     def spec_overrides(self) -> dict[str, str]:
