@@ -58,7 +58,6 @@ class ImageEncoder(nn.Module):
             return self.proj(features)[:, None]
         return self.proj(self.pool(features).flatten(2).transpose(1, 2)) + self.pos
 
-
     def keypoint_coordinates(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, C, side, side]`` last feature maps -> ``[B, K, 2]``: each keypoint map's expected ``(x, y)`` in
         [-1, 1] under its softmax over positions."""
