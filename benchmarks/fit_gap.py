@@ -5,9 +5,9 @@ At few demonstrations a policy can reproduce its training episodes almost exactl
 the ratio of the two action errors says how much of a low closed-loop success is memorisation (a recipe aimed at it,
 such as augmentation, should shrink the ratio) rather than a failure to fit. A preset that samples its actions
 (diffusion, flow) carries its sampling spread in both errors, so compare ratios between a preset and its recipes,
-not across designs. Both screens are
-``wam.eval.offline.offline_screens`` with the same seed and window budget; the held-out data is the one the bench
-screened the run on (``offline/offline_info.json``), the training data the one in its ``train_config.json``.
+not across designs. Both screens are ``wam.eval.offline.offline_screens`` with the same seed and window budget;
+the held-out data is the one the bench screened the run on (``offline/offline_info.json``), the training data the
+one in its ``train_config.json``.
 
     python benchmarks/fit_gap.py --bench outputs/bench-10-demos [--groups hard very-hard]
                                  [--out results/bench-10-demos/fit_gap.json]
@@ -42,7 +42,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
+    if not args.bench.is_dir():
+        parser.error(f"--bench {args.bench} is not a folder (a wam bench --out folder)")
     groups = args.groups or sorted(p.name for p in args.bench.iterdir() if p.is_dir())
+    missing = [g for g in groups if not (args.bench / g).is_dir()]
+    if missing:
+        parser.error(f"no group {', '.join(missing)} in {args.bench}")
     rows = []
     for group in groups:
         for run in sorted((args.bench / group).glob("*/seed-*/run")):
@@ -58,6 +63,8 @@ def main() -> None:
             rows.append(row)
             print(f"{group:10s} {row['entry']:28s} {row['seed']}  train {train:.4f}  held-out {heldout:.4f}  "
                   f"ratio {heldout / train:5.1f}", flush=True)
+    if not rows:
+        parser.error(f"no trained and screened run in {args.bench} (a run is screened once its bench evaluated it)")
     if args.out:
         atomic_write_json(args.out, {"screen": SCREEN, "rows": rows, "machine": machine_info(torch.device("cpu"))})
 

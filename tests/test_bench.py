@@ -319,6 +319,9 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
         assert g["heldout_action_mse_executed"] == pytest.approx(heldout["action_mse_executed"], rel=1e-4)
         assert g["train_action_mse_executed"] > 0 and g["ratio"] == pytest.approx(
             g["heldout_action_mse_executed"] / g["train_action_mse_executed"])
+    wrong = subprocess.run([sys.executable, str(script.with_name("fit_gap.py")), "--bench", str(out), "--groups",
+                            "medium"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(f"error: no group medium in {out}")
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
     # of the first run is kept (its record holds it) unless --retime asks for a new one
     timing_file = out / "quick/vla/seed-0/timing.json"
