@@ -50,7 +50,8 @@ def main() -> None:
         parser.error(f"no group {', '.join(missing)} in {args.bench}")
     rows = []
     for group in groups:
-        for run in sorted((args.bench / group).glob("*/seed-*/run")):
+        # <group>/<entry>/seed-<s>/run, or with one model per task <group>/<task>/<entry>/seed-<s>/run
+        for run in sorted((args.bench / group).glob("**/seed-*/run")):
             heldout_info = run.parent / "offline" / "offline_info.json"
             if not (run / "model").is_dir() or not heldout_info.is_file():
                 continue  # a run still training, or not yet screened by its bench
@@ -58,7 +59,8 @@ def main() -> None:
             train_data = Path(json.loads((run / "train_config.json").read_text())["data"])
             heldout_data = Path(json.loads(heldout_info.read_text())["data"])
             train, heldout = screen(model, train_data), screen(model, heldout_data)
-            row = {"group": group, "entry": run.parent.parent.name, "seed": run.parent.name,
+            row = {"group": group, "entry": run.parent.parent.relative_to(args.bench / group).as_posix(),
+                   "seed": run.parent.name,
                    f"train_{SCREEN}": train, f"heldout_{SCREEN}": heldout, "ratio": heldout / train}
             rows.append(row)
             print(f"{group:10s} {row['entry']:28s} {row['seed']}  train {train:.4f}  held-out {heldout:.4f}  "

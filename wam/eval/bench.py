@@ -110,6 +110,16 @@ class Cell:
     seed: int = 0
     group: str | None = None
     """The protocol group the cell evaluates; None for WAM-Bench's one cell, whose preset folders carry no seed."""
+    task_model: bool = False
+    """Whether the cell holds the model of its one task within the group (a protocol with one model per task): its
+    folder and records sit under the task's name."""
+
+    @property
+    def name(self) -> str:
+        """The group, or under one model per task the group and task (``hard/push-v3``); WAM-Bench's cell: its tasks."""
+        if self.group is None:
+            return self.tasks
+        return f"{self.group}/{self.tasks}" if self.task_model else self.group
 
     def preset_dir(self, preset: str) -> Path:
         return self.root / preset if self.group is None else self.root / preset / f"seed-{self.seed}"
@@ -126,9 +136,10 @@ class BenchConfig(CheckedOptions):
     presets: tuple[str, ...] = ()
     """Presets to run (docs/presets.md); default: all of them."""
     protocol: str | None = None
-    """A published evaluation protocol (``wam.eval.protocols``: 10-demos, mt50) instead of --tasks: it fixes the
-    suite, demonstrations, episodes, episode cap and training steps, trains one multi-task model per group and
-    training seed, and reports each group beside the published figures. Default: WAM-Bench on --tasks."""
+    """A published evaluation protocol (``wam.eval.protocols``: 10-demos, 10-demos-per-task, mt50, generalization)
+    instead of --tasks: it fixes the suite, demonstrations, episodes, episode cap and training steps, trains one
+    multi-task model per group (or one model per task) and training seed, and reports each group beside the
+    published figures. Default: WAM-Bench on --tasks."""
     groups: tuple[str, ...] = ()
     """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
     seeds: tuple[Annotated[int, Ge(0)], ...] = ()
@@ -250,12 +261,20 @@ class BenchConfig(CheckedOptions):
         return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
 
     def cells(self) -> list[Cell]:
-        """The (task set, seed) cells of a resolved config: WAM-Bench's one, or a protocol's group x seed ones."""
+        """The (task set, seed) cells of a resolved config: WAM-Bench's one, or a protocol's group x seed ones (group
+        x seed x task ones where the protocol trains one model per task)."""
         if self.protocol is None:
             return [Cell(self.tasks, self.out / "data", self.out / "heldout", self.out)]
-        return [Cell(",".join(resolve_tasks(f"{self.suite}/{group}")[1]), self.out / group / "data",
-                     self.out / group / "heldout", self.out / group, seed, group)
-                for group in self.groups for seed in self.seeds]
+        per_task = get_protocol(self.protocol).model_per_task
+        cells = []
+        for group in self.groups:
+            tasks = resolve_tasks(f"{self.suite}/{group}")[1]
+            # (tasks, folder) of each model: the group's one, or each task's in a folder of its own within the group's
+            models = [(task, self.out / group / task) for task in tasks] if per_task \
+                else [(",".join(tasks), self.out / group)]
+            cells += [Cell(model_tasks, root / "data", root / "heldout", root, seed, group, task_model=per_task)
+                      for seed in self.seeds for model_tasks, root in models]
+        return cells
 
 
 WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline_demos=5)
@@ -683,7 +702,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
                     if (kept := recorded_run(cfg, entry, cell, timed=first)) is not None}
         collect_cell(cfg, cell, [entry for entry in cfg.presets if entry not in recorded])
         for preset in cfg.presets:
-            print(f"--- {protocol.name} {cell.group} seed {cell.seed}: {preset}", flush=True)
+            print(f"--- {protocol.name} {cell.name} seed {cell.seed}: {preset}", flush=True)
             if preset in recorded:
                 run, timing = recorded[preset]
                 print(f"    taken from {record_path(cfg, preset, cell)}: its run is not under {cfg.out}", flush=True)
@@ -709,12 +728,13 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
             if timing is None:
                 timing = time_preset(cfg, preset, cell)
                 write_record(cfg, preset, cell, runs[group, preset][0], timing)
-            rows.append(protocol_row(preset, runs[group, preset], timing))
-        tasks = cell.tasks.split(",")
+            seed_runs = runs[group, preset]
+            rows.append(protocol_row(preset, joined_task_runs(seed_runs) if cell.task_model else seed_runs, timing))
+        tasks = resolve_tasks(f"{cfg.suite}/{group}")[1]
         board_groups[group] = {
             "tasks": tasks, "rows": sorted(rows, key=lambda r: -r["success"]),
             "free_goals": free_goals(get_suite(cfg.suite), tasks),
-            "expert": expert_success(cfg, cell),
+            "expert": expert_success(cfg, cfg.out / group, tasks),
             "references": [{"system": ref.system, "success": ref.success[group] / 100, "source": ref.source}
                            for ref in protocol.references if group in ref.success],
             "screen_correlations": screen_correlations(rows), "pareto_front": pareto_front(rows),
@@ -742,11 +762,11 @@ def free_goals(suite: Suite, tasks: list[str]) -> dict[str, Any]:
                                                   if suite.free_goal(t)}}
 
 
-def expert_success(cfg: BenchConfig, cell: Cell) -> dict[str, Any]:
+def expert_success(cfg: BenchConfig, folder: Path, tasks: list[str]) -> dict[str, Any]:
     """The suite's scripted expert on exactly the starts the presets are evaluated on (the evaluation seeds, the
     bench's episode cap), per task: the ceiling that imitation aims at. State track (MetaWorld's experts read the
-    state on either track, and act the same). Kept in ``<group>/expert.json`` once measured."""
-    outcomes = expert_outcomes(cfg, cell.root / "expert.json", cell.tasks.split(","), cfg.episodes, NONE)
+    state on either track, and act the same). Kept in ``folder/expert.json`` (the group's) once measured."""
+    outcomes = expert_outcomes(cfg, folder / "expert.json", tasks, cfg.episodes, NONE)
     per_task = {task: float(np.mean(o)) for task, o in outcomes.items()}
     return {"success": float(np.mean(list(per_task.values()))), "per_task": per_task,
             "episodes": cfg.episodes, "max_steps": cfg.max_steps}
@@ -783,13 +803,32 @@ class SeedRun:
     """The generalization benchmark's cells (``shift_grid``), if the protocol has them."""
 
 
+def joined_task_runs(runs: list[SeedRun]) -> list[SeedRun]:
+    """Under a protocol with one model per task, each seed's runs of the group's tasks as one seed run of the group:
+    their evaluations joined, their training times added up (the group's models cost that much) and their offline
+    screens averaged over the tasks."""
+    by_seed: dict[int, list[SeedRun]] = {}
+    for run in runs:
+        by_seed.setdefault(run.seed, []).append(run)
+    joined = []
+    for seed, parts in by_seed.items():
+        times = {key: sum(p.summary.get(key, 0.0) for p in parts) for key in ("train_time_s", "substrate_prepare_time_s")}
+        screens = [p.offline["offline"] for p in parts]
+        offline = {key: float(np.mean([s[key] for s in screens])) for key, value in screens[0].items()
+                   if isinstance(value, float)}
+        joined.append(SeedRun(seed, {**parts[0].summary, **times, "models": len(parts)},
+                              {task: info for p in parts for task, info in p.evals.items()}, {"offline": offline}))
+    return joined
+
+
 RECORDED_EVAL = ("aggregated", "per_episode", "failures", "budget", "model")
 """What a record keeps of each ``eval_info.json``: what the leaderboard reads, without the run's paths."""
 
 
 def record_path(cfg: BenchConfig, entry: str, cell: Cell) -> Path:
     """Where the finished seed run of ``entry`` in ``cell`` is recorded beside the leaderboard."""
-    return cfg.results / "records" / str(cell.group) / entry / f"seed-{cell.seed}.json.gz"
+    folder = cfg.results / "records" / str(cell.group) / entry
+    return (folder / cell.tasks if cell.task_model else folder) / f"seed-{cell.seed}.json.gz"
 
 
 def record_settings(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
@@ -862,7 +901,8 @@ def recorded_run(cfg: BenchConfig, entry: str, cell: Cell,
 def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> dict[str, Any]:
     """One preset's line in one group of a protocol: success as the mean over training seeds (each the mean over
     the group's tasks) with its spread over seeds and a 95 % Wilson interval over every episode, per-task success
-    and offline screens averaged over seeds, failures counted over all of them, latency from ``timing``."""
+    and offline screens averaged over seeds, failures counted over all of them, latency from ``timing``;
+    ``models_per_seed`` is 1, or the group's tasks where each has its own model (``joined_task_runs``)."""
     from scipy.stats import binomtest
 
     per_seed = [leaderboard_row(preset, r.summary, r.evals, r.offline, {}, timing) for r in runs]
@@ -878,6 +918,7 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
             "per_task": {t: float(np.mean([r["per_task"][t] for r in per_seed])) for t in per_seed[0]["per_task"]},
             "offline": {k: float(np.mean([r["offline"][k] for r in per_seed if k in r["offline"]])) for k in screens},
             "train_time_s": float(np.mean([r["train_time_s"] for r in per_seed])), "failures": failures,
+            "models_per_seed": runs[0].summary.get("models", 1),
             **({"shifts": shift_rows(runs)} if runs[0].shifts else {})}
 
 
