@@ -910,7 +910,7 @@ def protocol_row(preset: str, runs: list[SeedRun], timing: dict[str, Any]) -> di
     episodes = [e for r in runs for info in r.evals.values() for e in info["per_episode"]]
     interval = binomtest(sum(e["success"] for e in episodes), len(episodes)).proportion_ci(method="wilson")
     failures = summed_counts(r["failures"] for r in per_seed)
-    screens = {k for r in per_seed for k in r["offline"]}
+    screens = dict.fromkeys(k for r in per_seed for k in r["offline"])  # in order: the same figures, the same bytes
     return {**per_seed[0], "success": float(np.mean(successes)), "success_per_seed": successes,
             "seeds": [r.seed for r in runs],
             "success_spread": float(np.std(successes, ddof=1)) if len(successes) > 1 else None,
