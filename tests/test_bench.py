@@ -368,8 +368,9 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
 
 def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_them(tmp_path, monkeypatch, capsys):
     """The references' setup: each task of the group gets its own demonstrations, model, evaluation and record; the
-    group's row joins them (training times added up), is timed on the first task's model, and is rebuilt from the
-    records once the runs are gone. The generalization grid, which runs on one model per group, is refused."""
+    group's row joins them (training times added up), is timed on the first task's model as soon as it is evaluated
+    (a bench stopped before its end leaves whole records), and is rebuilt from the records once the runs are gone.
+    The generalization grid, which runs on one model per group, is refused."""
     import gzip
     import subprocess
     import sys
@@ -386,8 +387,20 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
     out, results = tmp_path / "out", tmp_path / "results"
     command = ["bench", "--protocol", tiny.name, "--quick", "--presets", "vla", "--envs", "1", "--out", str(out),
                "--results", str(results)]
-    assert main(command) == 0
     tasks = ["button-press-topdown-v3", "drawer-close-v3"]
+    import wam.eval.bench as bench_module
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped")
+
+    with monkeypatch.context() as stopped:  # stopped after every run, before the rows: the records are whole
+        stopped.setattr(bench_module, "protocol_row", stop)
+        with pytest.raises(RuntimeError, match="stopped"):
+            main(command)
+    records = {t: json.loads(gzip.decompress((results / f"records/quick/vla/{t}/seed-0.json.gz").read_bytes()))
+               for t in tasks}
+    assert records[tasks[0]]["timing"] is not None and records[tasks[1]]["timing"] is None  # timed on the first
+    assert main(command) == 0
     group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
     (r,) = group["rows"]
     assert group["tasks"] == tasks and r["models_per_seed"] == 2 and r["episodes"] == 2 * 2
@@ -401,9 +414,7 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
         assert config["data"] == str(out / f"quick/{task}/data") and data["total_episodes"] == 5
         info = json.loads((out / f"quick/{task}/vla/seed-0/eval/{task}/eval_info.json").read_text())
         assert r["per_task"][task] == info["aggregated"]["pc_success"] / 100
-    records = {t: json.loads(gzip.decompress((results / f"records/quick/vla/{t}/seed-0.json.gz").read_bytes()))
-               for t in tasks}
-    assert records[tasks[0]]["timing"] is not None and records[tasks[1]]["timing"] is None
+    assert r["latency_per_call_ms_p50"] == records[tasks[0]]["timing"]["latency_per_call_ms"]["p50"]
     script = Path(__file__).parents[1] / "benchmarks" / "fit_gap.py"
     subprocess.run([sys.executable, str(script), "--bench", str(out), "--out", str(tmp_path / "gap.json")],
                    check=True, capture_output=True)

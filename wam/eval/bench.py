@@ -18,14 +18,17 @@ training seed inside each preset's (``<group>/<preset>/seed-<s>/run/``, ``eval/`
 and the scripted expert's success on the evaluated starts in ``<group>/expert.json``; there are no sweeps or
 property probes. Each finished seed run is recorded beside the leaderboard as well, in
 ``<results>/records/<group>/<preset>/seed-<s>.json.gz`` (what its row is computed from, not the model), so the
-benchmark can be rebuilt and extended where ``--out`` is gone: another machine, a fresh clone.
+benchmark can be rebuilt and extended where ``--out`` is gone: another machine, a fresh clone. A protocol with one
+model per task puts each task's cell under ``<group>/<task>/`` and its records under ``<preset>/<task>/``.
 
 Success comes from the closed-loop evaluations, whenever they ran. Latency does not: a call timed while other jobs
 held the cores can be many times slower, so every invocation re-times each preset the same way (single-thread
 calls in a short closed-loop run, after a warm-up), one preset after another, and records the load average. The
-leaderboard's latency columns, the Pareto front and the central claim use those timings. Under ``--protocol`` a
-record keeps its entry's timing, and a later invocation (the next preset added, a re-run) uses it instead of
-timing the entry again, beside whatever else now runs on the machine; ``--retime`` measures every entry anew.
+leaderboard's latency columns, the Pareto front and the central claim use those timings. Under ``--protocol`` an
+entry is timed on each group's first cell as soon as that cell's run is evaluated (the bench does one thing at a
+time), so its record is whole even where the bench stops before its end; a record keeps its entry's timing, and a
+later invocation (the next preset added, a re-run) uses it instead of timing the entry again, beside whatever else
+now runs on the machine; ``--retime`` measures every entry anew in a pass at the end.
 
 The leaderboard and report go to ``--results`` (``leaderboard.json``, ``report.html`` and its figures and videos).
 """
@@ -715,6 +718,8 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
                     if protocol.shift_cell_episodes else {}
                 run = SeedRun(cell.seed, summary, evals, screen_preset(cfg, preset, cell), shifts)
                 write_record(cfg, preset, cell, run)
+                if first and not cfg.retime and read_record(cfg, preset, cell)["timing"] is None:
+                    write_record(cfg, preset, cell, run, time_preset(cfg, preset, cell))
             runs.setdefault((cell.group, preset), []).append(run)
     print("--- timing every preset, one after another (an entry keeps the timing its record holds"
           + (" only where its run is gone)" if cfg.retime else "; --retime measures again)"), flush=True)
