@@ -717,9 +717,10 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
                 shifts = shift_grid(cfg, preset, cell, evals, protocol.shift_cell_episodes) \
                     if protocol.shift_cell_episodes else {}
                 run = SeedRun(cell.seed, summary, evals, screen_preset(cfg, preset, cell), shifts)
-                write_record(cfg, preset, cell, run)
-                if first and not cfg.retime and read_record(cfg, preset, cell)["timing"] is None:
-                    write_record(cfg, preset, cell, run, time_preset(cfg, preset, cell))
+                timing = None  # a record keeps its earlier timing
+                if first and not cfg.retime and (read_record(cfg, preset, cell) or {}).get("timing") is None:
+                    timing = time_preset(cfg, preset, cell)  # now: a bench stopped before its end leaves it whole
+                write_record(cfg, preset, cell, run, timing)
             runs.setdefault((cell.group, preset), []).append(run)
     print("--- timing every preset, one after another (an entry keeps the timing its record holds"
           + (" only where its run is gone)" if cfg.retime else "; --retime measures again)"), flush=True)
