@@ -64,6 +64,8 @@ def protocol_table(board: dict) -> None:
     print(f"\nSuccess in percent: mean over training seeds {board['protocol']['seeds']} ± their standard deviation, "
           "[95 % Wilson interval over all episodes].")
     for name, g in groups.items():
+        per_task_table(name, g)
+    for name, g in groups.items():
         free = g.get("free_goals", {}).get("marker_pixels")
         if free:
             size = g["free_goals"]["image_size"]
@@ -86,6 +88,19 @@ def protocol_table(board: dict) -> None:
         print("\nDeparts from the protocol in: " + ", ".join(f"{k} {d['ours']} (protocol: {d['protocol']})"
                                                              for k, d in deviations.items()) + ".")
     print(f"\nHow the protocols differ: {board['protocol']['differences']}")
+
+
+def per_task_table(group: str, group_board: dict) -> None:
+    """One group's success per task (percent, mean over seeds), presets by group success, the expert beneath."""
+    tasks = group_board["tasks"]
+    print(f"\n| {group} | " + " | ".join(t.removesuffix("-v3") for t in tasks) + f" | **{group}** |")
+    print("|---|" + "---|" * (len(tasks) + 1))
+    for r in sorted(group_board["rows"], key=lambda r: -r["success"]):
+        print(f"| `{r['preset']}` | " + " | ".join(f"{100 * r['per_task'][t]:.0f}" for t in tasks)
+              + f" | **{100 * r['success']:.1f}** [{100 * r['ci95'][0]:.0f}–{100 * r['ci95'][1]:.0f}] |")
+    expert = group_board["expert"]
+    print("| *scripted expert, same starts* | " + " | ".join(f"*{100 * expert['per_task'][t]:.0f}*" for t in tasks)
+          + f" | *{100 * expert['success']:.1f}* |")
 
 
 def shift_table(group: str, group_board: dict) -> None:

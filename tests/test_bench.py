@@ -308,6 +308,10 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
                            check=True).stdout
     assert "| `vla` | **" in table and "| *Someone's policy, published* | *50.0* |" in table
     assert "| *scripted expert, same starts* | *25.0* |" in table
+    assert "| quick | button-press-topdown | drawer-close | **quick** |" in table  # the group's per-task table
+    row = group["rows"][0]
+    assert (f"| `vla` | {100 * row['per_task']['button-press-topdown-v3']:.0f} | "
+            f"{100 * row['per_task']['drawer-close-v3']:.0f} | **{100 * row['success']:.1f}** [") in table
     assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
     assert "Beating `vla` under shift" in table
     # the fit gap: each seed's run screened on its own training demonstrations beside the bench's held-out screen
