@@ -327,6 +327,20 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     wrong = subprocess.run([sys.executable, str(script.with_name("fit_gap.py")), "--bench", str(out), "--groups",
                             "medium"], capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(f"error: no group medium in {out}")
+    # coverage: each task's evaluation starts split at their median distance to the nearest demonstration start
+    coverage = [sys.executable, str(script.with_name("coverage.py")), "--bench", str(out), "--results", str(results)]
+    subprocess.run([*coverage, "--out", str(tmp_path / "coverage.json")], capture_output=True, text=True, check=True)
+    rows = json.loads((tmp_path / "coverage.json").read_text())["rows"]
+    assert [(r["split"], r["entry"]) for r in rows] == [(split, entry) for split in ("demonstrations", "control")
+                                                        for entry in ("vla", "all entries")]
+    for vla in rows[::2]:  # each split: 2 seeds x 2 tasks x the nearer of 2 starts, all 8 episodes in the halves
+        assert vla["near"]["episodes"] == vla["far"]["episodes"] == 4
+        assert vla["near"]["success"] * 4 + vla["far"]["success"] * 4 == pytest.approx(8 * row["success"])
+        assert set(vla["median_distance_m"]) == {"button-press-topdown-v3", "drawer-close-v3"}
+        assert all(0 < m < 0.5 for m in vla["median_distance_m"].values())
+    assert rows[0]["median_distance_m"] != rows[2]["median_distance_m"]  # the control starts are other starts
+    wrong = subprocess.run([*coverage, "--groups", "medium"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith(f"error: no records of group medium in {results}")
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
     # of the first run is kept (its record holds it) unless --retime asks for a new one
     timing_file = out / "quick/vla/seed-0/timing.json"
