@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PROTOCOL=${PROTOCOL:-10-demos}
 BENCH_GROUPS=${BENCH_GROUPS:-hard very-hard}  # (bash reserves GROUPS)
 BENCH_SEEDS=${BENCH_SEEDS:-0}
-BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam aim gigaworld-policy unipi world-model-mpc}
+BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 JOBS=${JOBS:-8}
 DEVICE=${DEVICE:-cuda}
