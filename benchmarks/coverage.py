@@ -113,7 +113,7 @@ def main() -> None:
     missing = [g for g in groups if not (args.results / "records" / g).is_dir()]
     if missing:
         parser.error(f"no records of group {', '.join(missing)} in {args.results}")
-    rows = []
+    rows, distances = [], {}
     for group in groups:
         datasets = sorted((args.bench / group).glob("**/data/meta/info.json"))
         if not datasets:
@@ -135,6 +135,8 @@ def main() -> None:
             distance = {k: float(np.linalg.norm(reference[k[0]] - s, axis=1).min())
                         for k, s in evaluation_starts.items()}
             near, median = near_halves(distance)
+            distances.setdefault(group, {})[split] = {t: {str(seed): d for (u, seed), d in distance.items() if u == t}
+                                                      for t in median}
             print(f"\n{group}, split by the distance to the nearest of {SPLITS[split]} (median per task, cm: "
                   + ", ".join(f"{t.removesuffix('-v3')} {100 * m:.1f}" for t, m in median.items()) + ")")
             print("| entry | near: success [95 %] | far: success [95 %] | near: never-reached | far: never-reached |")
@@ -148,7 +150,8 @@ def main() -> None:
                 cells += [str(h["failures"].get("never-reached", 0)) for h in halves.values()]
                 print(f"| {entry} | " + " | ".join(cells) + " |")
     if args.out:
-        atomic_write_json(args.out, {"control_seed_base": CONTROL_SEED_BASE, "rows": rows})
+        atomic_write_json(args.out, {"control_seed_base": CONTROL_SEED_BASE, "rows": rows,
+                                     "distances_m": distances})  # group -> split -> task -> evaluation seed -> metres
 
 
 if __name__ == "__main__":

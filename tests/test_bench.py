@@ -339,6 +339,28 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
         assert set(vla["median_distance_m"]) == {"button-press-topdown-v3", "drawer-close-v3"}
         assert all(0 < m < 0.5 for m in vla["median_distance_m"].values())
     assert rows[0]["median_distance_m"] != rows[2]["median_distance_m"]  # the control starts are other starts
+    # one start's distance measured here, and the near half recounted from the records and the distances
+    from wam.data.lerobot import read_episodes
+    from wam.envs import get_suite
+
+    distances = json.loads((tmp_path / "coverage.json").read_text())["distances_m"]["quick"]["demonstrations"]
+    env = get_suite("metaworld").make_env("drawer-close-v3", track="state")
+    def placed(seed: int) -> np.ndarray:  # the drawer's and the goal's positions after the reset
+        env.reset(seed=seed)
+        return env.ground_truth()["keypoints_xyz"][1:].reshape(-1)
+    demo_seeds = [e["seed"] for e in read_episodes(out / "quick/data") if e["tasks"] == ["drawer-close-v3"]]
+    seed = next(iter(distances["drawer-close-v3"]))
+    nearest = min(np.linalg.norm(placed(int(seed)) - placed(s)) for s in demo_seeds)
+    env.close()
+    assert distances["drawer-close-v3"][seed] == pytest.approx(nearest, abs=1e-6)
+    import gzip
+    near_wins = 0
+    for path in sorted((results / "records/quick/vla").glob("seed-*.json.gz")):
+        for evaluation in json.loads(gzip.decompress(path.read_bytes()))["evals"].values():
+            for e in evaluation["per_episode"]:
+                task = distances[e["task"]]
+                near_wins += e["success"] and task[str(e["seed"])] <= np.median(list(task.values()))
+    assert rows[0]["near"]["success"] * 4 == near_wins
     wrong = subprocess.run([*coverage, "--groups", "medium"], capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(f"error: no records of group medium in {results}")
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
