@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import binomtest
 
-from wam.data.lerobot import dataset_suite, read_episodes
+from wam.data.lerobot import DatasetError, dataset_suite, read_episodes
 from wam.envs import Suite, SuiteEnv, get_suite
 from wam.envs.base import KEYPOINT_ROLES
 from wam.io import atomic_write_json
@@ -78,7 +79,11 @@ def recorded_episodes(results: Path, group: str) -> dict[str, list[dict]]:
     episodes: dict[str, list[dict]] = {}
     for path in sorted((results / "records" / group).glob("**/seed-*.json.gz")):
         entry = path.relative_to(results / "records" / group).parts[0]
-        record = json.loads(gzip.decompress(path.read_bytes()))
+        try:
+            record = json.loads(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, zlib.error, ValueError) as e:
+            raise SystemExit(f"error: {path} is not a readable record ({type(e).__name__}: {e}); measure it anew "
+                             "with its wam bench") from None
         for evaluation in record["evals"].values():
             episodes.setdefault(entry, []).extend(evaluation["per_episode"])
     return episodes
@@ -118,10 +123,14 @@ def main() -> None:
         datasets = sorted((args.bench / group).glob("**/data/meta/info.json"))
         if not datasets:
             parser.error(f"no training data of group {group} under {args.bench} (run its wam bench again to collect it)")
-        starts = Starts(get_suite(dataset_suite(json.loads(datasets[0].read_text()), datasets[0])))
         seeds: dict[str, list[int]] = {}
-        for info in datasets:  # one collection per group, or one per task
-            seeds.update(demonstration_seeds(info.parent.parent))
+        try:
+            suite = get_suite(dataset_suite(json.loads(datasets[0].read_text()), datasets[0]))
+            for info in datasets:  # one collection per group, or one per task
+                seeds.update(demonstration_seeds(info.parent.parent))
+        except (DatasetError, ValueError) as e:
+            parser.error(f"{datasets[0].parent.parent}: {e}")
+        starts = Starts(suite)
         references = {  # per task, the demonstrations' starts and as many control starts
             "demonstrations": {t: np.stack([starts(t, s) for s in ss]) for t, ss in seeds.items()},
             "control": {t: np.stack([starts(t, CONTROL_SEED_BASE + i) for i in range(len(ss))])
