@@ -24,9 +24,7 @@ is certain.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from scipy.stats import binomtest
 from wam.data.lerobot import DatasetError, dataset_suite, read_episodes
 from wam.envs import Suite, SuiteEnv, get_suite
 from wam.envs.base import KEYPOINT_ROLES
+from wam.eval.bench import load_record
 from wam.io import atomic_write_json
 
 PLACED = [KEYPOINT_ROLES.index("object"), KEYPOINT_ROLES.index("goal")]  # what a reset places
@@ -80,10 +79,9 @@ def recorded_episodes(results: Path, group: str) -> dict[str, list[dict]]:
     for path in sorted((results / "records" / group).glob("**/seed-*.json.gz")):
         entry = path.relative_to(results / "records" / group).parts[0]
         try:
-            record = json.loads(gzip.decompress(path.read_bytes()))
-        except (OSError, EOFError, zlib.error, ValueError) as e:
-            raise SystemExit(f"error: {path} is not a readable record ({type(e).__name__}: {e}); measure it anew "
-                             "with its wam bench") from None
+            record = load_record(path)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         for evaluation in record["evals"].values():
             episodes.setdefault(entry, []).extend(evaluation["per_episode"])
     return episodes

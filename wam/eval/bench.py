@@ -843,19 +843,28 @@ def record_settings(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
             "max_steps": cfg.max_steps, "offline_demos": cfg.offline_demos}
 
 
-def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | None:
-    """The recorded seed run of ``entry`` in ``cell``, or None where there is none; ``ValueError`` where it was
-    measured under other settings (as ``train_preset`` refuses a run trained under other settings) or unreadable."""
+def load_record(path: Path) -> dict[str, Any]:
+    """A record file as written by ``write_record``; ``ValueError`` naming it where it cannot be read."""
     import gzip
     import zlib
 
+    try:
+        return json.loads(gzip.decompress(path.read_bytes()))
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
+                         "anew") from None
+
+
+def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | None:
+    """The recorded seed run of ``entry`` in ``cell``, or None where there is none; ``ValueError`` where it was
+    measured under other settings (as ``train_preset`` refuses a run trained under other settings) or unreadable."""
     path = record_path(cfg, entry, cell)
     if not path.exists():
         return None
+    record = load_record(path)
     try:
-        record = json.loads(gzip.decompress(path.read_bytes()))
         settings = record["settings"]
-    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
                          "anew") from None
     if settings != record_settings(cfg, entry, cell):
