@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -562,6 +562,43 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert (config["image_tokens"], config["n_obs"]) == (16, 4)
     assert train_preset(cfg, "vla+double-steps", cell)["steps"] == 2 * cfg.steps  # the same data, twice the steps
     assert json.loads((cell.preset_dir("vla+double-steps") / "bench_train.json").read_text())["steps"] == 2 * cfg.steps
+
+
+def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
+    """``preset+video-5x``: five action-free expert episodes per demonstration of each task, at seeds apart from the
+    demonstrations', collected beside them and co-trained; a preset that cannot learn from them is refused before
+    anything is collected, and the latent-action recipe spends half the steps on the video stage."""
+    from wam.data.collect import VIDEO_SEED_BASE
+    from wam.data.lerobot import LeRobotDataset
+    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_video, train_preset
+    from wam.presets.recipes import RECIPES, parse_entry, video_options, video_per_demo
+
+    with pytest.raises(OptionError, match="vla\\+video-5x: preset vla cannot use action-free video under "
+                                          "--curriculum cotrain: it predicts no future"):
+        BenchConfig(quick=True, presets=("vla+video-5x",), out=tmp_path / "none").resolved()
+    BenchConfig(quick=True, presets=("vla+video-5x-latent",), out=tmp_path / "none").resolved()  # any preset can
+    assert not (tmp_path / "none").exists()
+    assert video_options((RECIPES["video-5x-latent"],), 3000) == {"curriculum": "latent-actions", "video_steps": 1500}
+    assert video_options((RECIPES["colour-jitter"],), 3000) == {}
+    with pytest.raises(ValueError, match="video twice: video-5x, video-5x-latent"):
+        video_per_demo(parse_entry("uva+video-5x+video-5x-latent")[1])
+    # One demonstration per task (below --quick's five): ten videos to collect, not fifty.
+    cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x",), steps=2, out=tmp_path / "out").resolved(),
+                  demos=1)
+    (cell,) = cfg.cells()
+    assert entry_video(cell, "fast-wam", cfg.suite, cfg.demos) is None
+    video = entry_video(cell, "fast-wam+video-5x", cfg.suite, cfg.demos)
+    assert video == Collection(tmp_path / "out/video-5x", "metaworld", episodes=5 * cfg.demos)
+    assert entry_video(cell, "fast-wam+video-5x+image-84", cfg.suite, cfg.demos).path == tmp_path / "out/video-5x+image-84"
+    collect_cell(cfg, cell, list(cfg.presets))
+    frames = LeRobotDataset.load(video.path)
+    assert not frames.has_actions and len(frames.episodes) == video.episodes * len(cell.tasks.split(","))
+    assert json.loads((video.path / "meta/info.json").read_text())["wam"]["seed"] == VIDEO_SEED_BASE
+    first = "observation.images.corner2"  # other seeds: the first frames show the objects elsewhere
+    assert not np.array_equal(frames.frames[first][0], LeRobotDataset.load(cell.data).frames[first][0])
+    train_preset(cfg, "fast-wam+video-5x", cell)
+    run = json.loads((cell.preset_dir("fast-wam+video-5x") / "run/train_config.json").read_text())
+    assert (run["video"], run["curriculum"]) == ([str(video.path)], "cotrain")
 
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):

@@ -36,6 +36,7 @@ from wam.options import CheckedOptions, OptionError
 SEED_STRIDE = 1_000_000
 MAX_EXPERT_ATTEMPTS = 5
 MAX_DEMO_SEED = 100_000_000
+VIDEO_SEED_BASE = 30_000_000  # action-free video beside the demonstrations (bench recipes): placements they do not show
 HELDOUT_SEED_BASE = 50_000_000  # held-out demonstrations for offline screens: far from training seeds
 SYNTHETIC_SEED_BASE = 70_000_000  # the real first frames of dreamed episodes (wam.data.synthetic)
 EVAL_SEED_BASE = 1_000_000_000

@@ -6,6 +6,7 @@ and a finished preset is never redone. Layout under ``--out``::
 
     data/                    demonstrations, one multi-task collection shared by every preset
     heldout/                 held-out demonstrations (other seeds) for the offline screens
+    data+<recipes>/, video-<n>x/  the demonstrations of recipes that collect their own, and action-free video
     <preset>/run/            `wam train` output: model/, train_log.jsonl, train_summary.json
     <preset>/eval/<task>/    `wam eval` output per task: eval_info.json, videos/
     <preset>/offline/        offline_info.json
@@ -48,7 +49,7 @@ import numpy as np
 from annotated_types import Ge
 
 from wam.compute import cpu_threads, resolve_device
-from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, CollectConfig, run_collect
+from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, VIDEO_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
 from wam.envs.variation import LEVELS, MIDDLE, NONE
@@ -72,8 +73,10 @@ from wam.presets.recipes import (
     parse_entry,
     trained_entry,
     training_steps,
+    video_options,
+    video_per_demo,
 )
-from wam.train.loop import TrainConfig, model_config, train
+from wam.train.loop import TrainConfig, model_config, train, video_refusal
 
 QUICK = dict(tasks="quick", demos=5, episodes=2, steps=20, max_steps=60,
              offline_demos=1, shift_tasks=1, shift_episodes=1, sweep_episodes=1, checkpoint_every=10,
@@ -83,15 +86,20 @@ episodes and training steps."""
 
 
 def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
-    """Why an entry's recipes ask for a model its preset cannot be (an image size its substrate cannot take) or a
-    deployment it cannot deploy (None when neither), found from the design before anything is collected or trained:
-    a fresh model of the preset on the suite's vision track at the recipes' image size."""
+    """Why an entry's recipes ask for a model its preset cannot be (an image size its substrate cannot take), video
+    it cannot learn from or a deployment it cannot deploy (None when none of them), found from the design before
+    anything is collected or trained: a fresh model of the preset on the suite's vision track at the recipes' image
+    size."""
     name, recipes = parse_entry(entry)
     if not recipes:
         return None
     features = suite.features("vision", collect_image_size(recipes) or suite.default_image_size)
     try:
         model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
+        if video_per_demo(recipes):
+            why = video_refusal(model, video_options(recipes, steps=2)["curriculum"])
+            if why is not None:
+                return f"preset {name} {why}"
         deploy = deploy_overrides(recipes)
         if deploy:
             make_policy(model, DeploymentConfig(**deploy))
@@ -300,6 +308,8 @@ class Collection:
     shift: str = "none"
     image_size: int | None = None
     """None: the suite's default size."""
+    episodes: int | None = None
+    """Action-free video: its episodes per task; None: demonstrations, as many as the bench's --demos."""
 
 
 def entry_data(cell: Cell, entry: str, suite: str) -> Collection:
@@ -323,6 +333,20 @@ def entry_heldout(cell: Cell, entry: str, suite: str) -> Collection:
     return Collection(path, variant, image_size=size)
 
 
+def entry_video(cell: Cell, entry: str, suite: str, demos: int) -> Collection | None:
+    """The action-free video an entry's recipes add to training (None without any): ``video_per_demo`` x ``demos``
+    expert episodes of each of the cell's tasks from ``VIDEO_SEED_BASE``, in the suite variant and at the image size
+    of the entry's demonstrations (under no shift: the scenes as the bench evaluates them)."""
+    recipes = parse_entry(entry)[1]
+    per_demo = video_per_demo(recipes)
+    if not per_demo:
+        return None
+    variant, size = collect_suite(recipes, suite), collect_image_size(recipes)
+    parts = ([variant] if variant != suite else []) + ([f"image-{size}"] if size is not None else [])
+    return Collection(cell.data.with_name(SEPARATOR.join([f"video-{per_demo}x", *parts])), variant,
+                      image_size=size, episodes=per_demo * demos)
+
+
 def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
     """Train ``entry`` on the cell's data unless a finished run with the same settings exists (an entry whose
     recipes change only the deployment shares the run of the entry without them); returns its train summary."""
@@ -338,10 +362,12 @@ def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
                              "it, or choose another --out")
         return json.loads(summary_path.read_text())
     name, recipes = parse_entry(preset)
-    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite).path, out=run, preset=name,
-                                steps=training_steps(recipes, cfg.steps),
+    steps = training_steps(recipes, cfg.steps)
+    video = entry_video(cell, preset, cfg.suite, cfg.demos)
+    summary = train(TrainConfig(data=entry_data(cell, preset, cfg.suite).path, out=run, preset=name, steps=steps,
                                 batch_size=cfg.batch_size, device=cfg.device, threads=cfg.threads,  # type: ignore[arg-type]
-                                resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed),
+                                resume=True, save_every=cfg.checkpoint_every, keep_checkpoints=1, seed=cell.seed,
+                                **({"video": (video.path,), **video_options(recipes, steps)} if video else {})),
                     **model_overrides(recipes))
     atomic_write_json(settings_path, settings)
     return summary
@@ -628,8 +654,8 @@ def _compare(render: list[dict[str, Any]], lean: list[dict[str, Any]]) -> dict[s
 
 def collect_cell(cfg: BenchConfig, cell: Cell, entries: list[str]) -> None:
     """The cell's demonstrations, those of the recipes of ``entries`` (the same seeds, under the recipes'
-    randomized factors or in their suite variant) and the held-out demonstrations, also in each variant
-    (resumable; nothing is recorded twice); nothing where no entry is to be measured."""
+    randomized factors or in their suite variant), their action-free video and the held-out demonstrations, also in
+    each variant (resumable; nothing is recorded twice); nothing where no entry is to be measured."""
     if not entries:
         return
     plain = Collection(cell.data, cfg.suite)
@@ -637,6 +663,11 @@ def collect_cell(cfg: BenchConfig, cell: Cell, entries: list[str]) -> None:
         run_collect(CollectConfig(tasks=cell.tasks, suite=data.suite, episodes=cfg.demos, out=data.path,
                                   workers=cfg.workers, shift=data.shift, shift_where_applicable=True,
                                   image_size=data.image_size))
+    videos = [video for entry in entries if (video := entry_video(cell, entry, cfg.suite, cfg.demos)) is not None]
+    for video in dict.fromkeys(videos):  # the scripted expert's failed attempts are video all the same
+        run_collect(CollectConfig(tasks=cell.tasks, suite=video.suite, episodes=video.episodes, out=video.path,
+                                  workers=cfg.workers, seed=VIDEO_SEED_BASE, image_size=video.image_size,
+                                  no_actions=True, keep_failed=True))
     plain_heldout = Collection(cell.heldout, cfg.suite)
     for heldout in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in entries)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=heldout.suite, episodes=cfg.offline_demos, out=heldout.path,

@@ -1,9 +1,9 @@
 """Recipes: named changes to how any preset is trained or deployed, measured side by side with the plain preset.
 
 A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization, or
-in a variant of the bench's suite that adds a camera), the model's training (augmentation) or its deployment
-(test-time adaptation), never the 4-tuple. An entry whose recipes change only the deployment trains nothing of its
-own: it evaluates the run of the entry without them.
+in a variant of the bench's suite that adds a camera), the data beside them (action-free video), the model's
+training (augmentation) or its deployment (test-time adaptation), never the 4-tuple. An entry whose recipes change
+only the deployment trains nothing of its own: it evaluates the run of the entry without them.
 ``wam bench --presets vla vla+colour-jitter`` trains and evaluates both in one run; the leaderboard row of an
 entry names its recipes. The levers of the generalization benchmark (docs/generalization.md) are recipes, so that
 what wins can be kept as one.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from wam.presets.models import PRESETS
 
@@ -32,6 +32,12 @@ class Recipe:
     evaluated at it. None: the suite's default size."""
     model: dict[str, Any] = field(default_factory=dict)
     """``ModelConfig`` fields the recipe sets for training (augmentation)."""
+    video_per_demo: int = 0
+    """Action-free expert videos (``wam collect --no-actions``) per demonstration of each task join training: the
+    same scenes at seeds the demonstrations do not use, so placements they do not show. 0: none."""
+    video_curriculum: Literal["cotrain", "latent-actions"] = "cotrain"
+    """How the video enters training (``wam train --curriculum``); latent-actions spends the first half of the steps
+    on the video stage."""
     steps_factor: int = 1
     """Training runs this many times the bench's steps (the learning-rate schedule stretched to match)."""
     deploy: dict[str, Any] = field(default_factory=dict)
@@ -41,7 +47,8 @@ class Recipe:
     @property
     def deployment_only(self) -> bool:
         """Whether the recipe changes the deployment alone (so the entry shares the run trained without it)."""
-        return bool(self.deploy) and not self.model and self.steps_factor == 1 and not changes_collection(self)
+        return (bool(self.deploy) and not self.model and self.steps_factor == 1 and not self.video_per_demo
+                and not changes_collection(self))
 
 
 APPEARANCE_UP_TO_MEDIUM = "camera=up-to-medium,lighting=up-to-medium,colour=up-to-medium,distractors=up-to-medium"
@@ -82,6 +89,15 @@ _RECIPES = (
            "per sample", model={"augment_colour": 0.3}),
     Recipe("random-shift", "random-shift augmentation in training (DrQ): the images padded by 4 px and cropped back "
            "at a random offset per sample", model={"augment_pad": 4}),
+    Recipe("video-5x", "five action-free expert videos per demonstration of each task (50 at 10 demonstrations), "
+           "recorded at seeds the demonstrations do not use, co-trained: every step adds half a batch of video windows "
+           "that train the future streams alone. Whether seeing placements without their actions helps a policy that "
+           "predicts the future; the preset's coupling must predict the future without reading the action",
+           video_per_demo=5),
+    Recipe("video-5x-latent", "the videos of video-5x through latent actions (LAPA): a latent action model fitted on "
+           "them labels every frame, the first half of the steps trains the whole model to predict the latent actions, "
+           "the second half the real actions from the demonstrations. Any preset, a VLA too",
+           video_per_demo=5, video_curriculum="latent-actions"),
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
@@ -154,6 +170,25 @@ def trained_entry(entry: str) -> str:
 def training_steps(recipes: tuple[Recipe, ...], steps: int) -> int:
     """The training steps of an entry with these recipes in a bench that trains ``steps``."""
     return steps * math.prod(r.steps_factor for r in recipes)
+
+
+def video_per_demo(recipes: tuple[Recipe, ...]) -> int:
+    """The action-free videos per demonstration these recipes add (0: none; two video recipes are refused)."""
+    counts = [r.video_per_demo for r in recipes if r.video_per_demo]
+    if len(counts) > 1:
+        raise ValueError(f"recipes add video twice: {', '.join(r.name for r in recipes if r.video_per_demo)}")
+    return counts[0] if counts else 0
+
+
+def video_options(recipes: tuple[Recipe, ...], steps: int) -> dict[str, Any]:
+    """The ``TrainConfig`` fields saying how these recipes' video enters a training of ``steps`` steps (besides
+    ``video``, the collection's path); empty without video."""
+    curricula = [r.video_curriculum for r in recipes if r.video_per_demo]
+    if not curricula:
+        return {}
+    if curricula[0] == "latent-actions":
+        return {"curriculum": "latent-actions", "video_steps": steps // 2}
+    return {"curriculum": "cotrain"}
 
 
 def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:

@@ -422,22 +422,30 @@ def label_latent_actions(cfg: TrainConfig, model: WorldActionModel, dataset: LeR
 
 def check_learns_from_video(cfg: TrainConfig, model: WorldActionModel) -> None:
     """``ValueError`` saying why, when the model cannot use the video its curriculum gives it."""
-    if cfg.curriculum == "latent-actions":  # the latent action is the action stream's target: any model learns it
+    if not cfg.uses_video:
+        return
+    name = f"preset {cfg.preset}" if cfg.preset and not cfg.census else f"the {model.config.spec.substrate} model"
+    why = video_refusal(model, cfg.curriculum)
+    if why is not None:
+        raise ValueError(f"{name} {why}")
+
+
+def video_refusal(model: WorldActionModel, curriculum: str) -> str | None:
+    """Why ``model`` cannot learn from action-free video under ``curriculum`` (a predicate beginning "cannot ..."),
+    or None where it can."""
+    if curriculum == "latent-actions":  # the latent action is the action stream's target: any model learns it
         if get_suite(model.config.suite).image_key not in model.config.observation_shapes:
-            raise ValueError("latent actions are learned from camera frames and this model reads none; collect the "
-                             "data with --track vision")
-        return
-    if not cfg.uses_video or model.learns_from_video:
-        return
-    spec = model.config.spec
-    name = f"preset {cfg.preset}" if cfg.preset and not cfg.census else f"the {spec.substrate} model"
+            return ("cannot learn latent actions: latent actions are learned from camera frames and this model reads none; "
+                    "collect the data with --track vision")
+        return None
+    if model.learns_from_video:
+        return None
     why = ("it predicts no future, so video has nothing to train (a policy without future streams uses video "
            "through latent actions: --curriculum latent-actions)" if not model.substrates else
-           f"its coupling {spec.coupling.value!r} predicts the future from the action, p(s | c, a), which video "
-           "without actions cannot train")
-    raise ValueError(f"{name} cannot use action-free video under --curriculum {cfg.curriculum}: {why}; choose "
-                     "--curriculum latent-actions, or a preset whose coupling is joint or post-head (docs/curricula.md "
-                     "lists them)")
+           f"its coupling {model.config.spec.coupling.value!r} predicts the future from the action, p(s | c, a), "
+           "which video without actions cannot train")
+    return (f"cannot use action-free video under --curriculum {curriculum}: {why}; choose --curriculum latent-actions, "
+            "or a preset whose coupling is joint or post-head (docs/curricula.md lists them)")
 
 
 def record_run(cfg: TrainConfig, out: Path, run_options: dict[str, Any], model: WorldActionModel,
