@@ -34,7 +34,7 @@ from scipy.stats import binomtest
 from wam.data.lerobot import DatasetError, dataset_suite, read_episodes
 from wam.envs import Suite, SuiteEnv, get_suite
 from wam.envs.base import KEYPOINT_ROLES
-from wam.eval.bench import load_record
+from wam.eval.bench import recorded_episodes
 from wam.io import atomic_write_json
 
 PLACED = [KEYPOINT_ROLES.index("object"), KEYPOINT_ROLES.index("goal")]  # what a reset places
@@ -71,20 +71,6 @@ def demonstration_seeds(data: Path) -> dict[str, list[int]]:
         (task,) = episode["tasks"]
         seeds.setdefault(task, []).append(int(episode["seed"]))
     return seeds
-
-
-def recorded_episodes(results: Path, group: str) -> dict[str, list[dict]]:
-    """Entry -> the per-episode results of its recorded seed runs (one model per group, or one per task)."""
-    episodes: dict[str, list[dict]] = {}
-    for path in sorted((results / "records" / group).glob("**/seed-*.json.gz")):
-        entry = path.relative_to(results / "records" / group).parts[0]
-        try:
-            record = load_record(path)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        for evaluation in record["evals"].values():
-            episodes.setdefault(entry, []).extend(evaluation["per_episode"])
-    return episodes
 
 
 def outcome(episodes: list[dict]) -> dict:
@@ -133,7 +119,10 @@ def main() -> None:
             "demonstrations": {t: np.stack([starts(t, s) for s in ss]) for t, ss in seeds.items()},
             "control": {t: np.stack([starts(t, CONTROL_SEED_BASE + i) for i in range(len(ss))])
                         for t, ss in seeds.items()}}
-        by_entry = recorded_episodes(args.results, group)
+        try:
+            by_entry = recorded_episodes(args.results, group)
+        except ValueError as e:
+            parser.error(str(e))
         evaluated = {(e["task"], e["seed"]) for episodes in by_entry.values() for e in episodes}
         evaluation_starts = {k: starts(*k) for k in sorted(evaluated)}
         starts.close()

@@ -3,6 +3,7 @@ without redoing anything, and the HTML report rendered in headless Chromium with
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from dataclasses import asdict, replace
@@ -353,7 +354,6 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     nearest = min(np.linalg.norm(placed(int(seed)) - placed(s)) for s in demo_seeds)
     env.close()
     assert distances["drawer-close-v3"][seed] == pytest.approx(nearest, abs=1e-6)
-    import gzip
     near_wins = 0
     for path in sorted((results / "records/quick/vla").glob("seed-*.json.gz")):
         for evaluation in json.loads(gzip.decompress(path.read_bytes()))["evals"].values():
@@ -363,6 +363,29 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert rows[0]["near"]["success"] * 4 == near_wins
     wrong = subprocess.run([*coverage, "--groups", "medium"], capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith(f"error: no records of group medium in {results}")
+    # paired: the entry against a copy of its records with one episode's outcome turned over
+    twin = tmp_path / "twin"
+    shutil.copytree(results / "records", twin / "records")
+    turned = twin / "records/quick/vla/seed-0.json.gz"
+    record = json.loads(gzip.decompress(turned.read_bytes()))
+    first = next(iter(record["evals"].values()))["per_episode"][0]
+    first["success"] = won = not first["success"]
+    turned.write_bytes(gzip.compress(json.dumps(record).encode()))
+    paired = [sys.executable, str(script.with_name("paired.py")), f"{results}:vla", f"{twin}:vla"]
+    subprocess.run([*paired, "--coverage", str(tmp_path / "coverage.json"), "--out", str(tmp_path / "paired.json")],
+                   capture_output=True, text=True, check=True)
+    rows = json.loads((tmp_path / "paired.json").read_text())["rows"]
+    assert [r["starts_of"] for r in rows] == ["all", "button-press-topdown-v3", "drawer-close-v3", "near", "far"]
+    assert rows[0]["starts"] == 8 and rows[0]["success_a"] == pytest.approx(row["success"])
+    assert (rows[0]["only_a"], rows[0]["only_b"], rows[0]["p_mcnemar"]) == ((0, 1, 1.0) if won else (1, 0, 1.0))
+    assert rows[3]["starts"] == rows[4]["starts"] == 4 and rows[3]["only_a"] + rows[4]["only_a"] == rows[0]["only_a"]
+    for wrong_side, message in ((f"{results}:uwm", "no records of uwm in group quick"), ("vla", "is not RESULTS:ENTRY")):
+        wrong = subprocess.run([*paired[:2], wrong_side, f"{twin}:vla"], capture_output=True, text=True)
+        assert wrong.returncode == 2 and message in wrong.stderr.strip().splitlines()[-1]
+    (twin / "records/quick/vla/seed-1.json.gz").unlink()  # starts not in both are refused, not dropped
+    wrong = subprocess.run(paired, capture_output=True, text=True)
+    assert wrong.returncode == 2 and wrong.stderr.strip().endswith("not evaluated on the same starts in quick: "
+                                                                   "4 only in A, 0 only in B")
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
     # of the first run is kept (its record holds it) unless --retime asks for a new one
     timing_file = out / "quick/vla/seed-0/timing.json"
@@ -378,7 +401,6 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
     # Every finished seed run is recorded beside the leaderboard (compact, without the machine's paths): with the
     # runs gone, the same bench is rebuilt from the records, trains nothing, and reports the same figures.
-    import gzip
 
     record = gzip.decompress((results / "records/quick/vla/seed-1.json.gz").read_bytes()).decode()
     assert str(tmp_path) not in record and set(json.loads(record)["shifts"]) == {f"camera={v}" for v in LEVELS}
@@ -411,7 +433,6 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
     group's row joins them (training times added up), is timed on the first task's model as soon as it is evaluated
     (a bench stopped before its end leaves whole records), and is rebuilt from the records once the runs are gone.
     The generalization grid, which runs on one model per group, is refused."""
-    import gzip
     import subprocess
     import sys
 

@@ -886,6 +886,23 @@ def load_record(path: Path) -> dict[str, Any]:
                          "anew") from None
 
 
+def recorded_episodes(results: Path, group: str) -> dict[str, list[dict[str, Any]]]:
+    """Entry -> every evaluated episode of its seed runs recorded in ``results`` for ``group`` (one model per group,
+    or one per task), each with its run's ``training_seed``; ``ValueError`` naming a record that cannot be read."""
+    episodes: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((results / "records" / group).glob("**/seed-*.json.gz")):
+        entry = path.relative_to(results / "records" / group).parts[0]
+        record = load_record(path)
+        try:
+            episodes.setdefault(entry, []).extend({**e, "training_seed": record["seed"]}
+                                                  for evaluation in record["evals"].values()
+                                                  for e in evaluation["per_episode"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
+                             "anew") from None
+    return episodes
+
+
 def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | None:
     """The recorded seed run of ``entry`` in ``cell``, or None where there is none; ``ValueError`` where it was
     measured under other settings (as ``train_preset`` refuses a run trained under other settings) or unreadable."""
