@@ -406,6 +406,13 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert str(tmp_path) not in record and set(json.loads(record)["shifts"]) == {f"camera={v}" for v in LEVELS}
     capsys.readouterr()
     timed = group["rows"][0]  # the last timing pass is the one recorded
+    # A run trained again after its record was written is refused rather than recorded over the measurement.
+    summary_path = out / "quick/vla/seed-0/run/train_summary.json"
+    kept = summary_path.read_text()
+    summary_path.write_text(json.dumps({**json.loads(kept), "train_time_s": 1.0}))
+    assert main([*command, "camera"]) == 2
+    assert "records another training of vla than" in capsys.readouterr().err
+    summary_path.write_text(kept)
     shutil.rmtree(out / "quick/vla")
     assert main([*command, "camera"]) == 0
     printed = capsys.readouterr().out

@@ -944,10 +944,20 @@ def recorded_run(cfg: BenchConfig, entry: str, cell: Cell,
     """The seed run of ``entry`` in ``cell`` and its timing from its record, where its trained run is not under
     ``--out`` and the record holds everything this bench asks for (the evaluations, each asked generalization
     cell, and where the cell is the one its group's latency is ``timed`` on, the timing); None where the run is
-    there to be used, or nothing can stand in for it."""
-    if (cell.run_dir(entry) / "train_summary.json").exists():
-        return None
+    there to be used, or nothing can stand in for it. ``ValueError`` where the run and the record are two
+    trainings of the entry: the run would silently replace the recorded measurement."""
+    run_summary = cell.run_dir(entry) / "train_summary.json"
     record = read_record(cfg, entry, cell)
+    if run_summary.exists():
+        summary = {k: v for k, v in json.loads(run_summary.read_text()).items() if k != "weights_sha256"}
+        if record is not None and record["summary"] != summary:
+            raise ValueError(f"{record_path(cfg, entry, cell)} records another training of {entry} than "
+                             f"{run_summary.parent} (trained {record['summary'].get('train_time_s', 0):.0f} s "
+                             f"against {summary.get('train_time_s', 0):.0f} s, final loss "
+                             f"{record['summary'].get('final_loss_smooth')} against {summary.get('final_loss_smooth')}): "
+                             f"move {cell.preset_dir(trained_entry(entry))} away to use the record, or delete the record to "
+                             "record this run in its place")
+        return None
     if record is None:
         return None
     asked = [f"{name}={level}" for name, level, _ in shift_cells(cfg, cell)] if get_protocol(
