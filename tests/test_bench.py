@@ -599,7 +599,7 @@ def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
     from wam.data.collect import VIDEO_SEED_BASE
     from wam.data.lerobot import LeRobotDataset
     from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_video, train_preset
-    from wam.presets.recipes import RECIPES, parse_entry, video_options, video_per_demo
+    from wam.presets.recipes import RECIPES, video_options
 
     with pytest.raises(OptionError, match="vla\\+video-5x: preset vla cannot use action-free video under "
                                           "--curriculum cotrain: it predicts no future"):
@@ -607,9 +607,10 @@ def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
     BenchConfig(quick=True, presets=("vla+video-5x-latent",), out=tmp_path / "none").resolved()  # any preset can
     assert not (tmp_path / "none").exists()
     assert video_options((RECIPES["video-5x-latent"],), 3000) == {"curriculum": "latent-actions", "video_steps": 1500}
+    assert video_options((RECIPES["video-5x"],), 3000) == {"curriculum": "cotrain"}
     assert video_options((RECIPES["colour-jitter"],), 3000) == {}
-    with pytest.raises(ValueError, match="video twice: video-5x, video-5x-latent"):
-        video_per_demo(parse_entry("uva+video-5x+video-5x-latent")[1])
+    with pytest.raises(OptionError, match="uva\\+video-5x\\+video-5x-latent: recipes add video twice"):
+        BenchConfig(quick=True, presets=("uva+video-5x+video-5x-latent",), out=tmp_path / "none").resolved()
     # One demonstration per task (below --quick's five): ten videos to collect, not fifty.
     cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x",), steps=2, out=tmp_path / "out").resolved(),
                   demos=1)

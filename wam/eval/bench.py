@@ -73,6 +73,7 @@ from wam.presets.recipes import (
     parse_entry,
     trained_entry,
     training_steps,
+    video_curriculum,
     video_options,
     video_per_demo,
 )
@@ -96,10 +97,10 @@ def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
     features = suite.features("vision", collect_image_size(recipes) or suite.default_image_size)
     try:
         model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
-        if video_per_demo(recipes):
-            why = video_refusal(model, video_options(recipes, steps=2)["curriculum"])
-            if why is not None:
-                return f"preset {name} {why}"
+        curriculum = video_curriculum(recipes)
+        why = video_refusal(model, curriculum) if curriculum is not None else None
+        if why is not None:
+            return f"preset {name} {why}"
         deploy = deploy_overrides(recipes)
         if deploy:
             make_policy(model, DeploymentConfig(**deploy))

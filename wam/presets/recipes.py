@@ -180,15 +180,20 @@ def video_per_demo(recipes: tuple[Recipe, ...]) -> int:
     return counts[0] if counts else 0
 
 
+def video_curriculum(recipes: tuple[Recipe, ...]) -> str | None:
+    """How these recipes' video enters training (``wam train --curriculum``); None: they add no video."""
+    if not video_per_demo(recipes):  # (which refuses two video recipes)
+        return None
+    return next(r.video_curriculum for r in recipes if r.video_per_demo)
+
+
 def video_options(recipes: tuple[Recipe, ...], steps: int) -> dict[str, Any]:
     """The ``TrainConfig`` fields saying how these recipes' video enters a training of ``steps`` steps (besides
     ``video``, the collection's path); empty without video."""
-    curricula = [r.video_curriculum for r in recipes if r.video_per_demo]
-    if not curricula:
+    curriculum = video_curriculum(recipes)
+    if curriculum is None:
         return {}
-    if curricula[0] == "latent-actions":
-        return {"curriculum": "latent-actions", "video_steps": steps // 2}
-    return {"curriculum": "cotrain"}
+    return {"curriculum": curriculum, **({"video_steps": steps // 2} if curriculum == "latent-actions" else {})}
 
 
 def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
