@@ -327,23 +327,27 @@ def entry_data(cell: Cell, entry: str, suite: str) -> Collection:
 def entry_heldout(cell: Cell, entry: str, suite: str) -> Collection:
     """The held-out demonstrations an entry's offline screens read: the cell's, or the same seeds as its model
     reads them, in the suite variant its recipes train in (its cameras) and at their image size."""
-    recipes = parse_entry(entry)[1]
-    variant, size = collect_suite(recipes, suite), collect_image_size(recipes)
-    parts = ([variant] if variant != suite else []) + ([f"image-{size}"] if size is not None else [])
+    variant, size, parts = _model_variant(entry, suite)
     path = cell.heldout.with_name(SEPARATOR.join(["heldout", *parts])) if parts else cell.heldout
     return Collection(path, variant, image_size=size)
+
+
+def _model_variant(entry: str, suite: str) -> tuple[str, int | None, list[str]]:
+    """The suite variant and image size an entry's model reads, and the name parts that set them apart from the
+    bench's (none where it reads the bench's own)."""
+    recipes = parse_entry(entry)[1]
+    variant, size = collect_suite(recipes, suite), collect_image_size(recipes)
+    return variant, size, ([variant] if variant != suite else []) + ([f"image-{size}"] if size is not None else [])
 
 
 def entry_video(cell: Cell, entry: str, suite: str, demos: int) -> Collection | None:
     """The action-free video an entry's recipes add to training (None without any): ``video_per_demo`` x ``demos``
     expert episodes of each of the cell's tasks from ``VIDEO_SEED_BASE``, in the suite variant and at the image size
     of the entry's demonstrations (under no shift: the scenes as the bench evaluates them)."""
-    recipes = parse_entry(entry)[1]
-    per_demo = video_per_demo(recipes)
+    per_demo = video_per_demo(parse_entry(entry)[1])
     if not per_demo:
         return None
-    variant, size = collect_suite(recipes, suite), collect_image_size(recipes)
-    parts = ([variant] if variant != suite else []) + ([f"image-{size}"] if size is not None else [])
+    variant, size, parts = _model_variant(entry, suite)
     return Collection(cell.data.with_name(SEPARATOR.join([f"video-{per_demo}x", *parts])), variant,
                       image_size=size, episodes=per_demo * demos)
 
