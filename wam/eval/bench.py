@@ -879,6 +879,11 @@ def record_settings(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
             "max_steps": cfg.max_steps, "offline_demos": cfg.offline_demos}
 
 
+def unreadable_record(path: Path, error: Exception) -> ValueError:
+    """The one error for a record that cannot be read, whether its bytes or its contents are damaged."""
+    return ValueError(f"{path} is not a readable record ({type(error).__name__}: {error}); delete it to measure anew")
+
+
 def load_record(path: Path) -> dict[str, Any]:
     """A record file as written by ``write_record``; ``ValueError`` naming it where it cannot be read."""
     import gzip
@@ -887,8 +892,7 @@ def load_record(path: Path) -> dict[str, Any]:
     try:
         return json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, EOFError, zlib.error, ValueError) as e:
-        raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
-                         "anew") from None
+        raise unreadable_record(path, e) from None
 
 
 def recorded_episodes(results: Path, group: str) -> dict[str, list[dict[str, Any]]]:
@@ -903,8 +907,7 @@ def recorded_episodes(results: Path, group: str) -> dict[str, list[dict[str, Any
                                                   for evaluation in record["evals"].values()
                                                   for e in evaluation["per_episode"])
         except (KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
-                             "anew") from None
+            raise unreadable_record(path, e) from None
     return episodes
 
 
@@ -918,8 +921,7 @@ def read_record(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any] | No
     try:
         settings = record["settings"]
     except (KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a readable record ({type(e).__name__}: {e}); delete it to measure "
-                         "anew") from None
+        raise unreadable_record(path, e) from None
     if settings != record_settings(cfg, entry, cell):
         raise ValueError(f"{path} was measured with {record['settings']}, not {record_settings(cfg, entry, cell)};"
                          " delete it to measure anew, or choose another --results")
