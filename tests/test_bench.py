@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import headless_chromium
 from wam.cli import main
-from wam.eval.bench import central_claim, future_at_deployment, pareto_front
+from wam.eval.leaderboard import central_claim, future_at_deployment, pareto_front
 from wam.options import OptionError
 
 pytestmark = [pytest.mark.sim, pytest.mark.e2e]
@@ -499,7 +499,7 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
 
 
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():
-    from wam.eval.bench import SeedRun, shift_rows
+    from wam.eval.leaderboard import SeedRun, shift_rows
 
     def run(shifted, unshifted):
         return SeedRun(0, {}, {}, {}, {"camera=weak": {"factor": "camera", "level": "weak", "tasks": ["t"],
@@ -662,7 +662,7 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
 
 
 def test_shift_summary_names_the_worst_factor_and_who_beats_the_baseline():
-    from wam.eval.bench import shift_summary
+    from wam.eval.leaderboard import shift_summary
 
     def row(preset, kept, low, high):
         return {"preset": preset, "shifts": {
