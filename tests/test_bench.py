@@ -598,8 +598,8 @@ def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
     anything is collected, and the latent-action recipe spends half the steps on the video stage."""
     from wam.data.collect import VIDEO_SEED_BASE
     from wam.data.lerobot import LeRobotDataset
-    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_video, train_preset
-    from wam.presets.recipes import RECIPES, video_options
+    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_data, entry_video, train_preset
+    from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, RECIPES, video_options
 
     with pytest.raises(OptionError, match="vla\\+video-5x: preset vla cannot use action-free video under "
                                           "--curriculum cotrain: it predicts no future"):
@@ -612,19 +612,31 @@ def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
     with pytest.raises(OptionError, match="uva\\+video-5x\\+video-5x-latent: recipes add video twice"):
         BenchConfig(quick=True, presets=("uva+video-5x+video-5x-latent",), out=tmp_path / "none").resolved()
     # One demonstration per task (below --quick's five): ten videos to collect, not fifty.
-    cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x",), steps=2, out=tmp_path / "out").resolved(),
-                  demos=1)
+    cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x", "fast-wam+video-randomized"), steps=2,
+                              out=tmp_path / "out").resolved(), demos=1)
     (cell,) = cfg.cells()
     assert entry_video(cell, "fast-wam", cfg.suite, cfg.demos) is None
     video = entry_video(cell, "fast-wam+video-5x", cfg.suite, cfg.demos)
     assert video == Collection(tmp_path / "out/video-5x", "metaworld", episodes=5 * cfg.demos)
     assert entry_video(cell, "fast-wam+video-5x+image-84", cfg.suite, cfg.demos).path == tmp_path / "out/video-5x+image-84"
+    assert entry_video(cell, "fast-wam+video-5x-latent", cfg.suite, cfg.demos) == video  # the same video, another stage
+    # Video of other appearances is the recipe's own, collected under its shift; the demonstrations stay plain.
+    randomized = entry_video(cell, "fast-wam+video-randomized", cfg.suite, cfg.demos)
+    assert randomized == Collection(tmp_path / "out/video-randomized", "metaworld", shift=APPEARANCE_UP_TO_MEDIUM,
+                                    episodes=cfg.demos)
+    assert entry_data(cell, "fast-wam+video-randomized", cfg.suite) == entry_data(cell, "fast-wam", cfg.suite)
+    with pytest.raises(OptionError, match="recipes add video twice: video-5x, video-randomized"):
+        BenchConfig(quick=True, presets=("uva+video-5x+video-randomized",), out=tmp_path / "none").resolved()
     collect_cell(cfg, cell, list(cfg.presets))
     frames = LeRobotDataset.load(video.path)
     assert not frames.has_actions and len(frames.episodes) == video.episodes * len(cell.tasks.split(","))
     assert json.loads((video.path / "meta/info.json").read_text())["wam"]["seed"] == VIDEO_SEED_BASE
     first = "observation.images.corner2"  # other seeds: the first frames show the objects elsewhere
     assert not np.array_equal(frames.frames[first][0], LeRobotDataset.load(cell.data).frames[first][0])
+    shifted = LeRobotDataset.load(randomized.path)  # the same seeds as the plain video's first, other appearances
+    assert not shifted.has_actions and len(shifted.episodes) == len(cell.tasks.split(","))
+    assert json.loads((randomized.path / "meta/info.json").read_text())["wam"]["shift"] == APPEARANCE_UP_TO_MEDIUM
+    assert not np.array_equal(shifted.frames[first][0], frames.frames[first][0])
     train_preset(cfg, "fast-wam+video-5x", cell)
     run = json.loads((cell.preset_dir("fast-wam+video-5x") / "run/train_config.json").read_text())
     assert (run["video"], run["curriculum"]) == ([str(video.path)], "cotrain")

@@ -84,7 +84,7 @@ from wam.presets.recipes import (
     training_steps,
     video_curriculum,
     video_options,
-    video_per_demo,
+    video_recipe,
 )
 from wam.train.loop import TrainConfig, model_config, train, video_refusal
 
@@ -351,14 +351,16 @@ def _model_variant(entry: str, suite: str) -> tuple[str, int | None, list[str]]:
 
 def entry_video(cell: Cell, entry: str, suite: str, demos: int) -> Collection | None:
     """The action-free video an entry's recipes add to training (None without any): ``video_per_demo`` x ``demos``
-    expert episodes of each of the cell's tasks from ``VIDEO_SEED_BASE``, in the suite variant and at the image size
-    of the entry's demonstrations (under no shift: the scenes as the bench evaluates them)."""
-    per_demo = video_per_demo(parse_entry(entry)[1])
-    if not per_demo:
+    expert episodes of each of the cell's tasks from ``VIDEO_SEED_BASE``, under the recipe's ``video_shift``, in the
+    suite variant and at the image size of the entry's demonstrations. Unshifted video is shared by the recipes
+    that add as much (``video-<n>x``: the scenes as the bench evaluates them); shifted video is its recipe's own."""
+    video = video_recipe(parse_entry(entry)[1])
+    if video is None:
         return None
     variant, size, parts = _model_variant(entry, suite)
-    return Collection(cell.data.with_name(SEPARATOR.join([f"video-{per_demo}x", *parts])), variant,
-                      image_size=size, episodes=per_demo * demos)
+    name = f"video-{video.video_per_demo}x" if video.video_shift == "none" else video.name
+    return Collection(cell.data.with_name(SEPARATOR.join([name, *parts])), variant, shift=video.video_shift,
+                      image_size=size, episodes=video.video_per_demo * demos)
 
 
 def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
@@ -551,8 +553,9 @@ def collect_cell(cfg: BenchConfig, cell: Cell, entries: list[str]) -> None:
     videos = [video for entry in entries if (video := entry_video(cell, entry, cfg.suite, cfg.demos)) is not None]
     for video in dict.fromkeys(videos):  # the scripted expert's failed attempts are video all the same
         run_collect(CollectConfig(tasks=cell.tasks, suite=video.suite, episodes=video.episodes, out=video.path,
-                                  workers=cfg.workers, seed=VIDEO_SEED_BASE, image_size=video.image_size,
-                                  no_actions=True, keep_failed=True))
+                                  workers=cfg.workers, seed=VIDEO_SEED_BASE, shift=video.shift,
+                                  shift_where_applicable=True, image_size=video.image_size, no_actions=True,
+                                  keep_failed=True))
     plain_heldout = Collection(cell.heldout, cfg.suite)
     for heldout in dict.fromkeys([plain_heldout, *(entry_heldout(cell, e, cfg.suite) for e in entries)]):
         run_collect(CollectConfig(tasks=cell.tasks, suite=heldout.suite, episodes=cfg.offline_demos, out=heldout.path,

@@ -35,6 +35,9 @@ class Recipe:
     video_per_demo: int = 0
     """Action-free expert videos (``wam collect --no-actions``) per demonstration of each task join training: the
     same scenes at seeds the demonstrations do not use, so placements they do not show. 0: none."""
+    video_shift: str = "none"
+    """The action-free video is collected under this shift (``wam collect --shift``), the demonstrations staying as
+    they are; ``none``: the scenes as the bench evaluates them."""
     video_curriculum: Literal["cotrain", "latent-actions"] = "cotrain"
     """How the video enters training (``wam train --curriculum``); latent-actions spends the first half of the steps
     on the video stage."""
@@ -98,6 +101,12 @@ _RECIPES = (
            "them labels every frame, the first half of the steps trains the whole model to predict the latent actions, "
            "the second half the real actions from the demonstrations. Any preset, a VLA too",
            video_per_demo=5, video_curriculum="latent-actions"),
+    Recipe("video-randomized", "as many action-free expert videos as demonstrations of each task, at seeds the "
+           "demonstrations do not use, collected under every appearance factor drawn per episode up to its middle level "
+           "(as randomized's demonstrations), co-trained: the future streams see cameras, lights, colours and "
+           "distractors that the labelled demonstrations, left plain, do not show. Domain randomization without "
+           "labelling a randomized episode; the preset's coupling must predict the future without reading the action",
+           video_per_demo=1, video_shift=APPEARANCE_UP_TO_MEDIUM),
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
@@ -172,19 +181,18 @@ def training_steps(recipes: tuple[Recipe, ...], steps: int) -> int:
     return steps * math.prod(r.steps_factor for r in recipes)
 
 
-def video_per_demo(recipes: tuple[Recipe, ...]) -> int:
-    """The action-free videos per demonstration these recipes add (0: none; two video recipes are refused)."""
-    counts = [r.video_per_demo for r in recipes if r.video_per_demo]
-    if len(counts) > 1:
-        raise ValueError(f"recipes add video twice: {', '.join(r.name for r in recipes if r.video_per_demo)}")
-    return counts[0] if counts else 0
+def video_recipe(recipes: tuple[Recipe, ...]) -> Recipe | None:
+    """The recipe that adds action-free video to training (None: none does; two video recipes are refused)."""
+    adding = [r for r in recipes if r.video_per_demo]
+    if len(adding) > 1:
+        raise ValueError(f"recipes add video twice: {', '.join(r.name for r in adding)}")
+    return adding[0] if adding else None
 
 
 def video_curriculum(recipes: tuple[Recipe, ...]) -> str | None:
     """How these recipes' video enters training (``wam train --curriculum``); None: they add no video."""
-    if not video_per_demo(recipes):  # (which refuses two video recipes)
-        return None
-    return next(r.video_curriculum for r in recipes if r.video_per_demo)
+    video = video_recipe(recipes)
+    return video.video_curriculum if video else None
 
 
 def video_options(recipes: tuple[Recipe, ...], steps: int) -> dict[str, Any]:
