@@ -61,8 +61,11 @@ def protocol_table(board: dict) -> None:
         found = [next((ref for ref in g["references"] if ref["system"] == system), None) for g in groups.values()]
         print(f"| *{system}, published* | " + " | ".join("–" if ref is None else f"*{100 * ref['success']:.1f}*"
                                                         for ref in found) + " |")
-    print(f"\nSuccess in percent: mean over training seeds {board['protocol']['seeds']} ± their standard deviation, "
-          "[95 % Wilson interval over all episodes].")
+    headline = board["protocol"].get("headline")  # (boards before --headline: every entry at every seed)
+    seeds = board["protocol"]["seeds"]
+    at = (f"{', '.join(f'`{e}`' for e in headline)} over training seeds {seeds}, the others at seed {seeds[0]}"
+          if headline else f"over training seeds {seeds}")
+    print(f"\nSuccess in percent: mean {at} ± their standard deviation, [95 % Wilson interval over all episodes].")
     for name, g in groups.items():
         per_task_table(name, g)
     for name, g in groups.items():

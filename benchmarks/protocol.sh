@@ -7,7 +7,8 @@
 #
 #   usage: bash benchmarks/protocol.sh
 #   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0" BENCH_PRESETS="vla flare ..."
-#                           OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
+#                           BENCH_HEADLINE="" (entries run at every seed of BENCH_SEEDS, the others at the first;
+#                           empty: all at every seed) OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -18,13 +19,17 @@ BENCH_SEEDS=${BENCH_SEEDS:-0}
 BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 RESULTS=${RESULTS:-results/bench-$PROTOCOL}
+BENCH_HEADLINE=${BENCH_HEADLINE:-}
 
 finished=()
 for preset in $BENCH_PRESETS; do
   finished+=("$preset")  # the presets already finished are reused as they are, their timing too
+  seeds=$BENCH_SEEDS headline=()  # with BENCH_HEADLINE: the headline entries finished so far at every seed
+  for entry in $BENCH_HEADLINE; do [[ " ${finished[*]} " == *" $entry "* ]] && headline+=("$entry"); done
+  if [ -n "$BENCH_HEADLINE" ] && [ ${#headline[@]} -eq 0 ]; then seeds=${BENCH_SEEDS%% *}; fi  # none yet: the first
   # shellcheck disable=SC2086  # groups and seeds are word lists
-  wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $BENCH_SEEDS --presets "${finished[@]}" \
-    --out "$OUT" --results "$RESULTS"
+  wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $seeds --presets "${finished[@]}" \
+    ${headline[@]:+--headline "${headline[@]}"} --out "$OUT" --results "$RESULTS"
   python benchmarks/bench_table.py "$RESULTS" > "$RESULTS/table.md"
 done
 cat "$RESULTS/table.md"

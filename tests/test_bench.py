@@ -63,6 +63,9 @@ def test_future_at_deployment_says_what_the_latency_pays_for():
 def test_unknown_preset_is_refused(tmp_path, capsys):
     assert main(["bench", "--presets", "gato", "--out", str(tmp_path)]) == 2
     assert "unknown preset(s) gato" in capsys.readouterr().err
+    assert main(["bench", "--presets", "vla", "--headline", "vla", "--out", str(tmp_path / "none")]) == 2
+    assert "--groups, --seeds and --headline choose among a protocol's" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.fixture(scope="module")
@@ -423,6 +426,16 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
         assert again["rows"][0][key] == board["groups"]["quick"]["rows"][0][key], key
     assert again["rows"][0]["latency_per_call_ms_p50"] == timed["latency_per_call_ms_p50"]
     assert again["shift_summary"] == board["groups"]["quick"]["shift_summary"]
+    # Headline rows: the entries of --headline run at every seed, the others at the first alone.
+    both = [*command[:command.index("vla") + 1], "fast-wam", *command[command.index("vla") + 1:], "camera"]
+    assert main([*both, "--headline", "uva"]) == 2
+    assert "--headline names uva, not among the entries run (vla, fast-wam)" in capsys.readouterr().err
+    assert main([*both, "--headline", "vla"]) == 0
+    headline = json.loads((results / "leaderboard.json").read_text())
+    assert headline["protocol"]["headline"] == ["vla"]
+    assert {r["preset"]: r["seeds"] for r in headline["groups"]["quick"]["rows"]} == {"vla": [0, 1], "fast-wam": [0]}
+    assert (out / "quick/fast-wam/seed-0/run/model").exists() and not (out / "quick/fast-wam/seed-1").exists()
+    assert "Training seeds: 0, 1 for vla, 0 for the others." in " ".join((results / "report.html").read_text().split())
     # A record measured under other settings is refused, as a run trained under others is.
     assert main([*command, "camera", "--batch-size", "8"]) == 2
     assert "delete it to measure anew" in capsys.readouterr().err

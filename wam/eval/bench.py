@@ -165,6 +165,9 @@ class BenchConfig(CheckedOptions):
     """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
     seeds: tuple[Annotated[int, Ge(0)], ...] = ()
     """Training seeds per group and preset under --protocol; default: the protocol's (10-demos: 0 1 2)."""
+    headline: tuple[str, ...] = ()
+    """Under --protocol: the entries (among --presets) trained at every seed of --seeds, the protocol's headline
+    rows; the others run at the first seed only. Default: every entry at every seed."""
     suite: str = DEFAULT_SUITE
     """Simulator suite (metaworld, metaworld-lerobot, metaworld-wrist, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
@@ -242,9 +245,13 @@ class BenchConfig(CheckedOptions):
             raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)} (with "
                              f"recipes: PRESET+RECIPE, recipes {', '.join(RECIPES)})")
         fields = {**asdict(self), "presets": self.presets or tuple(PRESETS)}
-        if self.protocol is None and (self.groups or self.seeds):
-            raise OptionError("--groups and --seeds choose among a protocol's groups and training seeds; pass "
-                              "--protocol too (e.g. --protocol 10-demos)")
+        if self.protocol is None and (self.groups or self.seeds or self.headline):
+            raise OptionError("--groups, --seeds and --headline choose among a protocol's groups and training seeds; "
+                              "pass --protocol too (e.g. --protocol 10-demos)")
+        unknown = [entry for entry in self.headline if entry not in fields["presets"]]
+        if unknown:
+            raise OptionError(f"--headline names {', '.join(unknown)}, not among the entries run "
+                              f"({', '.join(fields['presets'])})")
         scale = WAM_BENCH_SCALE
         if self.protocol is not None:
             protocol = get_protocol(self.protocol)
@@ -280,6 +287,11 @@ class BenchConfig(CheckedOptions):
             raise OptionError(f"unknown level(s) {', '.join(unknown)} for --shift-levels; the levels are "
                               f"{', '.join(LEVELS)}")
         return BenchConfig(**{**fields, "suite": suite.name, "tasks": ",".join(tasks)})
+
+    def seeds_of(self, entry: str) -> tuple[int, ...]:
+        """The training seeds ``entry`` runs at under a protocol: all of --seeds for a headline entry (or for every
+        entry where --headline is not given), the first alone for the others."""
+        return self.seeds if not self.headline or entry in self.headline else self.seeds[:1]
 
     def cells(self) -> list[Cell]:
         """The (task set, seed) cells of a resolved config: WAM-Bench's one, or a protocol's group x seed ones (group
@@ -619,11 +631,12 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     recorded_timing: dict[tuple[str, str], dict[str, Any]] = {}  # of the entries whose runs are gone
     groups: dict[str, Cell] = {}  # each group's first cell, whose runs are timed
     for cell in cfg.cells():
-        first = groups.setdefault(cell.group, cell) is cell
-        recorded = {entry: kept for entry in cfg.presets
+        first = groups.setdefault(cell.group, cell) is cell  # at the first seed, which every entry runs
+        entries = [entry for entry in cfg.presets if cell.seed in cfg.seeds_of(entry)]
+        recorded = {entry: kept for entry in entries
                     if (kept := recorded_run(cfg, entry, cell, timed=first)) is not None}
-        collect_cell(cfg, cell, [entry for entry in cfg.presets if entry not in recorded])
-        for preset in cfg.presets:
+        collect_cell(cfg, cell, [entry for entry in entries if entry not in recorded])
+        for preset in entries:
             print(f"--- {protocol.name} {cell.name} seed {cell.seed}: {preset}", flush=True)
             if preset in recorded:
                 run, timing = recorded[preset]
@@ -669,6 +682,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
         "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
         "suite": cfg.suite, "protocol": {"name": protocol.name, "description": protocol.description,
                                          "differences": protocol.differences, "seeds": list(cfg.seeds),
+                                         "headline": list(cfg.headline),
                                          "deviations": protocol.deviations(config_dict(cfg))},
         "groups": board_groups, "failure_tags": get_suite(cfg.suite).failure_tags,
         "time_s": time.perf_counter() - start, "results": str(cfg.results),

@@ -251,7 +251,8 @@ PROTOCOL_TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>WAM-Bench: {{ p.name }}</title>
 """ + STYLE + """</head><body>
 <h1>WAM-Bench, protocol {{ p.name }}</h1>
-<p>{{ p.description }}. Training seeds: {{ p.seeds|join(", ") }}.</p>
+<p>{{ p.description }}. Training seeds: {{ p.seeds|join(", ") }}{% if p.headline %} for {{ p.headline|join(", ") }},
+{{ p.seeds[0] }} for the others{% endif %}.</p>
 {% if p.deviations %}<p id="deviations">Departs from the protocol in: {% for k, d in p.deviations.items() %}{{ k }}
 {{ d.ours }} (protocol: {{ d.protocol }}){{ "." if loop.last else ", " }}{% endfor %}</p>{% endif %}
 <p>Command: <code>{{ board.command }}</code><br>Machine: {{ board.machine.cpu }} ({{ board.machine.cpu_cores }} cores),
