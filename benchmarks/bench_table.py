@@ -63,9 +63,10 @@ def protocol_table(board: dict) -> None:
                                                         for ref in found) + " |")
     headline = board["protocol"].get("headline")  # (boards before --headline: every entry at every seed)
     seeds = board["protocol"]["seeds"]
-    at = (f"{', '.join(f'`{e}`' for e in headline)} over training seeds {seeds}, the others at seed {seeds[0]}"
-          if headline else f"over training seeds {seeds}")
-    print(f"\nSuccess in percent: mean {at} ± their standard deviation, [95 % Wilson interval over all episodes].")
+    over = (f"{seeds} for {', '.join(f'`{e}`' for e in headline)}, [{seeds[0]}] for the others" if headline
+            else f"{seeds}")
+    print(f"\nSuccess in percent: mean over training seeds ({over}) ± their standard deviation, [95 % Wilson interval "
+          "over all episodes].")
     for name, g in groups.items():
         per_task_table(name, g)
     for name, g in groups.items():

@@ -10,7 +10,7 @@ refused rather than dropped. With ``--coverage`` (a ``benchmarks/coverage.py --o
 are also split into the starts near and far from the demonstrations, as that script splits them.
 
     python benchmarks/paired.py results/bench-10-demos-video:flare results/bench-10-demos-video:flare+video-5x
-                                [--groups hard] [--coverage results/bench-10-demos-video/coverage.json] [--out F]
+                                [--groups hard] [--seeds 0] [--coverage results/bench-10-demos-video/coverage.json] [--out F]
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("a", type=parse_side, help="RESULTS:ENTRY, the first entry (a wam bench --results folder)")
     parser.add_argument("b", type=parse_side, help="RESULTS:ENTRY, the second entry")
     parser.add_argument("--groups", nargs="*", help="the groups to compare (default: every group A recorded)")
+    parser.add_argument("--seeds", nargs="+", type=int,
+                        help="the training seeds to compare (default: every seed recorded, which must be both sides')")
     parser.add_argument("--coverage", type=Path, help="a coverage.py --out file: pairs split near / far as well")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args()
@@ -84,12 +86,15 @@ def main() -> None:
     for group in groups:
         try:
             a, b = outcomes(results_a, entry_a, group), outcomes(results_b, entry_b, group)
+            if args.seeds:
+                a, b = ({k: v for k, v in side.items() if k[0] in args.seeds} for side in (a, b))
             near = near_starts(args.coverage, group) if args.coverage else None
         except ValueError as e:
             parser.error(str(e))
         if a.keys() != b.keys():
             parser.error(f"{entry_a} and {entry_b} were not evaluated on the same starts in {group}: "
-                         f"{len(a.keys() - b.keys())} only in A, {len(b.keys() - a.keys())} only in B")
+                         f"{len(a.keys() - b.keys())} only in A, {len(b.keys() - a.keys())} only in B (training "
+                         f"seeds {sorted({k[0] for k in a})} against {sorted({k[0] for k in b})}; --seeds chooses)")
         parts = {"all": set(a)}
         parts |= {task: {k for k in a if k[1] == task} for task in sorted({k[1] for k in a})}
         if near is not None:

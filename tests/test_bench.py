@@ -388,7 +388,12 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     (twin / "records/quick/vla/seed-1.json.gz").unlink()  # starts not in both are refused, not dropped
     wrong = subprocess.run(paired, capture_output=True, text=True)
     assert wrong.returncode == 2 and wrong.stderr.strip().endswith("not evaluated on the same starts in quick: "
-                                                                   "4 only in A, 0 only in B")
+                                                                   "4 only in A, 0 only in B (training seeds [0, 1] "
+                                                                   "against [0]; --seeds chooses)")
+    subprocess.run([*paired, "--seeds", "0", "--out", str(tmp_path / "paired-seed-0.json")], check=True,
+                   capture_output=True)  # the seed both recorded
+    (first_seed,) = (r for r in json.loads((tmp_path / "paired-seed-0.json").read_text())["rows"] if r["starts_of"] == "all")
+    assert first_seed["starts"] == 4 and first_seed["success_a"] == pytest.approx(row["success_per_seed"][0])
     # the strong level alone: its cells are found done, and without a middle level there is no summary; the timing
     # of the first run is kept (its record holds it) unless --retime asks for a new one
     timing_file = out / "quick/vla/seed-0/timing.json"
@@ -436,6 +441,9 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert {r["preset"]: r["seeds"] for r in headline["groups"]["quick"]["rows"]} == {"vla": [0, 1], "fast-wam": [0]}
     assert (out / "quick/fast-wam/seed-0/run/model").exists() and not (out / "quick/fast-wam/seed-1").exists()
     assert "Training seeds: 0, 1 for vla, 0 for the others." in " ".join((results / "report.html").read_text().split())
+    table = subprocess.run([sys.executable, str(script), str(results)], capture_output=True, text=True,
+                           check=True).stdout
+    assert "mean over training seeds ([0, 1] for `vla`, [0] for the others) ± their standard deviation" in table
     # A record measured under other settings is refused, as a run trained under others is.
     assert main([*command, "camera", "--batch-size", "8"]) == 2
     assert "delete it to measure anew" in capsys.readouterr().err
