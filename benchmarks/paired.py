@@ -88,6 +88,8 @@ def main() -> None:
             a, b = outcomes(results_a, entry_a, group), outcomes(results_b, entry_b, group)
             if args.seeds:
                 a, b = ({k: v for k, v in side.items() if k[0] in args.seeds} for side in (a, b))
+                if not a:
+                    raise ValueError(f"no records of {entry_a} at training seeds {args.seeds} in group {group}")
             near = near_starts(args.coverage, group) if args.coverage else None
         except ValueError as e:
             parser.error(str(e))
