@@ -4,8 +4,11 @@
 # --protocol` reads. Bring OUT back and run `bash benchmarks/protocol.sh` with the same settings: it finds the
 # runs finished (`wam train --resume` leaves them as they are) and evaluates, screens and times them.
 #
-#   usage: [PROTOCOL=10-demos] [BENCH_GROUPS="hard very-hard"] [BENCH_SEEDS="0"] [BENCH_PRESETS="vla flare ..."]
-#          [OUT=outputs/bench-<protocol>] [JOBS=8] [DEVICE=cuda] bash benchmarks/gpu_protocol_train.sh
+#   usage: [PROTOCOL=10-demos] [BENCH_GROUPS="hard very-hard"] [BENCH_SEEDS="0 1 2"] [BENCH_HEADLINE="flare"]
+#          [BENCH_PRESETS="vla flare ..."] [OUT=outputs/bench-<protocol>] [JOBS=8] [DEVICE=cuda]
+#          bash benchmarks/gpu_protocol_train.sh
+#   As in protocol.sh, the BENCH_HEADLINE entries train at every seed of BENCH_SEEDS and the others at the first
+#   (set it empty to train every preset at every seed).
 #
 # OUT/<group>/data must hold each group's demonstrations (collected where MetaWorld runs: `wam bench --protocol P
 # --groups G --presets vla` collects them first; `wam collect --tasks metaworld/G --episodes 10 --out OUT/G/data`
@@ -15,7 +18,8 @@ cd "$(dirname "$0")/.."
 
 PROTOCOL=${PROTOCOL:-10-demos}
 BENCH_GROUPS=${BENCH_GROUPS:-hard very-hard}  # (bash reserves GROUPS)
-BENCH_SEEDS=${BENCH_SEEDS:-0}
+BENCH_SEEDS=${BENCH_SEEDS:-0 1 2}
+BENCH_HEADLINE=${BENCH_HEADLINE-flare}
 BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 JOBS=${JOBS:-8}
@@ -38,7 +42,9 @@ train_one() {  # group preset seed
 
 for group in $BENCH_GROUPS; do
   for preset in $BENCH_PRESETS; do
-    for seed in $BENCH_SEEDS; do
+    seeds=$BENCH_SEEDS
+    if [ -n "$BENCH_HEADLINE" ] && [[ " $BENCH_HEADLINE " != *" $preset "* ]]; then seeds=${BENCH_SEEDS%% *}; fi
+    for seed in $seeds; do
       while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
       train_one "$group" "$preset" "$seed" &
     done
