@@ -477,6 +477,12 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
     command = ["bench", "--protocol", tiny.name, "--quick", "--presets", "vla", "--envs", "1", "--out", str(out),
                "--results", str(results)]
     tasks = ["button-press-topdown-v3", "drawer-close-v3"]
+    # --train-only: both tasks' models trained at once, each in its own process with its own log, nothing evaluated;
+    # the bench then finds them trained as they are
+    assert main([*command, "--train-only", "--train-jobs", "2"]) == 0
+    trained = {t: (out / f"quick/{t}/vla/seed-0/run/train_summary.json").read_text() for t in tasks}
+    assert all("vla" in (out / f"quick/{t}/vla/seed-0/train.log").read_text() for t in tasks)
+    assert not (out / "quick" / tasks[0] / "vla/seed-0/eval").exists() and not results.exists()
     import wam.eval.bench as bench_module
 
     def stop(*args, **kwargs):
@@ -494,7 +500,8 @@ def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_the
     (r,) = group["rows"]
     assert group["tasks"] == tasks and r["models_per_seed"] == 2 and r["episodes"] == 2 * 2
     assert set(r["per_task"]) == set(tasks) and group["expert"]["per_task"].keys() == set(tasks)
-    summaries = [json.loads((out / f"quick/{t}/vla/seed-0/run/train_summary.json").read_text()) for t in tasks]
+    summaries = [json.loads(trained[t]) for t in tasks]
+    assert trained == {t: (out / f"quick/{t}/vla/seed-0/run/train_summary.json").read_text() for t in tasks}
     assert r["train_time_s"] == pytest.approx(sum(s["train_time_s"] + s.get("substrate_prepare_time_s", 0.0)
                                                   for s in summaries))
     for task in tasks:  # each model trained on its own task's demonstrations only

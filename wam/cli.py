@@ -33,7 +33,7 @@ def run(cfg: Any) -> Any:
     from wam.data.collect import CollectConfig, run_collect
     from wam.data.synthetic import SynthesizeConfig, run_synthesize
     from wam.eval import run_eval
-    from wam.eval.bench import BenchConfig, run_bench
+    from wam.eval.bench import BenchConfig, run_bench, train_bench
     from wam.eval.config import EvalConfig
     from wam.eval.dream import DreamConfig, print_dream, run_dream
     from wam.eval.play import PlayConfig, run_play
@@ -69,6 +69,10 @@ def run(cfg: Any) -> Any:
             print(f"wrote {cfg.out}/eval_info.json")
         return info
     if isinstance(cfg, BenchConfig):
+        if cfg.train_only:
+            runs = train_bench(cfg)
+            print(f"{len(runs)} runs trained under {cfg.out}; the same bench without --train-only evaluates them")
+            return runs
         board = run_bench(cfg)
         print(f"wrote {board['results']}/leaderboard.json and report.html")
         return board

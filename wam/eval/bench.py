@@ -219,6 +219,14 @@ class BenchConfig(CheckedOptions):
     holds from an earlier run of the bench (so that every latency comes from one pass, under one load)."""
     checkpoint_every: Annotated[int, Ge(1)] = 500
     """Checkpoint training every N steps; an interrupted bench resumes the preset it was training from there."""
+    train_only: bool = False
+    """Collect the data and train every run this bench evaluates (each entry at its seeds, with its recipes, under
+    --out), --train-jobs at a time, then stop: the accelerator part of a bench whose evaluation runs on another
+    machine. The same bench without it then finds the runs trained and evaluates them."""
+    train_jobs: Annotated[int, Ge(1)] = 1
+    """With --train-only: runs trained at once, each in its own process with its log in its preset folder
+    (train.log). At these model sizes a step on a GPU is bound by kernel launches, so several runs share one well;
+    on CPUs pass --threads 1."""
     threads: Annotated[int | None, Ge(1)] = None
     """CPU threads for training (default: one per core; 1 when several benches share the machine). Evaluation
     calls always use one thread (see `wam eval --threads`)."""
@@ -292,6 +300,10 @@ class BenchConfig(CheckedOptions):
         """The training seeds ``entry`` runs at under a protocol: all of --seeds for a headline entry (or for every
         entry where --headline is not given), the first alone for the others."""
         return self.seeds if not self.headline or entry in self.headline else self.seeds[:1]
+
+    def entries_of(self, cell: Cell) -> list[str]:
+        """The entries a cell trains and evaluates: every preset, or under a protocol those run at the cell's seed."""
+        return [e for e in self.presets if self.protocol is None or cell.seed in self.seeds_of(e)]
 
     def cells(self) -> list[Cell]:
         """The (task set, seed) cells of a resolved config: WAM-Bench's one, or a protocol's group x seed ones (group
@@ -399,6 +411,51 @@ def train_preset(cfg: BenchConfig, entry: str, cell: Cell) -> dict[str, Any]:
                     **model_overrides(recipes))
     atomic_write_json(settings_path, settings)
     return summary
+
+
+def train_bench(cfg: BenchConfig) -> list[Path]:
+    """``--train-only``: every run the bench evaluates, collected for and trained as ``train_preset`` trains it,
+    ``--train-jobs`` at a time; the runs a protocol's records already stand for are left out. Returns the runs."""
+    cfg = cfg.resolved()
+    jobs: dict[Path, tuple[str, Cell]] = {}  # by run: entries that differ only in deployment share one
+    for cell in cfg.cells():
+        entries = [entry for entry in cfg.entries_of(cell) if cfg.protocol is None
+                   or recorded_run(cfg, entry, cell, timed=False) is None]
+        collect_cell(cfg, cell, entries)
+        for entry in entries:
+            jobs.setdefault(cell.run_dir(entry), (trained_entry(entry), cell))
+    if cfg.train_jobs == 1:
+        for run, (entry, cell) in jobs.items():
+            print(f"--- training {entry} into {run}", flush=True)
+            train_preset(cfg, entry, cell)
+        return list(jobs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    failed = []
+    # spawned, not forked: a forked child inherits the parent's CUDA and thread-pool state
+    with ProcessPoolExecutor(cfg.train_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_train_logged, cfg, entry, cell): run for run, (entry, cell) in jobs.items()}
+        for future in as_completed(futures):
+            log = futures[future].parent / "train.log"
+            error = future.exception()
+            print(f"{'FAILED' if error else 'trained'} {futures[future]} (log: {log})", flush=True)
+            if error is not None:
+                failed.append(f"{futures[future]}: {error}")
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(jobs)} trainings failed (each one's train.log says why): "
+                         + "; ".join(failed))
+    return list(jobs)
+
+
+def _train_logged(cfg: BenchConfig, entry: str, cell: Cell) -> None:
+    """``train_preset`` in a worker process, its output (progress bars included) into the preset's train.log."""
+    import contextlib
+
+    log = cell.preset_dir(entry) / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        train_preset(cfg, entry, cell)
 
 
 def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
@@ -584,6 +641,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     from wam.eval.html import write_report
 
     cfg = cfg.resolved()
+    if cfg.train_only:
+        raise OptionError("--train-only trains without evaluating: that is train_bench's job, not run_bench's")
     if cfg.protocol is not None:
         return run_protocol(cfg)
     start = time.perf_counter()
@@ -632,7 +691,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     groups: dict[str, Cell] = {}  # each group's first cell, whose runs are timed
     for cell in cfg.cells():
         first = groups.setdefault(cell.group, cell) is cell  # at the first seed, which every entry runs
-        entries = [entry for entry in cfg.presets if cell.seed in cfg.seeds_of(entry)]
+        entries = cfg.entries_of(cell)
         recorded = {entry: kept for entry in entries
                     if (kept := recorded_run(cfg, entry, cell, timed=first)) is not None}
         collect_cell(cfg, cell, [entry for entry in entries if entry not in recorded])
