@@ -25,12 +25,14 @@ BENCH_HEADLINE=${BENCH_HEADLINE-flare}  # (set empty: every preset at every seed
 finished=()
 for preset in $BENCH_PRESETS; do
   finished+=("$preset")  # the presets already finished are reused as they are, their timing too
-  seeds=$BENCH_SEEDS headline=()  # with BENCH_HEADLINE: the headline entries finished so far at every seed
-  for entry in $BENCH_HEADLINE; do [[ " ${finished[*]} " == *" $entry "* ]] && headline+=("$entry"); done
-  if [ -n "$BENCH_HEADLINE" ] && [ ${#headline[@]} -eq 0 ]; then seeds=${BENCH_SEEDS%% *}; fi  # none yet: the first
+  headline=()  # with BENCH_HEADLINE: the headline entries finished so far (perhaps none) at every seed
+  if [ -n "$BENCH_HEADLINE" ]; then
+    headline=(--headline)
+    for entry in $BENCH_HEADLINE; do [[ " ${finished[*]} " == *" $entry "* ]] && headline+=("$entry"); done
+  fi
   # shellcheck disable=SC2086  # groups and seeds are word lists
-  wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $seeds --presets "${finished[@]}" \
-    ${headline[@]:+--headline "${headline[@]}"} --out "$OUT" --results "$RESULTS"
+  wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $BENCH_SEEDS --presets "${finished[@]}" \
+    "${headline[@]}" --out "$OUT" --results "$RESULTS"
   python benchmarks/bench_table.py "$RESULTS" > "$RESULTS/table.md"
 done
 cat "$RESULTS/table.md"

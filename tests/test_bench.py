@@ -444,6 +444,10 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     table = subprocess.run([sys.executable, str(script), str(results)], capture_output=True, text=True,
                            check=True).stdout
     assert "mean over training seeds ([0, 1] for `vla`, [0] for the others) ± their standard deviation" in table
+    assert main([*both, "--headline"]) == 0  # naming none: every entry at the first seed
+    none = json.loads((results / "leaderboard.json").read_text())
+    assert none["protocol"]["seeds"] == [0] and none["protocol"]["headline"] == []
+    assert {r["preset"]: r["seeds"] for r in none["groups"]["quick"]["rows"]} == {"vla": [0], "fast-wam": [0]}
     # A record measured under other settings is refused, as a run trained under others is.
     assert main([*command, "camera", "--batch-size", "8"]) == 2
     assert "delete it to measure anew" in capsys.readouterr().err

@@ -165,9 +165,10 @@ class BenchConfig(CheckedOptions):
     """The protocol's groups to run, e.g. ``hard very-hard``; default: all of them."""
     seeds: tuple[Annotated[int, Ge(0)], ...] = ()
     """Training seeds per group and preset under --protocol; default: the protocol's (10-demos: 0 1 2)."""
-    headline: tuple[str, ...] = ()
+    headline: tuple[str, ...] | None = None
     """Under --protocol: the entries (among --presets) trained at every seed of --seeds, the protocol's headline
-    rows; the others run at the first seed only. Default: every entry at every seed."""
+    rows; the others run at the first seed only (``--headline`` naming none: every entry at the first seed).
+    Default: every entry at every seed."""
     suite: str = DEFAULT_SUITE
     """Simulator suite (metaworld, metaworld-lerobot, metaworld-wrist, pusht; see docs/suites.md)."""
     tasks: str = "wam-bench"
@@ -253,10 +254,10 @@ class BenchConfig(CheckedOptions):
             raise ValueError(f"unknown preset(s) {', '.join(unknown)}; choose from: {', '.join(PRESETS)} (with "
                              f"recipes: PRESET+RECIPE, recipes {', '.join(RECIPES)})")
         fields = {**asdict(self), "presets": self.presets or tuple(PRESETS)}
-        if self.protocol is None and (self.groups or self.seeds or self.headline):
+        if self.protocol is None and (self.groups or self.seeds or self.headline is not None):
             raise OptionError("--groups, --seeds and --headline choose among a protocol's groups and training seeds; "
                               "pass --protocol too (e.g. --protocol 10-demos)")
-        unknown = [entry for entry in self.headline if entry not in fields["presets"]]
+        unknown = [entry for entry in self.headline or () if entry not in fields["presets"]]
         if unknown:
             raise OptionError(f"--headline names {', '.join(unknown)}, not among the entries run "
                               f"({', '.join(fields['presets'])})")
@@ -272,6 +273,8 @@ class BenchConfig(CheckedOptions):
             groups = protocol.check_groups(self.groups) or protocol.groups
             fields.update(suite=protocol.suite, tasks=",".join(f"{protocol.suite}/{g}" for g in groups),
                           groups=groups, seeds=self.seeds or protocol.seeds)
+        if self.headline == ():  # no headline entry: every entry at the first seed, as the config then says
+            fields.update(seeds=fields["seeds"][:1], headline=None)
         fields.update({k: v for k, v in scale.items() if fields[k] is None})  # what was given stays
         if self.quick:  # a protocol's groups stay; its scale does not
             fields.update({k: v for k, v in QUICK.items() if not (k == "tasks" and self.protocol is not None)})
@@ -299,7 +302,7 @@ class BenchConfig(CheckedOptions):
     def seeds_of(self, entry: str) -> tuple[int, ...]:
         """The training seeds ``entry`` runs at under a protocol: all of --seeds for a headline entry (or for every
         entry where --headline is not given), the first alone for the others."""
-        return self.seeds if not self.headline or entry in self.headline else self.seeds[:1]
+        return self.seeds if self.headline is None or entry in self.headline else self.seeds[:1]
 
     def entries_of(self, cell: Cell) -> list[str]:
         """The entries a cell trains and evaluates: every preset, or under a protocol those run at the cell's seed."""
@@ -741,7 +744,7 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
         "command": _command(), "config": config_dict(cfg), "machine": machine_info(resolve_device(cfg.device)),
         "suite": cfg.suite, "protocol": {"name": protocol.name, "description": protocol.description,
                                          "differences": protocol.differences, "seeds": list(cfg.seeds),
-                                         "headline": list(cfg.headline),
+                                         "headline": list(cfg.headline or ()),
                                          "deviations": protocol.deviations(config_dict(cfg))},
         "groups": board_groups, "failure_tags": get_suite(cfg.suite).failure_tags,
         "time_s": time.perf_counter() - start, "results": str(cfg.results),
