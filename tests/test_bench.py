@@ -65,6 +65,8 @@ def test_unknown_preset_is_refused(tmp_path, capsys):
     assert "unknown preset(s) gato" in capsys.readouterr().err
     assert main(["bench", "--presets", "vla", "--headline", "vla", "--out", str(tmp_path / "none")]) == 2
     assert "--groups, --seeds and --headline choose among a protocol's" in capsys.readouterr().err
+    assert main(["bench", "--presets", "vla", "--train-jobs", "2", "--out", str(tmp_path / "none")]) == 2
+    assert "pass --train-only too" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
 
 

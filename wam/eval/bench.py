@@ -257,6 +257,8 @@ class BenchConfig(CheckedOptions):
         if self.protocol is None and (self.groups or self.seeds or self.headline is not None):
             raise OptionError("--groups, --seeds and --headline choose among a protocol's groups and training seeds; "
                               "pass --protocol too (e.g. --protocol 10-demos)")
+        if self.train_jobs > 1 and not self.train_only:
+            raise OptionError("--train-jobs sets how many runs --train-only trains at once; pass --train-only too")
         unknown = [entry for entry in self.headline or () if entry not in fields["presets"]]
         if unknown:
             raise OptionError(f"--headline names {', '.join(unknown)}, not among the entries run "
