@@ -423,9 +423,11 @@ def train_bench(cfg: BenchConfig) -> list[Path]:
     ``--train-jobs`` at a time; the runs a protocol's records already stand for are left out. Returns the runs."""
     cfg = cfg.resolved()
     jobs: dict[Path, tuple[str, Cell]] = {}  # by run: entries that differ only in deployment share one
+    groups: dict[str | None, Cell] = {}  # each group's first cell, whose runs the bench times (as run_protocol)
     for cell in cfg.cells():
+        first = groups.setdefault(cell.group, cell) is cell
         entries = [entry for entry in cfg.entries_of(cell) if cfg.protocol is None
-                   or recorded_run(cfg, entry, cell, timed=False) is None]
+                   or recorded_run(cfg, entry, cell, timed=first) is None]
         collect_cell(cfg, cell, entries)
         for entry in entries:
             jobs.setdefault(cell.run_dir(entry), (trained_entry(entry), cell))
