@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -462,76 +462,6 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert (results / "leaderboard.json").read_bytes() == written
 
 
-def test_a_protocol_with_one_model_per_task_trains_each_task_alone_and_joins_them(tmp_path, monkeypatch, capsys):
-    """The references' setup: each task of the group gets its own demonstrations, model, evaluation and record; the
-    group's row joins them (training times added up), is timed on the first task's model as soon as it is evaluated
-    (a bench stopped before its end leaves whole records), and is rebuilt from the records once the runs are gone.
-    The generalization grid, which runs on one model per group, is refused."""
-    import subprocess
-    import sys
-
-    from wam.eval import protocols
-
-    with pytest.raises(ValueError, match="not one per task"):
-        protocols.Protocol(name="both", suite="metaworld", description="", groups=("quick",), demos=5, episodes=2,
-                           max_steps=60, steps=20, seeds=(0,), model_per_task=True, shift_cell_episodes=2)
-    tiny = protocols.Protocol(name="tiny-per-task", suite="metaworld", description="two easy tasks, one model each",
-                              groups=("quick",), demos=5, episodes=2, max_steps=60, steps=20, seeds=(0,),
-                              model_per_task=True)
-    monkeypatch.setitem(protocols.PROTOCOLS, tiny.name, tiny)
-    out, results = tmp_path / "out", tmp_path / "results"
-    command = ["bench", "--protocol", tiny.name, "--quick", "--presets", "vla", "--envs", "1", "--out", str(out),
-               "--results", str(results)]
-    tasks = ["button-press-topdown-v3", "drawer-close-v3"]
-    # --train-only: both tasks' models trained at once, each in its own process with its own log, nothing evaluated;
-    # the bench then finds them trained as they are
-    assert main([*command, "--train-only", "--train-jobs", "2"]) == 0
-    trained = {t: (out / f"quick/{t}/vla/seed-0/run/train_summary.json").read_text() for t in tasks}
-    assert all("vla" in (out / f"quick/{t}/vla/seed-0/train.log").read_text() for t in tasks)
-    assert not (out / "quick" / tasks[0] / "vla/seed-0/eval").exists() and not results.exists()
-    import wam.eval.bench as bench_module
-
-    def stop(*args, **kwargs):
-        raise RuntimeError("stopped")
-
-    with monkeypatch.context() as stopped:  # stopped after every run, before the rows: the records are whole
-        stopped.setattr(bench_module, "protocol_row", stop)
-        with pytest.raises(RuntimeError, match="stopped"):
-            main(command)
-    records = {t: json.loads(gzip.decompress((results / f"records/quick/vla/{t}/seed-0.json.gz").read_bytes()))
-               for t in tasks}
-    assert records[tasks[0]]["timing"] is not None and records[tasks[1]]["timing"] is None  # timed on the first
-    assert main(command) == 0
-    group = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]
-    (r,) = group["rows"]
-    assert group["tasks"] == tasks and r["models_per_seed"] == 2 and r["episodes"] == 2 * 2
-    assert set(r["per_task"]) == set(tasks) and group["expert"]["per_task"].keys() == set(tasks)
-    summaries = [json.loads(trained[t]) for t in tasks]
-    assert trained == {t: (out / f"quick/{t}/vla/seed-0/run/train_summary.json").read_text() for t in tasks}
-    assert r["train_time_s"] == pytest.approx(sum(s["train_time_s"] + s.get("substrate_prepare_time_s", 0.0)
-                                                  for s in summaries))
-    for task in tasks:  # each model trained on its own task's demonstrations only
-        config = json.loads((out / f"quick/{task}/vla/seed-0/run/train_config.json").read_text())
-        data = json.loads((Path(config["data"]) / "meta/info.json").read_text())
-        assert config["data"] == str(out / f"quick/{task}/data") and data["total_episodes"] == 5
-        info = json.loads((out / f"quick/{task}/vla/seed-0/eval/{task}/eval_info.json").read_text())
-        assert r["per_task"][task] == info["aggregated"]["pc_success"] / 100
-    assert r["latency_per_call_ms_p50"] == records[tasks[0]]["timing"]["latency_per_call_ms"]["p50"]
-    script = Path(__file__).parents[1] / "benchmarks" / "fit_gap.py"
-    subprocess.run([sys.executable, str(script), "--bench", str(out), "--out", str(tmp_path / "gap.json")],
-                   check=True, capture_output=True)
-    assert [g["entry"] for g in json.loads((tmp_path / "gap.json").read_text())["rows"]] == [f"{t}/vla" for t in tasks]
-    capsys.readouterr()
-    for task in tasks:
-        shutil.rmtree(out / f"quick/{task}/vla")
-    assert main(command) == 0
-    assert capsys.readouterr().out.count("taken from") == 2
-    again = json.loads((results / "leaderboard.json").read_text())["groups"]["quick"]["rows"][0]
-    for key in ("success", "per_task", "failures", "offline", "train_time_s", "models_per_seed",
-                "latency_per_call_ms_p50"):
-        assert again[key] == r[key], key
-
-
 def test_shift_rows_pool_seeds_and_bound_the_kept_success():
     from wam.eval.leaderboard import SeedRun, shift_rows
 
@@ -624,56 +554,6 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert (config["image_tokens"], config["n_obs"]) == (16, 4)
     assert train_preset(cfg, "vla+double-steps", cell)["steps"] == 2 * cfg.steps  # the same data, twice the steps
     assert json.loads((cell.preset_dir("vla+double-steps") / "bench_train.json").read_text())["steps"] == 2 * cfg.steps
-
-
-def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
-    """``preset+video-5x``: five action-free expert episodes per demonstration of each task, at seeds apart from the
-    demonstrations', collected beside them and co-trained; a preset that cannot learn from them is refused before
-    anything is collected, and the latent-action recipe spends half the steps on the video stage."""
-    from wam.data.collect import VIDEO_SEED_BASE
-    from wam.data.lerobot import LeRobotDataset
-    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_data, entry_video, train_preset
-    from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, RECIPES, video_options
-
-    with pytest.raises(OptionError, match="vla\\+video-5x: preset vla cannot use action-free video under "
-                                          "--curriculum cotrain: it predicts no future"):
-        BenchConfig(quick=True, presets=("vla+video-5x",), out=tmp_path / "none").resolved()
-    BenchConfig(quick=True, presets=("vla+video-5x-latent",), out=tmp_path / "none").resolved()  # any preset can
-    assert not (tmp_path / "none").exists()
-    assert video_options((RECIPES["video-5x-latent"],), 3000) == {"curriculum": "latent-actions", "video_steps": 1500}
-    assert video_options((RECIPES["video-5x"],), 3000) == {"curriculum": "cotrain"}
-    assert video_options((RECIPES["colour-jitter"],), 3000) == {}
-    with pytest.raises(OptionError, match="uva\\+video-5x\\+video-5x-latent: recipes add video twice"):
-        BenchConfig(quick=True, presets=("uva+video-5x+video-5x-latent",), out=tmp_path / "none").resolved()
-    # One demonstration per task (below --quick's five): ten videos to collect, not fifty.
-    cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x", "fast-wam+video-randomized"), steps=2,
-                              out=tmp_path / "out").resolved(), demos=1)
-    (cell,) = cfg.cells()
-    assert entry_video(cell, "fast-wam", cfg.suite, cfg.demos) is None
-    video = entry_video(cell, "fast-wam+video-5x", cfg.suite, cfg.demos)
-    assert video == Collection(tmp_path / "out/video-5x", "metaworld", episodes=5 * cfg.demos)
-    assert entry_video(cell, "fast-wam+video-5x+image-84", cfg.suite, cfg.demos).path == tmp_path / "out/video-5x+image-84"
-    assert entry_video(cell, "fast-wam+video-5x-latent", cfg.suite, cfg.demos) == video  # the same video, another stage
-    # Video of other appearances is the recipe's own, collected under its shift; the demonstrations stay plain.
-    randomized = entry_video(cell, "fast-wam+video-randomized", cfg.suite, cfg.demos)
-    assert randomized == Collection(tmp_path / "out/video-randomized", "metaworld", shift=APPEARANCE_UP_TO_MEDIUM,
-                                    episodes=cfg.demos)
-    assert entry_data(cell, "fast-wam+video-randomized", cfg.suite) == entry_data(cell, "fast-wam", cfg.suite)
-    with pytest.raises(OptionError, match="recipes add video twice: video-5x, video-randomized"):
-        BenchConfig(quick=True, presets=("uva+video-5x+video-randomized",), out=tmp_path / "none").resolved()
-    collect_cell(cfg, cell, list(cfg.presets))
-    frames = LeRobotDataset.load(video.path)
-    assert not frames.has_actions and len(frames.episodes) == video.episodes * len(cell.tasks.split(","))
-    assert json.loads((video.path / "meta/info.json").read_text())["wam"]["seed"] == VIDEO_SEED_BASE
-    first = "observation.images.corner2"  # other seeds: the first frames show the objects elsewhere
-    assert not np.array_equal(frames.frames[first][0], LeRobotDataset.load(cell.data).frames[first][0])
-    shifted = LeRobotDataset.load(randomized.path)  # the same seeds as the plain video's first, other appearances
-    assert not shifted.has_actions and len(shifted.episodes) == len(cell.tasks.split(","))
-    assert json.loads((randomized.path / "meta/info.json").read_text())["wam"]["shift"] == APPEARANCE_UP_TO_MEDIUM
-    assert not np.array_equal(shifted.frames[first][0], frames.frames[first][0])
-    train_preset(cfg, "fast-wam+video-5x", cell)
-    run = json.loads((cell.preset_dir("fast-wam+video-5x") / "run/train_config.json").read_text())
-    assert (run["video"], run["curriculum"]) == ([str(video.path)], "cotrain")
 
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):

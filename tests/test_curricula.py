@@ -1,5 +1,6 @@
-"""Data curricula: action-free video from declared sources, mixtures with labelled data, and the training stages
-that use them (co-training, video pretraining), on real MetaWorld collections."""
+"""Data curricula: action-free video from declared sources, mixtures with labelled data, the training stages that
+use them (co-training, video pretraining), and the bench recipes that add such video, on real MetaWorld
+collections."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from wam.data.collect import CollectConfig, run_collect
 from wam.data.lerobot import DatasetError, LeRobotDataset, dataset_suite
 from wam.data.mixture import combine
 from wam.model import CheckpointError
+from wam.options import OptionError
 from wam.presets.models import PRESETS
 from wam.train.loop import TrainConfig, build_model, train
 
@@ -286,3 +288,53 @@ def test_a_collection_from_before_the_source_options_still_resumes(vision_data, 
     assert run_collect(CollectConfig(tasks=TASKS, episodes=2, out=old, workers=2))["total_episodes"] == 4
     with pytest.raises(DatasetError, match="other arguments.*shift"):
         run_collect(CollectConfig(tasks=TASKS, episodes=2, out=old, workers=2, shift="camera"))
+
+
+def test_a_video_recipe_adds_action_free_video_of_other_placements(tmp_path):
+    """``preset+video-5x``: five action-free expert episodes per demonstration of each task, at seeds apart from the
+    demonstrations', collected beside them and co-trained; a preset that cannot learn from them is refused before
+    anything is collected, and the latent-action recipe spends half the steps on the video stage."""
+    from wam.data.collect import VIDEO_SEED_BASE
+    from wam.data.lerobot import LeRobotDataset
+    from wam.eval.bench import BenchConfig, Collection, collect_cell, entry_data, entry_video, train_preset
+    from wam.presets.recipes import APPEARANCE_UP_TO_MEDIUM, RECIPES, video_options
+
+    with pytest.raises(OptionError, match="vla\\+video-5x: preset vla cannot use action-free video under "
+                                          "--curriculum cotrain: it predicts no future"):
+        BenchConfig(quick=True, presets=("vla+video-5x",), out=tmp_path / "none").resolved()
+    BenchConfig(quick=True, presets=("vla+video-5x-latent",), out=tmp_path / "none").resolved()  # any preset can
+    assert not (tmp_path / "none").exists()
+    assert video_options((RECIPES["video-5x-latent"],), 3000) == {"curriculum": "latent-actions", "video_steps": 1500}
+    assert video_options((RECIPES["video-5x"],), 3000) == {"curriculum": "cotrain"}
+    assert video_options((RECIPES["colour-jitter"],), 3000) == {}
+    with pytest.raises(OptionError, match="uva\\+video-5x\\+video-5x-latent: recipes add video twice"):
+        BenchConfig(quick=True, presets=("uva+video-5x+video-5x-latent",), out=tmp_path / "none").resolved()
+    # One demonstration per task (below --quick's five): ten videos to collect, not fifty.
+    cfg = replace(BenchConfig(quick=True, presets=("fast-wam+video-5x", "fast-wam+video-randomized"), steps=2,
+                              out=tmp_path / "out").resolved(), demos=1)
+    (cell,) = cfg.cells()
+    assert entry_video(cell, "fast-wam", cfg.suite, cfg.demos) is None
+    video = entry_video(cell, "fast-wam+video-5x", cfg.suite, cfg.demos)
+    assert video == Collection(tmp_path / "out/video-5x", "metaworld", episodes=5 * cfg.demos)
+    assert entry_video(cell, "fast-wam+video-5x+image-84", cfg.suite, cfg.demos).path == tmp_path / "out/video-5x+image-84"
+    assert entry_video(cell, "fast-wam+video-5x-latent", cfg.suite, cfg.demos) == video  # the same video, another stage
+    # Video of other appearances is the recipe's own, collected under its shift; the demonstrations stay plain.
+    randomized = entry_video(cell, "fast-wam+video-randomized", cfg.suite, cfg.demos)
+    assert randomized == Collection(tmp_path / "out/video-randomized", "metaworld", shift=APPEARANCE_UP_TO_MEDIUM,
+                                    episodes=cfg.demos)
+    assert entry_data(cell, "fast-wam+video-randomized", cfg.suite) == entry_data(cell, "fast-wam", cfg.suite)
+    with pytest.raises(OptionError, match="recipes add video twice: video-5x, video-randomized"):
+        BenchConfig(quick=True, presets=("uva+video-5x+video-randomized",), out=tmp_path / "none").resolved()
+    collect_cell(cfg, cell, list(cfg.presets))
+    frames = LeRobotDataset.load(video.path)
+    assert not frames.has_actions and len(frames.episodes) == video.episodes * len(cell.tasks.split(","))
+    assert json.loads((video.path / "meta/info.json").read_text())["wam"]["seed"] == VIDEO_SEED_BASE
+    first = "observation.images.corner2"  # other seeds: the first frames show the objects elsewhere
+    assert not np.array_equal(frames.frames[first][0], LeRobotDataset.load(cell.data).frames[first][0])
+    shifted = LeRobotDataset.load(randomized.path)  # the same seeds as the plain video's first, other appearances
+    assert not shifted.has_actions and len(shifted.episodes) == len(cell.tasks.split(","))
+    assert json.loads((randomized.path / "meta/info.json").read_text())["wam"]["shift"] == APPEARANCE_UP_TO_MEDIUM
+    assert not np.array_equal(shifted.frames[first][0], frames.frames[first][0])
+    train_preset(cfg, "fast-wam+video-5x", cell)
+    run = json.loads((cell.preset_dir("fast-wam+video-5x") / "run/train_config.json").read_text())
+    assert (run["video"], run["curriculum"]) == ([str(video.path)], "cotrain")
