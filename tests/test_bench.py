@@ -60,6 +60,19 @@ def test_future_at_deployment_says_what_the_latency_pays_for():
     assert future_at_deployment(model(planner={"planner": "cem"})) == "planned"
 
 
+def test_each_group_is_timed_on_its_first_seed_and_headline_entries_run_at_every_seed(tmp_path):
+    from wam.eval.bench import BenchConfig
+
+    cfg = BenchConfig(protocol="10-demos", groups=("hard", "very-hard"), seeds=(3, 4), presets=("vla", "flare"),
+                      headline=("flare",), out=tmp_path).resolved()
+    assert [(c.group, c.seed) for c in cfg.cells()] == [("hard", 3), ("hard", 4), ("very-hard", 3), ("very-hard", 4)]
+    assert [(c.group, c.seed) for c in cfg.timed_cells()] == [("hard", 3), ("very-hard", 3)]
+    assert [cfg.entries_of(c) for c in cfg.cells()] == [["vla", "flare"], ["flare"]] * 2
+    per_task = BenchConfig(protocol="10-demos-per-task", groups=("very-hard",), seeds=(0, 1), presets=("vla",),
+                           out=tmp_path).resolved()
+    assert [(c.name, c.seed) for c in per_task.timed_cells()] == [("very-hard/disassemble-v3", 0)]
+
+
 def test_unknown_preset_is_refused(tmp_path, capsys):
     assert main(["bench", "--presets", "gato", "--out", str(tmp_path)]) == 2
     assert "unknown preset(s) gato" in capsys.readouterr().err

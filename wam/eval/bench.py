@@ -326,6 +326,13 @@ class BenchConfig(CheckedOptions):
                       for seed in self.seeds for model_tasks, root in models]
         return cells
 
+    def timed_cells(self) -> list[Cell]:
+        """Each group's first cell (WAM-Bench: its one), whose runs the bench times: every entry runs its first seed."""
+        firsts: dict[str | None, Cell] = {}
+        for cell in self.cells():
+            firsts.setdefault(cell.group, cell)
+        return list(firsts.values())
+
 
 WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline_demos=5)
 """WAM-Bench's scale where the command line leaves it open."""
@@ -423,9 +430,9 @@ def train_bench(cfg: BenchConfig) -> list[Path]:
     ``--train-jobs`` at a time; the runs a protocol's records already stand for are left out. Returns the runs."""
     cfg = cfg.resolved()
     jobs: dict[Path, tuple[str, Cell]] = {}  # by run: entries that differ only in deployment share one
-    groups: dict[str | None, Cell] = {}  # each group's first cell, whose runs the bench times (as run_protocol)
+    timed = cfg.timed_cells()
     for cell in cfg.cells():
-        first = groups.setdefault(cell.group, cell) is cell
+        first = cell in timed
         entries = [entry for entry in cfg.entries_of(cell) if cfg.protocol is None
                    or recorded_run(cfg, entry, cell, timed=first) is None]
         collect_cell(cfg, cell, entries)
@@ -695,9 +702,9 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     protocol = get_protocol(cfg.protocol)
     runs: dict[tuple[str, str], list[SeedRun]] = {}
     recorded_timing: dict[tuple[str, str], dict[str, Any]] = {}  # of the entries whose runs are gone
-    groups: dict[str, Cell] = {}  # each group's first cell, whose runs are timed
+    timed = cfg.timed_cells()
     for cell in cfg.cells():
-        first = groups.setdefault(cell.group, cell) is cell  # at the first seed, which every entry runs
+        first = cell in timed
         entries = cfg.entries_of(cell)
         recorded = {entry: kept for entry in entries
                     if (kept := recorded_run(cfg, entry, cell, timed=first)) is not None}
@@ -723,7 +730,8 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
     print("--- timing every preset, one after another (an entry keeps the timing its record holds"
           + (" only where its run is gone)" if cfg.retime else "; --retime measures again)"), flush=True)
     board_groups = {}
-    for group, cell in groups.items():
+    for cell in timed:
+        group = cell.group
         rows = []
         for preset in cfg.presets:
             timing = recorded_timing.get((group, preset))
