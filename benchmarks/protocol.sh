@@ -7,7 +7,7 @@
 #
 #   usage: bash benchmarks/protocol.sh
 #   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0 1 2" BENCH_PRESETS="vla flare ..."
-#                           BENCH_HEADLINE="flare" (entries run at every seed of BENCH_SEEDS, the others at the first;
+#                           BENCH_HEADLINE="flare vla" (entries run at every seed of BENCH_SEEDS, the others at the first;
 #                           empty: all at every seed) OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
 #   The defaults rebuild the committed table: every preset at seed 0, the headline rows measured so far at three.
 set -euo pipefail
@@ -20,7 +20,7 @@ BENCH_SEEDS=${BENCH_SEEDS:-0 1 2}
 BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 RESULTS=${RESULTS:-results/bench-$PROTOCOL}
-BENCH_HEADLINE=${BENCH_HEADLINE-flare}  # (set empty: every preset at every seed)
+BENCH_HEADLINE=${BENCH_HEADLINE-flare vla}  # (set empty: every preset at every seed)
 
 finished=()
 for preset in $BENCH_PRESETS; do
