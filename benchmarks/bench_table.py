@@ -1,8 +1,9 @@
 """Print WAM-Bench (``wam bench``) as Markdown: the accuracy-at-budget table and the central claim, or for a
 protocol (``wam bench --protocol``) one table with a column per group, the published figures beneath ours, and the
-failures by tag.
+failures by tag. Several results folders of one protocol, each with other groups (say the hard groups with every
+preset and the easy ones with fewer), print as one table, a group's column marking the presets it lacks.
 
-    usage: python benchmarks/bench_table.py [RESULTS_DIR]     (default: results/bench)
+    usage: python benchmarks/bench_table.py [RESULTS_DIR ...]     (default: results/bench)
 """
 
 from __future__ import annotations
@@ -40,9 +41,31 @@ def claim(c: dict | None, what: str) -> None:
           f"{100 * c['mean_success']['render_and_decode']:.1f} %")
 
 
-def protocol_table(board: dict) -> None:
+def joined_groups(boards: list[dict]) -> dict[str, dict]:
+    """The groups of several protocol leaderboards, in the order given; a group in two of them is refused."""
+    names = [board["protocol"]["name"] for board in boards]
+    if len(set(names)) > 1:
+        sys.exit(f"error: the results folders hold different protocols ({', '.join(names)}); one table takes one")
+    groups: dict[str, dict] = {}
+    for board in boards:
+        for name, group in board["groups"].items():
+            if name in groups:
+                sys.exit(f"error: group {name} is in two of the results folders; give each group once")
+            groups[name] = group
+    return groups
+
+
+def seeds_line(board: dict) -> str:
+    """Which training seeds a leaderboard's rows average."""
+    headline = board["protocol"].get("headline")  # (boards before --headline: every entry at every seed)
+    seeds = board["protocol"]["seeds"]
+    return (f"{seeds} for {', '.join(f'`{e}`' for e in headline)}, [{seeds[0]}] for the others" if headline
+            else f"{seeds}")
+
+
+def protocol_table(boards: list[dict]) -> None:
     """Presets by group: mean success over seeds, its spread and 95 % interval; then the published references."""
-    groups = board["groups"]
+    groups = joined_groups(boards)
     presets = list(dict.fromkeys(r["preset"] for g in groups.values() for r in g["rows"]))
     print("| preset | " + " | ".join(f"{g} ({len(groups[g]['tasks'])} tasks)" for g in groups) + " |")
     print("|---|" + "---|" * len(groups))
@@ -61,10 +84,7 @@ def protocol_table(board: dict) -> None:
         found = [next((ref for ref in g["references"] if ref["system"] == system), None) for g in groups.values()]
         print(f"| *{system}, published* | " + " | ".join("–" if ref is None else f"*{100 * ref['success']:.1f}*"
                                                         for ref in found) + " |")
-    headline = board["protocol"].get("headline")  # (boards before --headline: every entry at every seed)
-    seeds = board["protocol"]["seeds"]
-    over = (f"{seeds} for {', '.join(f'`{e}`' for e in headline)}, [{seeds[0]}] for the others" if headline
-            else f"{seeds}")
+    over = "; ".join(seeds_line(b) + ("" if len(boards) == 1 else f" on {', '.join(b['groups'])}") for b in boards)
     print(f"\nSuccess in percent: mean over training seeds ({over}) ± their standard deviation, [95 % Wilson interval "
           "over all episodes].")
     for name, g in groups.items():
@@ -76,7 +96,7 @@ def protocol_table(board: dict) -> None:
             print(f"\n{name}: goal placed at random with no body placed with it, shown only by the simulator's goal "
                   f"marker; pixels the marker covers at {size}x{size} (0: nothing shows the goal): "
                   + ", ".join(f"{t.removesuffix('-v3')} {n}" for t, n in free.items()) + ".")
-    tags = list(board["failure_tags"])
+    tags = list(dict.fromkeys(tag for board in boards for tag in board["failure_tags"]))
     print("\nFailed episodes by tag (all seeds and tasks):\n")
     print("| group | preset | failed / episodes | " + " | ".join(tags) + " |")
     print("|---|---|---|" + "---|" * len(tags))
@@ -87,11 +107,13 @@ def protocol_table(board: dict) -> None:
     for name, g in groups.items():
         if g["rows"] and g["rows"][0].get("shifts"):
             shift_table(name, g)
-    deviations = board["protocol"].get("deviations")
-    if deviations:
-        print("\nDeparts from the protocol in: " + ", ".join(f"{k} {d['ours']} (protocol: {d['protocol']})"
-                                                             for k, d in deviations.items()) + ".")
-    print(f"\nHow the protocols differ: {board['protocol']['differences']}")
+    for board in boards:
+        deviations = board["protocol"].get("deviations")
+        if deviations:
+            where = "" if len(boards) == 1 else f" ({', '.join(board['groups'])})"
+            print(f"\nDeparts from the protocol{where} in: " + ", ".join(
+                f"{k} {d['ours']} (protocol: {d['protocol']})" for k, d in deviations.items()) + ".")
+    print(f"\nHow the protocols differ: {boards[0]['protocol']['differences']}")
 
 
 def per_task_table(group: str, group_board: dict) -> None:
@@ -139,12 +161,16 @@ def shift_table(group: str, group_board: dict) -> None:
             else "none, at any factor's middle level") + ".")
 
 
-def main(results: Path) -> None:
-    board = json.loads((results / "leaderboard.json").read_text())
-    print(f"`{board['command']}`\n")
-    if "protocol" in board:
-        protocol_table(board)
+def main(folders: list[Path]) -> None:
+    boards = [json.loads((results / "leaderboard.json").read_text()) for results in folders]
+    for board in boards:
+        print(f"`{board['command']}`\n")
+    if all("protocol" in board for board in boards):
+        protocol_table(boards)
         return
+    if len(boards) > 1:
+        sys.exit("error: several results folders make one table only where each holds a protocol's leaderboard")
+    (board,) = boards
     table(board)
     c = board["central_claim"]
     claim(c, "Central claim (census philosophies)")
@@ -153,4 +179,4 @@ def main(results: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("results/bench"))
+    main([Path(a) for a in sys.argv[1:]] or [Path("results/bench")])

@@ -331,6 +331,20 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     row = group["rows"][0]
     assert (f"| `vla` | {100 * row['per_task']['button-press-topdown-v3']:.0f} | "
             f"{100 * row['per_task']['drawer-close-v3']:.0f} | **{100 * row['success']:.1f}** [") in table
+    # two results folders of the protocol, each with its own groups (here the same group under another name and
+    # without its second seed), join into one table; a group in both is refused
+    other = tmp_path / "other-groups"
+    other.mkdir()
+    other_group = {**group, "rows": [{**row, "preset": "fast-wam"}]}
+    (other / "leaderboard.json").write_text(json.dumps({**board, "groups": {"slow": other_group},
+                                                        "protocol": {**board["protocol"], "seeds": [0]}}))
+    joined = subprocess.run([sys.executable, str(script), str(results), str(other)], capture_output=True, text=True,
+                            check=True).stdout
+    assert "| preset | quick (2 tasks) | slow (2 tasks) |" in joined
+    assert "| `vla` | **" in joined and " | – |\n" in joined.split("| `vla` |")[1]  # vla is not in slow
+    assert "| `fast-wam` | – | **" in joined and "[0, 1] on quick; [0] on slow" in joined
+    twice = subprocess.run([sys.executable, str(script), str(results), str(results)], capture_output=True, text=True)
+    assert twice.returncode != 0 and "group quick is in two of the results folders" in twice.stderr
     assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
     assert "Beating `vla` under shift" in table
     # the fit gap: each seed's run screened on its own training demonstrations beside the bench's held-out screen
