@@ -161,8 +161,17 @@ def shift_table(group: str, group_board: dict) -> None:
             else "none, at any factor's middle level") + ".")
 
 
+def read_board(results: Path) -> dict:
+    """A results folder's leaderboard; one line naming it where it is missing or unreadable."""
+    path = results / "leaderboard.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        sys.exit(f"error: cannot read {path} ({e.__class__.__name__}: {e})")
+
+
 def main(folders: list[Path]) -> None:
-    boards = [json.loads((results / "leaderboard.json").read_text()) for results in folders]
+    boards = [read_board(results) for results in folders]
     for board in boards:
         print(f"`{board['command']}`\n")
     if all("protocol" in board for board in boards):

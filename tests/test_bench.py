@@ -345,6 +345,8 @@ def test_protocol_reports_each_group_over_seeds_beside_published_figures(bench, 
     assert "| `fast-wam` | – | **" in joined and "[0, 1] on quick; [0] on slow" in joined
     twice = subprocess.run([sys.executable, str(script), str(results), str(results)], capture_output=True, text=True)
     assert twice.returncode != 0 and "group quick is in two of the results folders" in twice.stderr
+    missing = subprocess.run([sys.executable, str(script), str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode != 0 and missing.stderr.startswith(f"error: cannot read {tmp_path / 'nowhere'}")
     assert f"| camera=medium | 4 | {100 * np.mean(unshifted_expert):.0f} % |" in table
     assert "Beating `vla` under shift" in table
     # the fit gap: each seed's run screened on its own training demonstrations beside the bench's held-out screen
