@@ -9,6 +9,7 @@
 #   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0 1 2" BENCH_PRESETS="vla flare ..."
 #                           BENCH_HEADLINE="flare vla" (entries run at every seed of BENCH_SEEDS, the others at the first;
 #                           empty: all at every seed) OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
+#                           EVAL_JOBS=<cores> (evaluations at once, each on one thread: see wam bench --eval-jobs)
 #   The defaults rebuild the committed table: every preset at seed 0, the headline rows measured so far at three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 RESULTS=${RESULTS:-results/bench-$PROTOCOL}
 BENCH_HEADLINE=${BENCH_HEADLINE-flare vla}  # (set empty: every preset at every seed)
+EVAL_JOBS=${EVAL_JOBS:-$(nproc)}
 
 finished=()
 for preset in $BENCH_PRESETS; do
@@ -32,7 +34,7 @@ for preset in $BENCH_PRESETS; do
   fi
   # shellcheck disable=SC2086  # groups and seeds are word lists
   wam bench --protocol "$PROTOCOL" --groups $BENCH_GROUPS --seeds $BENCH_SEEDS --presets "${finished[@]}" \
-    "${headline[@]}" --out "$OUT" --results "$RESULTS"
+    "${headline[@]}" --eval-jobs "$EVAL_JOBS" --out "$OUT" --results "$RESULTS"
   python benchmarks/bench_table.py "$RESULTS" > "$RESULTS/table.md"
 done
 cat "$RESULTS/table.md"

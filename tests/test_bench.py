@@ -80,6 +80,8 @@ def test_unknown_preset_is_refused(tmp_path, capsys):
     assert "--groups, --seeds and --headline choose among a protocol's" in capsys.readouterr().err
     assert main(["bench", "--presets", "vla", "--train-jobs", "2", "--out", str(tmp_path / "none")]) == 2
     assert "pass --train-only too" in capsys.readouterr().err
+    assert main(["bench", "--presets", "vla", "--eval-jobs", "2", "--ray", "--out", str(tmp_path / "none")]) == 2
+    assert "--eval-jobs runs evaluations in processes on this machine and --ray" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
 
 
@@ -146,6 +148,31 @@ def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):
     # The bench evaluated in lockstep with batched calls, whose products round differently in the last bits.
     reward = lambda info: [e["sum_reward"] for e in info["per_episode"]]  # noqa: E731
     assert reward(after) == pytest.approx(reward(before), rel=1e-5)
+
+
+def test_bench_runs_evaluations_in_processes_with_the_same_outcomes(bench, capsys):
+    root, _ = bench
+    folder = root / "out/vla"
+    kept = {path: json.loads(path.read_text()) for path in
+            [folder / "eval/button-press-topdown-v3/eval_info.json", folder / "eval/drawer-close-v3/eval_info.json",
+             folder / "offline/offline_info.json"]}
+    for path in kept:
+        path.unlink()  # the two tasks and the screens are evaluated again, two processes at a time
+    capsys.readouterr()
+    assert main(["bench", "--quick", "--presets", "vla", "--envs", "1", "--out", str(root / "out"), "--results",
+                 str(root / "results-jobs"), "--eval-jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    without_time = lambda episodes: [{k: v for k, v in e.items() if k != "time_s"} for e in episodes]  # noqa: E731
+    for path, before in kept.items():
+        after = json.loads(path.read_text())
+        assert after["config"] == before["config"]
+        name = "offline screens" if path.parent.name == "offline" else path.parent.name
+        assert f"evaluated {name} (log: {path.parent / 'eval.log'})" in printed
+        if "per_episode" in before:  # the same seeds on one thread each: the same outcomes to the bit
+            assert "eval" in (path.parent / "eval.log").read_text()  # its progress bar went to its own log
+            assert without_time(after["per_episode"]) == without_time(before["per_episode"])
+        else:
+            assert after["offline"] == before["offline"]
 
 
 def test_bench_table_prints_the_leaderboard_as_markdown(bench):
@@ -610,7 +637,10 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     stamp = model.stat().st_mtime_ns
     assert train_preset(cfg, entry, cell)["steps"] == 20
     assert model.stat().st_mtime_ns == stamp  # nothing was trained
-    for task, info in evaluate_preset(cfg, entry, cell).items():
+    evals, offline = evaluate_preset(cfg, entry, cell)
+    assert offline["model"]["run"] == str(tmp_path / "out/fast-wam/run")
+    assert (tmp_path / "out" / entry / "offline" / "offline_info.json").exists()
+    for task, info in evals.items():
         assert info["model"]["run"] == str(tmp_path / "out/fast-wam/run")
         assert info["model"]["deployment"]["adaptation"]["steps"] == 1
         assert (tmp_path / "out" / entry / "eval" / task / "eval_info.json").exists()

@@ -47,7 +47,7 @@ from typing import Annotated, Any
 import numpy as np
 from annotated_types import Ge
 
-from wam.compute import cpu_threads, resolve_device
+from wam.compute import cpu_threads, in_processes, resolve_device
 from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, VIDEO_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
@@ -241,6 +241,11 @@ class BenchConfig(CheckedOptions):
     """Fan the evaluations out to an existing Ray cluster instead (see `wam eval --ray-address`)."""
     ray_workers: Annotated[int | None, Ge(1)] = None
     """Ray workers per evaluation; default: the cluster's CPUs."""
+    eval_jobs: Annotated[int, Ge(1)] = 1
+    """Evaluations run at once: an entry's closed-loop evaluations (one per task) and its offline screens, each in its
+    own process with its log in its folder (eval.log). A model call takes one thread, so on a machine with C cores C
+    of them fill it; each task keeps its lockstep environments and batched calls (--envs), which Ray's single
+    episodes give up. Same outcomes as one at a time; the timing pass stays alone."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -259,6 +264,9 @@ class BenchConfig(CheckedOptions):
                               "pass --protocol too (e.g. --protocol 10-demos)")
         if self.train_jobs > 1 and not self.train_only:
             raise OptionError("--train-jobs sets how many runs --train-only trains at once; pass --train-only too")
+        if self.eval_jobs > 1 and (self.ray or self.ray_address):
+            raise OptionError("--eval-jobs runs evaluations in processes on this machine and --ray spreads their "
+                              "episodes over Ray workers: choose one")
         unknown = [entry for entry in self.headline or () if entry not in fields["presets"]]
         if unknown:
             raise OptionError(f"--headline names {', '.join(unknown)}, not among the entries run "
@@ -334,6 +342,7 @@ class BenchConfig(CheckedOptions):
         return list(firsts.values())
 
 
+SCREENS = "offline screens"  # evaluate_preset's name for them beside the tasks' (no task is named so)
 WAM_BENCH_SCALE = dict(demos=50, episodes=50, steps=5000, max_steps=300, offline_demos=5)
 """WAM-Bench's scale where the command line leaves it open."""
 
@@ -442,38 +451,18 @@ def train_bench(cfg: BenchConfig) -> list[Path]:
         for run, (entry, cell) in jobs.items():
             print(f"--- training {entry} into {run}", flush=True)
             train_preset(cfg, entry, cell)
-        return list(jobs)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    failed = []
-    # spawned, not forked: a forked child inherits the parent's CUDA and thread-pool state
-    with ProcessPoolExecutor(cfg.train_jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_train_logged, cfg, entry, cell): run for run, (entry, cell) in jobs.items()}
-        for future in as_completed(futures):
-            log = futures[future].parent / "train.log"
-            error = future.exception()
-            print(f"{'FAILED' if error else 'trained'} {futures[future]} (log: {log})", flush=True)
-            if error is not None:
-                failed.append(f"{futures[future]}: {error}")
-    if failed:
-        raise ValueError(f"{len(failed)} of {len(jobs)} trainings failed (each one's train.log says why): "
-                         + "; ".join(failed))
+    else:
+        in_processes(train_preset, {str(run): (cell.preset_dir(entry) / "train.log", (cfg, entry, cell))
+                                    for run, (entry, cell) in jobs.items()}, cfg.train_jobs, done="trained")
     return list(jobs)
 
 
-def _train_logged(cfg: BenchConfig, entry: str, cell: Cell) -> None:
-    """``train_preset`` in a worker process, its output (progress bars included) into the preset's train.log."""
-    import contextlib
-
-    log = cell.preset_dir(entry) / "train.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
-        train_preset(cfg, entry, cell)
-
-
-def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
-    """``run_eval``, unless ``ecfg.out`` already holds an evaluation of the same episodes, cap and shift."""
+def kept_evaluation(ecfg: EvalConfig) -> dict[str, Any] | None:
+    """What ``ecfg.out`` already holds of ``ecfg``: its offline screens, or an evaluation of the same episodes, cap and
+    shift; None if nothing."""
+    if ecfg.offline:
+        path = Path(ecfg.out) / "offline_info.json"
+        return json.loads(path.read_text()) if path.exists() else None
     path = Path(ecfg.out) / "eval_info.json"
     if path.exists():
         info = json.loads(path.read_text())
@@ -481,7 +470,13 @@ def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
         if (done["episodes"], done["max_steps"], done.get("shift", "none")) == (ecfg.episodes, ecfg.max_steps,
                                                                                 ecfg.shift):
             return info
-    return run_eval(ecfg)
+    return None
+
+
+def _evaluate(ecfg: EvalConfig) -> dict[str, Any]:
+    """``run_eval``, unless ``ecfg.out`` already holds its result (``kept_evaluation``)."""
+    kept = kept_evaluation(ecfg)
+    return run_eval(ecfg) if kept is None else kept
 
 
 def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes: int, out: Path,
@@ -494,22 +489,32 @@ def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes:
                       deploy=DeploymentConfig(**deploy_overrides(parse_entry(entry)[1])), **kwargs)
 
 
-def evaluate_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, dict[str, Any]]:
-    """Closed-loop evaluation of ``preset`` task by task (each task's result is kept); ``{task: eval_info}``."""
-    folder = cell.preset_dir(preset)
-    return {task: _evaluate(_eval_config(cfg, cell, preset, task, cfg.episodes, folder / "eval" / task,
-                                         video=cfg.video))
-            for task in cell.tasks.split(",")}
+def _screen_config(cfg: BenchConfig, preset: str, cell: Cell) -> EvalConfig:
+    """The offline screens of ``preset`` on the cell's held-out demonstrations."""
+    return _eval_config(cfg, cell, preset, cell.tasks, cfg.offline_demos, cell.preset_dir(preset) / "offline",
+                        offline=True, data=entry_heldout(cell, preset, cfg.suite).path)
 
 
 def screen_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any]:
-    """The offline screens of ``preset`` on the cell's held-out demonstrations (kept once computed)."""
+    """The offline screens of ``preset`` alone (kept once computed)."""
+    return _evaluate(_screen_config(cfg, preset, cell))
+
+
+def evaluate_preset(cfg: BenchConfig, preset: str, cell: Cell) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Closed-loop evaluation of ``preset`` task by task and its offline screens on the cell's held-out
+    demonstrations, ``--eval-jobs`` at a time, each kept once done; ``({task: eval_info}, offline_info)``."""
     folder = cell.preset_dir(preset)
-    path = folder / "offline" / "offline_info.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return run_eval(_eval_config(cfg, cell, preset, cell.tasks, cfg.offline_demos, folder / "offline",
-                                 offline=True, data=entry_heldout(cell, preset, cfg.suite).path))
+    configs = {task: _eval_config(cfg, cell, preset, task, cfg.episodes, folder / "eval" / task, video=cfg.video)
+               for task in cell.tasks.split(",")}
+    configs[SCREENS] = _screen_config(cfg, preset, cell)
+    results = {name: kept for name, ecfg in configs.items() if (kept := kept_evaluation(ecfg)) is not None}
+    missing = {name: ecfg for name, ecfg in configs.items() if name not in results}
+    if cfg.eval_jobs == 1 or len(missing) < 2:
+        results.update({name: run_eval(ecfg) for name, ecfg in missing.items()})
+    else:
+        results.update(in_processes(run_eval, {name: (Path(ecfg.out) / "eval.log", (ecfg,))
+                                               for name, ecfg in missing.items()}, cfg.eval_jobs, done="evaluated"))
+    return {task: results[task] for task in configs if task != SCREENS}, results[SCREENS]
 
 
 def sweep_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any] | None:
@@ -666,8 +671,7 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     for preset in cfg.presets:
         print(f"--- {preset}", flush=True)
         summary = train_preset(cfg, preset, cell)
-        evals = evaluate_preset(cfg, preset, cell)
-        offline = screen_preset(cfg, preset, cell)
+        evals, offline = evaluate_preset(cfg, preset, cell)
         properties = probe_preset(cfg, preset, cell, evals)
         sweep = sweep_preset(cfg, preset, cell) if preset in cfg.sweep_presets else None
         pending.append((preset, summary, evals, offline, properties, sweep))
@@ -718,10 +722,10 @@ def run_protocol(cfg: BenchConfig) -> dict[str, Any]:
                     recorded_timing[cell.group, preset] = timing
             else:
                 summary = train_preset(cfg, preset, cell)
-                evals = evaluate_preset(cfg, preset, cell)
+                evals, offline = evaluate_preset(cfg, preset, cell)
                 shifts = shift_grid(cfg, preset, cell, evals, protocol.shift_cell_episodes) \
                     if protocol.shift_cell_episodes else {}
-                run = SeedRun(cell.seed, summary, evals, screen_preset(cfg, preset, cell), shifts)
+                run = SeedRun(cell.seed, summary, evals, offline, shifts)
                 timing = None  # a record keeps its earlier timing
                 if first and not cfg.retime and (read_record(cfg, preset, cell) or {}).get("timing") is None:
                     timing = time_preset(cfg, preset, cell)  # now: a bench stopped before its end leaves it whole
