@@ -150,29 +150,34 @@ def test_bench_fans_evaluations_out_to_ray_with_the_same_outcomes(bench):
     assert reward(after) == pytest.approx(reward(before), rel=1e-5)
 
 
-def test_bench_runs_evaluations_in_processes_with_the_same_outcomes(bench, capsys):
+def test_bench_runs_evaluations_in_processes_with_the_same_outcomes(bench, tmp_path, capsys):
     root, _ = bench
-    folder = root / "out/vla"
-    kept = {path: json.loads(path.read_text()) for path in
-            [folder / "eval/button-press-topdown-v3/eval_info.json", folder / "eval/drawer-close-v3/eval_info.json",
-             folder / "offline/offline_info.json"]}
-    for path in kept:
-        path.unlink()  # the two tasks and the screens are evaluated again, two processes at a time
+    shutil.copytree(root / "out", tmp_path / "out")  # (other tests evaluate the bench's folder again, with Ray)
+    folder = tmp_path / "out/vla"
+    paths = [folder / "eval/button-press-topdown-v3/eval_info.json", folder / "eval/drawer-close-v3/eval_info.json",
+             folder / "offline/offline_info.json"]
+
+    def evaluated(jobs: str) -> dict[Path, dict]:  # the two tasks and the screens evaluated again
+        for path in paths:
+            path.unlink(missing_ok=True)
+        assert main(["bench", "--quick", "--presets", "vla", "--envs", "1", "--out", str(tmp_path / "out"),
+                     "--results", str(tmp_path / f"results-{jobs}"), "--eval-jobs", jobs]) == 0
+        return {path: json.loads(path.read_text()) for path in paths}
+
+    before = evaluated("1")
     capsys.readouterr()
-    assert main(["bench", "--quick", "--presets", "vla", "--envs", "1", "--out", str(root / "out"), "--results",
-                 str(root / "results-jobs"), "--eval-jobs", "2"]) == 0
+    after = evaluated("2")  # two processes at a time
     printed = capsys.readouterr().out
     without_time = lambda episodes: [{k: v for k, v in e.items() if k != "time_s"} for e in episodes]  # noqa: E731
-    for path, before in kept.items():
-        after = json.loads(path.read_text())
-        assert after["config"] == before["config"]
+    for path in paths:
+        assert after[path]["config"] == before[path]["config"]
         name = "offline screens" if path.parent.name == "offline" else path.parent.name
         assert f"evaluated {name} (log: {path.parent / 'eval.log'})" in printed
-        if "per_episode" in before:  # the same seeds on one thread each: the same outcomes to the bit
+        if "per_episode" in before[path]:  # the same seeds on one thread each: the same outcomes to the bit
             assert "eval" in (path.parent / "eval.log").read_text()  # its progress bar went to its own log
-            assert without_time(after["per_episode"]) == without_time(before["per_episode"])
+            assert without_time(after[path]["per_episode"]) == without_time(before[path]["per_episode"])
         else:
-            assert after["offline"] == before["offline"]
+            assert after[path]["offline"] == before[path]["offline"]
 
 
 def test_bench_table_prints_the_leaderboard_as_markdown(bench):
