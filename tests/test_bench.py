@@ -619,8 +619,9 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):
     """``fast-wam+test-time-future`` trains nothing: it evaluates fast-wam's run, deployed with adaptation,
-    into its own folder."""
-    from wam.eval.bench import BenchConfig, evaluate_preset, train_preset
+    into its own folder; ``world-model-mpc+prior-proposals`` likewise, searching with the model's prior."""
+    from wam.couplings.planners import PlannerOverrides
+    from wam.eval.bench import BenchConfig, _eval_config, evaluate_preset, train_preset
     from wam.options import OptionError
     from wam.presets.recipes import trained_entry
 
@@ -633,6 +634,12 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
         BenchConfig(quick=True, presets=("fast-wam", "vla+test-time-future"), out=tmp_path / "none").resolved()
     with pytest.raises(OptionError, match="world-model-mpc\\+test-time-inverse: .* no inverse dynamics"):
         BenchConfig(quick=True, presets=("world-model-mpc+test-time-inverse",), out=tmp_path / "none").resolved()
+    # A planner recipe changes a rollout coupling's search: it too trains nothing, and a model that does not plan
+    # is refused.
+    assert trained_entry("world-model-mpc+prior-proposals") == "world-model-mpc"
+    with pytest.raises(OptionError, match="fast-wam\\+prior-proposals: coupling 'post-head' does not plan"):
+        BenchConfig(quick=True, presets=("fast-wam+prior-proposals",), out=tmp_path / "none").resolved()
+    BenchConfig(quick=True, presets=("world-model-mpc+prior-proposals",), out=tmp_path / "none").resolved()
     assert not (tmp_path / "none").exists()
     root, _ = bench
     shutil.copytree(root / "out", tmp_path / "out")
@@ -642,6 +649,9 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     stamp = model.stat().st_mtime_ns
     assert train_preset(cfg, entry, cell)["steps"] == 20
     assert model.stat().st_mtime_ns == stamp  # nothing was trained
+    # A planner recipe's evaluations read the plain run and search with the recipe's proposal.
+    planned = _eval_config(cfg, cell, "world-model-mpc+prior-proposals", cell.tasks, 1, tmp_path / "planned")
+    assert planned.run == tmp_path / "out/world-model-mpc/run" and planned.planner == PlannerOverrides(proposal="prior")
     evals, offline = evaluate_preset(cfg, entry, cell)
     assert offline["model"]["run"] == str(tmp_path / "out/fast-wam/run")
     assert (tmp_path / "out" / entry / "offline" / "offline_info.json").exists()

@@ -223,12 +223,15 @@ class WorldActionModel(nn.Module):
                   future_horizon: int | None = None, planner: PlannerConfig | None = None,
                   base: InferenceConfig | None = None) -> InferenceConfig:
         """``base`` (default: the model's own knobs) with the given ones changed; ``SpecError`` for a knob this
-        model does not have: a future to generate or truncate, a horizon beyond its offsets."""
+        model does not have: a future to generate or truncate, a horizon beyond its offsets, a search to change."""
         c = self.config
         base = base or InferenceConfig(c.inference_steps, c.future_at_inference, c.future_horizon, c.planner)
         knobs = InferenceConfig(inference_steps or base.inference_steps, future or base.future,
                                 base.future_horizon if future_horizon is None else future_horizon,
                                 planner or base.planner)
+        if planner is not None and not self.coupling.plans:
+            raise SpecError(f"coupling {c.spec.coupling.value!r} does not plan: --planner settings apply to the "
+                            "'rollout' coupling, whose candidates are rolled out and scored")
         if future not in (None, "skip") and not self.coupling.has_future_stream:
             raise SpecError(f"coupling {c.spec.coupling.value!r} has no future stream to {future}; "
                             "--future applies to the 'joint' and 'post-head' couplings")

@@ -48,6 +48,7 @@ import numpy as np
 from annotated_types import Ge
 
 from wam.compute import cpu_threads, in_processes, resolve_device
+from wam.couplings.planners import PlannerOverrides
 from wam.data.collect import EVAL_SEED_BASE, HELDOUT_SEED_BASE, VIDEO_SEED_BASE, CollectConfig, run_collect
 from wam.deployment import DeploymentConfig, make_policy
 from wam.envs import DEFAULT_SUITE, Suite, check_suite_name, get_suite, resolve_tasks
@@ -80,6 +81,7 @@ from wam.presets.recipes import (
     deploy_overrides,
     model_overrides,
     parse_entry,
+    planner_overrides,
     trained_entry,
     training_steps,
     video_curriculum,
@@ -97,9 +99,9 @@ episodes and training steps."""
 
 def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
     """Why an entry's recipes ask for a model its preset cannot be (an image size its substrate cannot take), video
-    it cannot learn from or a deployment it cannot deploy (None when none of them), found from the design before
-    anything is collected or trained: a fresh model of the preset on the suite's vision track at the recipes' image
-    size."""
+    it cannot learn from, a deployment it cannot deploy or a search it does not make (None when none of them), found
+    from the design before anything is collected or trained: a fresh model of the preset on the suite's vision track
+    at the recipes' image size."""
     name, recipes = parse_entry(entry)
     if not recipes:
         return None
@@ -113,6 +115,9 @@ def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
         deploy = deploy_overrides(recipes)
         if deploy:
             make_policy(model, DeploymentConfig(**deploy))
+        planner = planner_overrides(recipes)
+        if planner:
+            model.inference(planner=PlannerOverrides(**planner).apply(model.config.planner))
     except ValueError as e:
         return str(e)
     return None
@@ -483,10 +488,12 @@ def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes:
                  **kwargs: Any) -> EvalConfig:
     """An evaluation of an entry's trained run, deployed as its recipes say, under the bench's episode cap, device
     and Ray settings."""
+    recipes = parse_entry(entry)[1]
     return EvalConfig(run=cell.run_dir(entry), tasks=tasks, episodes=episodes, out=out, max_steps=cfg.max_steps,
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
                       ray_workers=cfg.ray_workers, envs=cfg.envs, time_alone=False,  # time_preset times it
-                      deploy=DeploymentConfig(**deploy_overrides(parse_entry(entry)[1])), **kwargs)
+                      deploy=DeploymentConfig(**deploy_overrides(recipes)),
+                      planner=PlannerOverrides(**planner_overrides(recipes)), **kwargs)
 
 
 def _screen_config(cfg: BenchConfig, preset: str, cell: Cell) -> EvalConfig:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from wam.compute import resolve_device
+from wam.couplings.planners import PlannerOverrides
 from wam.data.lerobot import DatasetError, read_episodes
 from wam.deployment import Policy
 from wam.envs import Suite, resolve_tasks
@@ -21,8 +22,8 @@ def load_for_eval(cfg: EvalConfig, directory: Path) -> tuple[WorldActionModel, I
     """The model in ``directory``, as trained, and the inference knobs the evaluation asks for (sampler steps,
     future, horizon, planner; the model's own where ``cfg`` leaves them unset)."""
     model = WorldActionModel.load(directory, device=resolve_device(cfg.device))
-    return model, model.inference(cfg.inference_steps, cfg.future, cfg.future_horizon,
-                                  cfg.planner.apply(model.config.planner))
+    planner = None if cfg.planner == PlannerOverrides() else cfg.planner.apply(model.config.planner)
+    return model, model.inference(cfg.inference_steps, cfg.future, cfg.future_horizon, planner)
 
 
 def check_observations(model: WorldActionModel, track: str, got: dict[str, list[int]]) -> None:

@@ -2,8 +2,9 @@
 
 A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization, or
 in a variant of the bench's suite that adds a camera), the data beside them (action-free video), the model's
-training (augmentation) or its deployment (test-time adaptation), never the 4-tuple. An entry whose recipes change
-only the deployment trains nothing of its own: it evaluates the run of the entry without them.
+training (augmentation) or its deployment (test-time adaptation, the planner's search), never the 4-tuple. An
+entry whose recipes change only the deployment trains nothing of its own: it evaluates the run of the entry without
+them.
 ``wam bench --presets vla vla+colour-jitter`` trains and evaluates both in one run; the leaderboard row of an
 entry names its recipes. The levers of the generalization benchmark (docs/generalization.md) are recipes, so that
 what wins can be kept as one.
@@ -46,12 +47,15 @@ class Recipe:
     deploy: dict[str, Any] = field(default_factory=dict)
     """``DeploymentConfig`` fields the recipe sets for every evaluation (test-time adaptation), each written out so
     that the recipe stays what its description says when the deployment defaults change."""
+    planner: dict[str, Any] = field(default_factory=dict)
+    """``PlannerOverrides`` fields the recipe sets for every evaluation of a rollout coupling's search (``wam eval
+    --planner.*``); a preset that does not plan is refused."""
 
     @property
     def deployment_only(self) -> bool:
         """Whether the recipe changes the deployment alone (so the entry shares the run trained without it)."""
-        return (bool(self.deploy) and not self.model and self.steps_factor == 1 and not self.video_per_demo
-                and not changes_collection(self))
+        return (bool(self.deploy or self.planner) and not self.model and self.steps_factor == 1
+                and not self.video_per_demo and not changes_collection(self))
 
 
 APPEARANCE_UP_TO_MEDIUM = "camera=up-to-medium,lighting=up-to-medium,colour=up-to-medium,distractors=up-to-medium"
@@ -118,6 +122,10 @@ _RECIPES = (
            "with weights exp(-0.01 i), oldest first: the policy sees a moved object at the next step instead of up "
            "to K steps later",
            deploy={"deployment": "chunked", "n_action_steps": 1, "ensemble": 0.01}),
+    Recipe("prior-proposals", "a rollout coupling's planner draws its candidate chunks from the model's own action "
+           "prior (samples of its policy stream) instead of the preset's proposal: the search refines what the policy "
+           "would do instead of looking for it among uniform random chunks (world-model-mpc's proposal)",
+           planner={"proposal": "prior"}),
     Recipe("test-time-future", "test-time adaptation: before every replan, one Adam step (lr 1e-4) of the model's "
            "own future loss p(s | c) on its observation encoder, over the 8 newest windows whose future the episode "
            "has shown; every episode starts from the trained weights",
@@ -212,6 +220,11 @@ def model_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
 def deploy_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
     """The ``DeploymentConfig`` fields these recipes set (a field set by two recipes is refused)."""
     return _overrides(recipes, "deploy")
+
+
+def planner_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
+    """The ``PlannerOverrides`` fields these recipes set (a field set by two recipes is refused)."""
+    return _overrides(recipes, "planner")
 
 
 def _overrides(recipes: tuple[Recipe, ...], kind: str) -> dict[str, Any]:
