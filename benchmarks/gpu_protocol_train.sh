@@ -5,7 +5,7 @@
 # run `bash benchmarks/protocol.sh` with the same settings: it finds the runs finished and evaluates, screens and
 # times them.
 #
-#   usage: [PROTOCOL=10-demos] [BENCH_GROUPS="hard very-hard"] [BENCH_SEEDS="0 1 2"] [BENCH_HEADLINE="flare vla"]
+#   usage: [PROTOCOL=10-demos] [BENCH_GROUPS="hard very-hard"] [BENCH_SEEDS="0 1 2"] [BENCH_HEADLINE="flare vla uwm"]
 #          [BENCH_PRESETS="vla flare ..."] [OUT=outputs/bench-<protocol>] [JOBS=8] [DEVICE=cuda]
 #          bash benchmarks/gpu_protocol_train.sh
 #   As in protocol.sh, the BENCH_HEADLINE entries train at every seed of BENCH_SEEDS and the others at the first
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 PROTOCOL=${PROTOCOL:-10-demos}
 BENCH_GROUPS=${BENCH_GROUPS:-hard very-hard}  # (bash reserves GROUPS)
 BENCH_SEEDS=${BENCH_SEEDS:-0 1 2}
-BENCH_HEADLINE=${BENCH_HEADLINE-flare vla}
+BENCH_HEADLINE=${BENCH_HEADLINE-flare vla uwm}
 BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 JOBS=${JOBS:-8}

@@ -7,10 +7,10 @@
 #
 #   usage: bash benchmarks/protocol.sh
 #   settings (environment): PROTOCOL=10-demos BENCH_GROUPS="hard very-hard" BENCH_SEEDS="0 1 2" BENCH_PRESETS="vla flare ..."
-#                           BENCH_HEADLINE="flare vla" (entries run at every seed of BENCH_SEEDS, the others at the first;
+#                           BENCH_HEADLINE="flare vla uwm" (entries run at every seed of BENCH_SEEDS, the others at the first;
 #                           empty: all at every seed) OUT=outputs/bench-<protocol> RESULTS=results/bench-<protocol>
 #                           EVAL_JOBS=<cores> (evaluations at once, each on one thread: see wam bench --eval-jobs)
-#   The defaults rebuild the committed table: every preset at seed 0, the headline rows measured so far at three.
+#   The defaults rebuild the committed table: every preset at seed 0, the three headline rows at seeds 0, 1 and 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -21,7 +21,7 @@ BENCH_SEEDS=${BENCH_SEEDS:-0 1 2}
 BENCH_PRESETS=${BENCH_PRESETS:-vla flare fast-wam vpp uva aim uwm gr-1 dreamzero vjepa2-ac lda-1b pointworld alam gigaworld-policy unipi world-model-mpc}
 OUT=${OUT:-outputs/bench-$PROTOCOL}
 RESULTS=${RESULTS:-results/bench-$PROTOCOL}
-BENCH_HEADLINE=${BENCH_HEADLINE-flare vla}  # (set empty: every preset at every seed)
+BENCH_HEADLINE=${BENCH_HEADLINE-flare vla uwm}  # (set empty: every preset at every seed)
 EVAL_JOBS=${EVAL_JOBS:-$(nproc)}
 
 finished=()
