@@ -615,6 +615,10 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
     assert (config["image_tokens"], config["n_obs"]) == (16, 4)
     assert train_preset(cfg, "vla+double-steps", cell)["steps"] == 2 * cfg.steps  # the same data, twice the steps
     assert json.loads((cell.preset_dir("vla+double-steps") / "bench_train.json").read_text())["steps"] == 2 * cfg.steps
+    # Step recipes multiply: the entry's own steps, not the bench's, and never trained as a deployment.
+    from wam.presets.recipes import training_steps
+    assert training_steps(parse_entry("vla+quadruple-steps+double-steps")[1], 5000) == 40000
+    assert not parse_entry("vla+quadruple-steps")[1][0].deployment_only
 
 
 def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_path):

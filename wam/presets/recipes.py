@@ -114,6 +114,10 @@ _RECIPES = (
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
+    Recipe("quadruple-steps", "four times the bench's training steps, the learning-rate schedule stretched to match: "
+           "a multi-task model of a large group shares the protocol's steps among more tasks (10-demos easy: 28, "
+           "hard: 6), so whether a group's low success is a matter of training budget per task",
+           steps_factor=4),
     Recipe("replan-4", "chunked deployment replanning every 4 control steps instead of the preset's K (8 by default): "
            "each chunk's actions executed for half as long before the policy looks again",
            deploy={"deployment": "chunked", "n_action_steps": 4}),
