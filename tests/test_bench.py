@@ -601,6 +601,8 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
         BenchConfig(quick=True, presets=("uva+image-84",), out=tmp_path / "none").resolved()
     with pytest.raises(OptionError, match="vla\\+spatial-softmax\\+spatial-tokens: image_keypoints=32 reads one token"):
         BenchConfig(quick=True, presets=("vla+spatial-softmax+spatial-tokens",), out=tmp_path / "none").resolved()
+    with pytest.raises(OptionError, match="uwm\\+no-future-loss: future_weight=0 leaves the future untrained"):
+        BenchConfig(quick=True, presets=("uwm+no-future-loss",), out=tmp_path / "none").resolved()
     assert not (tmp_path / "none").exists()
     train_preset(cfg, "vla+image-84", cell)
     config = json.loads((cell.preset_dir("vla+image-84") / "run/model/config.json").read_text())

@@ -111,6 +111,28 @@ def test_fast_wam_future_branch_is_skipped_at_inference(ds):
         small("vla", ds).inference(future="predict")
 
 
+def test_a_switched_off_future_loss_leaves_the_future_untrained_and_trains_the_action(ds):
+    """future_weight=0 (the no-future-loss recipe): the head that predicts the future receives no gradient (how the
+    action reads a given future still learns), the action's weights do; a model whose action reads its predicted
+    future refuses it."""
+    model = small("fast-wam", ds, dropout=0.0, augment_pad=0, future_weight=0.0)
+    future = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("backbone.head.future")}
+    action = {n: p.detach().clone() for n, p in model.named_parameters() if n.startswith("backbone.head.action")}
+    assert future and action
+    batch = windows(model, ds).batch(np.arange(0, 64, 4))
+    before, after, info = train_on_fixed_batch(model, batch, 10)
+    assert after < before
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[n], p) for n, p in future.items())
+    assert any(not torch.equal(params[n], p) for n, p in action.items())
+    assert info["loss/future.feature-encoder-only"] >= 0  # still measured, weighted by nothing
+    for knobs in (dict(future_at_inference="predict"), dict(substrate_first_steps=10)):
+        with pytest.raises(SpecError, match="future_weight=0 leaves the future untrained"):
+            ModelConfig(future_weight=0.0, **knobs)
+    with pytest.raises(SpecError, match="substrate 'none', coupling 'none'"):
+        small("vla", ds, future_weight=0.0)
+
+
 def test_truncated_and_missing_checkpoints(ds, tmp_path):
     model = small("vla", ds)
     model.save(tmp_path / "m")

@@ -111,6 +111,11 @@ _RECIPES = (
            "distractors that the labelled demonstrations, left plain, do not show. Domain randomization without "
            "labelling a randomized episode; the preset's coupling must predict the future without reading the action",
            video_per_demo=1, video_shift=APPEARANCE_UP_TO_MEDIUM),
+    Recipe("no-future-loss", "the future loss switched off (lambda_gen = 0): the same model, demonstrations and "
+           "steps, but nothing learns to predict the future, so the entry is the preset without its world model. "
+           "Whether predicting the future is what the preset gains over a policy; only a preset whose action does "
+           "without its future at inference (a joint or post-head coupling that skips it)",
+           model={"future_weight": 0.0}),
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
