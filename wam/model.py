@@ -166,8 +166,9 @@ class ModelConfig:
             value = getattr(self, name)
             if not 0 <= value <= (1 if "dropout" in name else 1e3):  # also False for NaN
                 raise SpecError(f"{name}={value} is out of range")
-        if self.future_weight == 0 and not (self.spec.is_wam and self.spec.coupling in (Coupling.JOINT, Coupling.POST_HEAD)
-                                            and self.future_at_inference == "skip" and not self.substrate_first_steps):
+        future_loss_can_be_off = (self.spec.is_wam and self.spec.coupling in (Coupling.JOINT, Coupling.POST_HEAD)
+                                  and self.future_at_inference == "skip" and not self.substrate_first_steps)
+        if self.future_weight == 0 and not future_loss_can_be_off:
             raise SpecError("future_weight=0 leaves the future untrained, so only a model whose action does without "
                             "its future can take it: a joint or post-head coupling that skips the future at inference "
                             f"and trains no substrate first (here: substrate {self.spec.substrate!r}, coupling "
