@@ -603,7 +603,16 @@ def test_a_recipe_changes_the_demonstrations_or_the_training_of_its_preset(bench
         BenchConfig(quick=True, presets=("vla+spatial-softmax+spatial-tokens",), out=tmp_path / "none").resolved()
     with pytest.raises(OptionError, match="uwm\\+no-future-loss: future_weight=0 leaves the future untrained"):
         BenchConfig(quick=True, presets=("uwm+no-future-loss",), out=tmp_path / "none").resolved()
+    # Flow matching only where a backbone denoises, and never where the preset flows already (it would change nothing).
+    with pytest.raises(OptionError, match="flare\\+flow-matching: parameterization='flow' would change nothing: "
+                                          "backbone 'jepa'"):
+        BenchConfig(quick=True, presets=("flare+flow-matching",), out=tmp_path / "none").resolved()
+    with pytest.raises(OptionError, match="uva\\+flow-matching: recipe flow-matching changes nothing of preset uva"):
+        BenchConfig(quick=True, presets=("uva+flow-matching",), out=tmp_path / "none").resolved()
     assert not (tmp_path / "none").exists()
+    train_preset(cfg, "vla+flow-matching", cell)
+    assert json.loads((cell.preset_dir("vla+flow-matching") / "run/model/config.json").read_text())[
+        "parameterization"] == "flow"
     train_preset(cfg, "vla+image-84", cell)
     config = json.loads((cell.preset_dir("vla+image-84") / "run/model/config.json").read_text())
     assert config["observation_shapes"]["observation.images.corner2"][:2] == [84, 84]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import train_on_fixed_batch
-from wam.anatomy import SpecError
+from wam.anatomy import SpecError, WAMSpec
 from wam.data.lerobot import LeRobotDataset
 from wam.data.windows import WindowDataset
 from wam.model import CheckpointError, ModelConfig, WorldActionModel
@@ -163,6 +163,11 @@ def test_config_rejects_inconsistent_knobs():
     with pytest.raises(SpecError, match="image_keypoints=32 reads one token per image; it needs image_tokens=1, "
                                         "not 16"):
         ModelConfig(image_keypoints=32, image_tokens=16)
+    jepa = WAMSpec(substrate="feature-encoder-only", coupling="joint", backbone="jepa", deployment="chunked")
+    with pytest.raises(SpecError, match="parameterization='flow' would change nothing: backbone 'jepa'"):
+        ModelConfig(spec=jepa, parameterization="flow")
+    separate = WAMSpec(substrate="feature-encoder-only", coupling="post-head", backbone="jepa", deployment="chunked")
+    assert ModelConfig(spec=separate, post_head="separate", parameterization="flow").parameterization == "flow"
 
 
 

@@ -108,6 +108,10 @@ def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
     features = suite.features("vision", collect_image_size(recipes) or suite.default_image_size)
     try:
         model = WorldActionModel(model_config(name, features, tasks, suite, **model_overrides(recipes)))
+        plain = model_config(name, features, tasks, suite)
+        for recipe in recipes:
+            if recipe.model and all(getattr(plain, k) == v for k, v in recipe.model.items()):
+                return f"recipe {recipe.name} changes nothing of preset {name}, which already has {recipe.model}"
         curriculum = video_curriculum(recipes)
         why = video_refusal(model, curriculum) if curriculum is not None else None
         if why is not None:

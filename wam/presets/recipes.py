@@ -116,6 +116,11 @@ _RECIPES = (
            "Whether predicting the future is what the preset gains over a policy; only a preset whose action does "
            "without its future at inference (a joint or post-head coupling that skips it)",
            model={"future_weight": 0.0}),
+    Recipe("flow-matching", "the action (and any future) denoised by flow matching instead of the preset's DDIM "
+           "noise prediction: straight paths from noise to data, learned as a velocity and sampled with Euler steps, "
+           "as uva's and uwm's heads are. Whether their lead comes from the trunk that runs once or from the "
+           "parameterization; only a preset whose backbone denoises (diffusion, hybrid) and that does not flow already",
+           model={"parameterization": "flow"}),
     Recipe("double-steps", "twice the bench's training steps, the learning-rate schedule stretched to match: "
            "whether a lever's unshifted cost is one of fitting a wider spread of demonstrations in the same steps",
            steps_factor=2),
