@@ -174,11 +174,6 @@ class ModelConfig:
                             f"and trains no substrate first (here: substrate {self.spec.substrate!r}, coupling "
                             f"{self.spec.coupling.value!r}, future_at_inference={self.future_at_inference!r}, "
                             f"substrate_first_steps={self.substrate_first_steps})")
-        separate_head = self.spec.coupling is Coupling.POST_HEAD and self.post_head == "separate"
-        if self.parameterization != "epsilon" and not (self.spec.capabilities.sampler_steps or separate_head):
-            raise SpecError(f"parameterization={self.parameterization!r} would change nothing: backbone "
-                            f"{self.spec.backbone.value!r} does not denoise with it (only diffusion and hybrid "
-                            "backbones, and post-head's separate inverse-dynamics head, do)")
         if self.d_model % self.n_heads:
             raise SpecError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
         if self.spec.is_wam and not self.future_offsets:
@@ -187,6 +182,12 @@ class ModelConfig:
         if self.post_head == "separate" and self.spec.coupling is not Coupling.POST_HEAD:
             raise SpecError(f"post_head='separate' is an option of coupling 'post-head', not "
                             f"{self.spec.coupling.value!r}; drop it or use --coupling post-head")
+        # After the check above, post_head 'separate' implies the post-head coupling and its diffusion head.
+        if self.parameterization != "epsilon" and not (self.spec.capabilities.sampler_steps
+                                                       or self.post_head == "separate"):
+            raise SpecError(f"parameterization={self.parameterization!r} would change nothing: backbone "
+                            f"{self.spec.backbone.value!r} does not denoise with it (only diffusion and hybrid "
+                            "backbones, and post-head's separate inverse-dynamics head, do)")
         if any(k < 1 for k in self.future_offsets) or list(self.future_offsets) != sorted(set(self.future_offsets)):
             raise SpecError(f"future_offsets {list(self.future_offsets)} must be positive and increasing, e.g. 8 16")
         if self.n_obs < 1:
