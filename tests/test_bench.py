@@ -655,6 +655,10 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     with pytest.raises(OptionError, match="fast-wam\\+prior-proposals: coupling 'post-head' does not plan"):
         BenchConfig(quick=True, presets=("fast-wam+prior-proposals",), out=tmp_path / "none").resolved()
     BenchConfig(quick=True, presets=("world-model-mpc+prior-proposals",), out=tmp_path / "none").resolved()
+    # A sampler recipe evaluates the plain run with more steps per call; a preset that samples nothing is refused.
+    assert trained_entry("fast-wam+sampler-50") == "fast-wam"
+    with pytest.raises(OptionError, match="flare\\+sampler-50: backbone 'jepa' samples nothing in steps"):
+        BenchConfig(quick=True, presets=("flare+sampler-50",), out=tmp_path / "none").resolved()
     assert not (tmp_path / "none").exists()
     root, _ = bench
     shutil.copytree(root / "out", tmp_path / "out")
@@ -667,6 +671,9 @@ def test_a_deployment_recipe_evaluates_the_run_trained_without_it(bench, tmp_pat
     # A planner recipe's evaluations read the plain run and search with the recipe's proposal.
     planned = _eval_config(cfg, cell, "world-model-mpc+prior-proposals", cell.tasks, 1, tmp_path / "planned")
     assert planned.run == tmp_path / "out/world-model-mpc/run" and planned.planner == PlannerOverrides(proposal="prior")
+    sampled = _eval_config(cfg, cell, "fast-wam+sampler-50", cell.tasks, 1, tmp_path / "sampled")
+    assert sampled.run == tmp_path / "out/fast-wam/run" and sampled.inference_steps == 50
+    assert _eval_config(cfg, cell, "fast-wam", cell.tasks, 1, tmp_path / "plain").inference_steps is None
     evals, offline = evaluate_preset(cfg, entry, cell)
     assert offline["model"]["run"] == str(tmp_path / "out/fast-wam/run")
     assert (tmp_path / "out" / entry / "offline" / "offline_info.json").exists()

@@ -111,6 +111,14 @@ def test_fast_wam_future_branch_is_skipped_at_inference(ds):
         small("vla", ds).inference(future="predict")
 
 
+def test_sampler_steps_are_refused_where_nothing_is_sampled_in_steps(ds):
+    """--inference-steps changes a diffusion backbone's call; on a regression backbone it would change nothing, so it
+    is refused instead of ignored."""
+    assert small("vla", ds).inference(inference_steps=7).inference_steps == 7
+    with pytest.raises(SpecError, match="backbone 'jepa' samples nothing in steps"):
+        small("flare", ds).inference(inference_steps=7)
+
+
 def test_a_switched_off_future_loss_leaves_the_future_untrained_and_trains_the_action(ds):
     """future_weight=0 (the no-future-loss recipe): the head that predicts the future receives no gradient (how the
     action reads a given future still learns), the action's weights do; a model whose action reads its predicted

@@ -139,6 +139,13 @@ class ModelConfig:
         """The observed camera images, by name; the first is the one pixel and feature substrates predict."""
         return sorted(k for k, shape in self.observation_shapes.items() if len(shape) == 3)
 
+    @property
+    def denoises(self) -> bool:
+        """Whether something of the model is sampled in steps from noise (a diffusion or hybrid backbone, or
+        post-head's separate inverse-dynamics head, which ``__post_init__`` allows only with its coupling), so that
+        the parameterization and the sampler steps mean anything."""
+        return self.spec.capabilities.sampler_steps or self.post_head == "separate"
+
     def __post_init__(self) -> None:
         if isinstance(self.spec, dict):
             self.spec = WAMSpec(**self.spec)
@@ -182,9 +189,7 @@ class ModelConfig:
         if self.post_head == "separate" and self.spec.coupling is not Coupling.POST_HEAD:
             raise SpecError(f"post_head='separate' is an option of coupling 'post-head', not "
                             f"{self.spec.coupling.value!r}; drop it or use --coupling post-head")
-        # After the check above, post_head 'separate' implies the post-head coupling and its diffusion head.
-        if self.parameterization != "epsilon" and not (self.spec.capabilities.sampler_steps
-                                                       or self.post_head == "separate"):
+        if self.parameterization != "epsilon" and not self.denoises:
             raise SpecError(f"parameterization={self.parameterization!r} would change nothing: backbone "
                             f"{self.spec.backbone.value!r} does not denoise with it (only diffusion and hybrid "
                             "backbones, and post-head's separate inverse-dynamics head, do)")
@@ -243,6 +248,9 @@ class WorldActionModel(nn.Module):
         knobs = InferenceConfig(inference_steps or base.inference_steps, future or base.future,
                                 base.future_horizon if future_horizon is None else future_horizon,
                                 planner or base.planner)
+        if inference_steps is not None and not c.denoises:
+            raise SpecError(f"backbone {c.spec.backbone.value!r} samples nothing in steps: --inference-steps applies "
+                            "to diffusion and hybrid backbones and to post-head's separate inverse-dynamics head")
         if planner is not None and not self.coupling.plans:
             raise SpecError(f"coupling {c.spec.coupling.value!r} does not plan: --planner settings apply to the "
                             "'rollout' coupling, whose candidates are rolled out and scored")

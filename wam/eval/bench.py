@@ -82,6 +82,7 @@ from wam.presets.recipes import (
     model_overrides,
     parse_entry,
     planner_overrides,
+    recipe_inference_steps,
     trained_entry,
     training_steps,
     video_curriculum,
@@ -122,6 +123,7 @@ def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
         planner = planner_overrides(recipes)
         if planner:
             model.inference(planner=PlannerOverrides(**planner).apply(model.config.planner))
+        model.inference(recipe_inference_steps(recipes))
     except ValueError as e:
         return str(e)
     return None
@@ -497,7 +499,8 @@ def _eval_config(cfg: BenchConfig, cell: Cell, entry: str, tasks: str, episodes:
                       device=cfg.device, ray=cfg.ray, ray_address=cfg.ray_address,  # type: ignore[arg-type]
                       ray_workers=cfg.ray_workers, envs=cfg.envs, time_alone=False,  # time_preset times it
                       deploy=DeploymentConfig(**deploy_overrides(recipes)),
-                      planner=PlannerOverrides(**planner_overrides(recipes)), **kwargs)
+                      planner=PlannerOverrides(**planner_overrides(recipes)),
+                      inference_steps=recipe_inference_steps(recipes), **kwargs)
 
 
 def _screen_config(cfg: BenchConfig, preset: str, cell: Cell) -> EvalConfig:

@@ -50,11 +50,14 @@ class Recipe:
     planner: dict[str, Any] = field(default_factory=dict)
     """``PlannerOverrides`` fields the recipe sets for every evaluation of a rollout coupling's search (``wam eval
     --planner.*``); a preset that does not plan is refused."""
+    inference_steps: int | None = None
+    """Sampler steps per model call at every evaluation (``wam eval --inference-steps``) instead of the model's; a
+    preset that samples nothing in steps is refused. None: the model's."""
 
     @property
     def deployment_only(self) -> bool:
         """Whether the recipe changes the deployment alone (so the entry shares the run trained without it)."""
-        return (bool(self.deploy or self.planner) and not self.model and self.steps_factor == 1
+        return (bool(self.deploy or self.planner or self.inference_steps) and not self.model and self.steps_factor == 1
                 and not self.video_per_demo and not changes_collection(self))
 
 
@@ -131,6 +134,10 @@ _RECIPES = (
     Recipe("replan-4", "chunked deployment replanning every 4 control steps instead of the preset's K (8 by default): "
            "each chunk's actions executed for half as long before the policy looks again",
            deploy={"deployment": "chunked", "n_action_steps": 4}),
+    Recipe("sampler-50", "50 sampler steps per model call at evaluation instead of the model's 10 (DDIM steps for "
+           "noise prediction, Euler steps for flow matching), the trained run shared: whether a denoising head's "
+           "success is limited by how coarsely it samples the action; only a preset that samples in steps",
+           inference_steps=50),
     Recipe("ensemble", "temporal ensembling (ACT), whatever the preset's own regime: chunked deployment with a new "
            "chunk every control step, each executed action the average of every live chunk's action for that step "
            "with weights exp(-0.01 i), oldest first: the policy sees a moved object at the next step instead of up "
@@ -239,6 +246,14 @@ def deploy_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
 def planner_overrides(recipes: tuple[Recipe, ...]) -> dict[str, Any]:
     """The ``PlannerOverrides`` fields these recipes set (a field set by two recipes is refused)."""
     return _overrides(recipes, "planner")
+
+
+def recipe_inference_steps(recipes: tuple[Recipe, ...]) -> int | None:
+    """The sampler steps these recipes evaluate with (None: the model's; two recipes that set them are refused)."""
+    steps = [r.inference_steps for r in recipes if r.inference_steps is not None]
+    if len(steps) > 1:
+        raise ValueError("recipes set inference_steps twice")
+    return steps[0] if steps else None
 
 
 def _overrides(recipes: tuple[Recipe, ...], kind: str) -> dict[str, Any]:
