@@ -100,9 +100,9 @@ episodes and training steps."""
 
 def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
     """Why an entry's recipes ask for a model its preset cannot be (an image size its substrate cannot take), video
-    it cannot learn from, a deployment it cannot deploy or a search it does not make (None when none of them), found
-    from the design before anything is collected or trained: a fresh model of the preset on the suite's vision track
-    at the recipes' image size."""
+    it cannot learn from, a deployment it cannot deploy, a search it does not make or sampler steps it does not take
+    (None when none of them), found from the design before anything is collected or trained: a fresh model of the
+    preset on the suite's vision track at the recipes' image size."""
     name, recipes = parse_entry(entry)
     if not recipes:
         return None
@@ -123,7 +123,9 @@ def entry_refusal(entry: str, suite: Suite, tasks: list[str]) -> str | None:
         planner = planner_overrides(recipes)
         if planner:
             model.inference(planner=PlannerOverrides(**planner).apply(model.config.planner))
-        model.inference(recipe_inference_steps(recipes))
+        steps = recipe_inference_steps(recipes)
+        if steps is not None:
+            model.inference(steps)
     except ValueError as e:
         return str(e)
     return None

@@ -2,9 +2,9 @@
 
 A recipe changes the demonstrations (collected under randomized factors of variation: domain randomization, or
 in a variant of the bench's suite that adds a camera), the data beside them (action-free video), the model's
-training (augmentation) or its deployment (test-time adaptation, the planner's search), never the 4-tuple. An
-entry whose recipes change only the deployment trains nothing of its own: it evaluates the run of the entry without
-them.
+training (augmentation) or its deployment (test-time adaptation, the planner's search, the sampler's steps), never
+the 4-tuple. An entry whose recipes change only the deployment trains nothing of its own: it evaluates the run of the
+entry without them.
 ``wam bench --presets vla vla+colour-jitter`` trains and evaluates both in one run; the leaderboard row of an
 entry names its recipes. The levers of the generalization benchmark (docs/generalization.md) are recipes, so that
 what wins can be kept as one.
