@@ -68,7 +68,7 @@ from wam.eval.leaderboard import (
 )
 from wam.eval.protocols import get_protocol
 from wam.io import atomic_write_bytes, atomic_write_json, config_dict
-from wam.model import WorldActionModel
+from wam.model import ModelConfig, WorldActionModel
 from wam.options import CheckedOptions, OptionError
 from wam.presets.models import PRESETS
 from wam.presets.recipes import (
@@ -540,7 +540,7 @@ def sweep_preset(cfg: BenchConfig, preset: str, cell: Cell) -> dict[str, Any] | 
 
     p = PRESETS[parse_entry(preset)[0]]
     grid = []
-    if p.resolved_spec().capabilities.sampler_steps:
+    if ModelConfig(**p.config_fields()).denoises:
         grid.append("inference-steps=2,5,10")
     if p.fields.get("future_at_inference") == "skip":
         grid.append("future=skip,predict")
